@@ -1,0 +1,70 @@
+"""The exception tree of backfill.
+
+Every error backfill raises on purpose derives from :class:`BackfillError`::
+
+    BackfillError
+    ├── ConfigurationError          a bad option, schema name or environment value
+    ├── MigrationError              the schema cannot be installed or upgraded
+    │   └── IncompatibleSchemaError a breaking revision newer than ours, or one too old to upgrade
+    ├── JobSpecError                a job specification that cannot be enqueued (names the field)
+    ├── TaskDefinitionError         a task registered twice or with a handler of the wrong shape
+    ├── PayloadValidationError      a payload that does not validate against its task's model
+    ├── DatabaseError               a database call failed; ``__cause__`` keeps asyncpg's error
+    └── TaskControl                 raised *by handlers* to steer the outcome of an attempt
+        └── PermanentFailure        fail the job now, with no further attempts
+
+Errors from asyncpg that escape a public call are wrapped in :class:`DatabaseError` with the original
+chained as ``__cause__``, so callers can catch one family without importing asyncpg.
+"""
+
+from __future__ import annotations
+
+
+class BackfillError(Exception):
+    """Root of every error backfill raises on purpose."""
+
+
+class ConfigurationError(BackfillError):
+    """An option, schema name or environment variable has a value backfill cannot use."""
+
+
+class MigrationError(BackfillError):
+    """The Graphile schema could not be installed or upgraded."""
+
+
+class IncompatibleSchemaError(MigrationError):
+    """The database holds a schema revision this version of backfill must not touch."""
+
+
+class JobSpecError(BackfillError, ValueError):
+    """A job specification is invalid. ``field`` names the offending field."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+
+
+class TaskDefinitionError(BackfillError):
+    """A task handler was registered in a way that cannot work."""
+
+
+class PayloadValidationError(BackfillError, ValueError):
+    """A job's payload does not match its task's payload model. ``fields`` lists the offending fields."""
+
+    def __init__(self, task_identifier: str, fields: list[str], detail: str) -> None:
+        names = ", ".join(fields) if fields else "payload"
+        super().__init__(f"invalid payload for task {task_identifier!r} (field {names}): {detail}")
+        self.task_identifier = task_identifier
+        self.fields = fields
+
+
+class DatabaseError(BackfillError):
+    """A database operation failed; the asyncpg exception is kept as ``__cause__``."""
+
+
+class TaskControl(BackfillError):  # noqa: N818 - a control-flow signal, not an error condition
+    """Base of the exceptions a handler raises to steer what happens to its job."""
+
+
+class PermanentFailure(TaskControl):  # noqa: N818
+    """Raised by a handler to fail its job permanently: no further attempts are made."""

@@ -62,9 +62,9 @@ class DatabaseError(BackfillError):
     """A database operation failed; the asyncpg exception is kept as ``__cause__``."""
 
 
-class TaskControl(BackfillError):  # noqa: N818 - a control-flow signal, not an error condition
+class TaskControl(BackfillError):
     """Base of the exceptions a handler raises to steer what happens to its job."""
 
 
-class PermanentFailure(TaskControl):  # noqa: N818
+class PermanentFailure(TaskControl):
     """Raised by a handler to fail its job permanently: no further attempts are made."""

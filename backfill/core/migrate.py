@@ -92,9 +92,7 @@ async def current_revision(source: ConnectionSource, schema: str | SchemaName | 
 async def _check_server_version(connection: Executor) -> None:
     version_num = int(await connection.fetchval("select current_setting('server_version_num')::int"))
     if version_num < MIN_SERVER_VERSION_NUM:
-        raise MigrationError(
-            f"PostgreSQL 12 or newer is required (server_version_num is {version_num})"
-        )
+        raise MigrationError(f"PostgreSQL 12 or newer is required (server_version_num is {version_num})")
 
 
 async def _ensure_migrations_table(connection: Executor, schema: SchemaName) -> None:
@@ -235,5 +233,5 @@ async def _notify_migrated(connection: Executor, revision: int) -> None:
     await connection.execute("select pg_notify('worker:migrate', $1::text)", message)
 
 
-class _AlreadyMigrated(Exception):  # noqa: N818 - internal control flow, never escapes this module
+class _AlreadyMigrated(Exception):
     """Another migrator claimed the revision first; the transaction is rolled back."""

@@ -32,8 +32,7 @@ class SchemaName:
             raise ConfigurationError("schema name must not contain a NUL character")
         if len(self.name.encode("utf-8")) > _MAX_IDENTIFIER_BYTES:
             raise ConfigurationError(
-                f"schema name {self.name!r} is longer than {_MAX_IDENTIFIER_BYTES} bytes; "
-                "PostgreSQL would truncate it"
+                f"schema name {self.name!r} is longer than {_MAX_IDENTIFIER_BYTES} bytes; PostgreSQL would truncate it"
             )
         if self.name.startswith("pg_"):
             raise ConfigurationError(f"schema name {self.name!r} is reserved (names starting with pg_)")

@@ -1,0 +1,187 @@
+"""Adding jobs from Python: ``add_job`` and ``add_jobs`` over Graphile's SQL functions.
+
+Both accept a pool or a connection. Given a connection, they run on it as it is, so a caller inside a
+transaction enqueues inside that transaction: a rollback means the job never existed, and no worker sees
+it before commit (the ``jobs:insert`` notification is only delivered on commit, too).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+from backfill.core.db import ConnectionSource, Executor, connection_from
+from backfill.core.errors import DatabaseError, JobSpecError
+from backfill.core.jobs import Job, JobKeyMode, JobSpec
+from backfill.core.schema import SchemaName
+
+# The job columns handed back to Python. The payload is fetched as text and decoded here, so callers'
+# pools need no JSON codec. Task and queue names cannot be joined in the same statement: the tasks and
+# queues that add_job registers are invisible to the calling statement's snapshot.
+_RETURNED_COLUMNS = """
+    j.id, j.job_queue_id, j.task_id, j.payload::text as payload, j.priority, j.run_at, j.attempts,
+    j.max_attempts, j.last_error, j.created_at, j.updated_at, j.key, j.locked_at, j.locked_by,
+    j.revision, j.flags::text as flags
+"""
+
+
+def _add_job_sql(schema: SchemaName) -> str:
+    return f"""
+        select {_RETURNED_COLUMNS}
+          from {schema.qualify("add_job")}(
+            identifier => $1::text, payload => $2::json, queue_name => $3::text, run_at => $4::timestamptz,
+            max_attempts => $5::int, job_key => $6::text, priority => $7::int, flags => $8::text[],
+            job_key_mode => $9::text
+          ) as j
+         where j.id is not null
+    """
+
+
+def _add_jobs_sql(schema: SchemaName) -> str:
+    # Specs travel as parallel arrays (one per job_spec field) so that asyncpg needs no introspection of
+    # the composite type; flags, a ragged text[][] otherwise, travel as one JSON array per spec.
+    return f"""
+        select {_RETURNED_COLUMNS}
+          from {schema.qualify("add_jobs")}(
+            array(
+              select row(
+                s.identifier, s.payload, s.queue_name, s.run_at, s.max_attempts, s.job_key, s.priority,
+                case when s.flags is null then null
+                     else array(select json_array_elements_text(s.flags)) end
+              )::{schema.qualify("job_spec")}
+              from unnest(
+                $1::text[], $2::json[], $3::text[], $4::timestamptz[], $5::smallint[], $6::text[],
+                $7::smallint[], $8::json[]
+              ) with ordinality as s(
+                identifier, payload, queue_name, run_at, max_attempts, job_key, priority, flags, position
+              )
+              order by s.position
+            ),
+            $9::boolean
+          ) as j
+    """
+
+
+async def add_job(
+    source: ConnectionSource,
+    identifier: str,
+    payload: Any = None,
+    *,
+    queue_name: str | None = None,
+    run_at: datetime | None = None,
+    max_attempts: int | None = None,
+    job_key: str | None = None,
+    job_key_mode: JobKeyMode | str | None = None,
+    priority: int | None = None,
+    flags: Sequence[str] | None = None,
+    schema: str | SchemaName | None = None,
+) -> Job:
+    """Enqueue one job and return its row (the existing row when a job key deduplicated it).
+
+    ``job_key_mode`` defaults to ``replace``; it only matters when ``job_key`` is given.
+    """
+    spec = JobSpec(identifier, payload, queue_name, run_at, max_attempts, job_key, priority, flags)
+    mode = _check_job_key_mode(job_key_mode)
+    schema_name = SchemaName.coerce(schema)
+    async with connection_from(source) as connection:
+        try:
+            row = await connection.fetchrow(
+                _add_job_sql(schema_name),
+                spec.identifier,
+                spec.payload_json,
+                spec.queue_name,
+                spec.run_at,
+                spec.max_attempts,
+                spec.job_key,
+                spec.priority,
+                list(spec.flags) if spec.flags is not None else None,
+                mode,
+            )
+            if row is None:  # the keyed job was locked between the key check and the upsert
+                raise DatabaseError(f"add_job({identifier!r}) wrote no job: job key {job_key!r} is busy")
+            if mode == JobKeyMode.UNSAFE_DEDUPE.value and row["revision"] > 0:
+                # The existing job was kept as it was, possibly in another queue: read its names.
+                task_names, queue_names = await _names_of(connection, schema_name, [row])
+                return Job.from_record(
+                    row, task_identifier=task_names[row["task_id"]], queue_name=queue_names.get(row["job_queue_id"])
+                )
+        except asyncpg.PostgresError as error:
+            raise DatabaseError(f"add_job({identifier!r}) failed: {error}") from error
+    return Job.from_record(row, task_identifier=spec.identifier, queue_name=spec.queue_name)
+
+
+async def add_jobs(
+    source: ConnectionSource,
+    specs: Sequence[JobSpec],
+    *,
+    job_key_preserve_run_at: bool = False,
+    schema: str | SchemaName | None = None,
+) -> list[Job]:
+    """Enqueue many jobs in one statement (one notification); returns the rows written."""
+    if isinstance(specs, JobSpec):
+        raise JobSpecError("specs", "must be a sequence of JobSpec, not a single JobSpec")
+    for position, spec in enumerate(specs):
+        if not isinstance(spec, JobSpec):
+            raise JobSpecError(f"specs[{position}]", f"must be a JobSpec, not {type(spec).__name__}")
+    if not specs:
+        return []
+    schema_name = SchemaName.coerce(schema)
+    columns = (
+        [s.identifier for s in specs],
+        [s.payload_json for s in specs],
+        [s.queue_name for s in specs],
+        [s.run_at for s in specs],
+        [s.max_attempts for s in specs],
+        [s.job_key for s in specs],
+        [s.priority for s in specs],
+        [None if s.flags is None else json.dumps(list(s.flags)) for s in specs],
+    )
+    async with connection_from(source) as connection:
+        try:
+            rows = await connection.fetch(_add_jobs_sql(schema_name), *columns, job_key_preserve_run_at)
+            task_names, queue_names = await _names_of(connection, schema_name, rows)
+        except asyncpg.PostgresError as error:
+            raise DatabaseError(f"add_jobs ({len(specs)} specs) failed: {error}") from error
+    return [
+        Job.from_record(
+            row,
+            task_identifier=task_names[row["task_id"]],
+            queue_name=None if row["job_queue_id"] is None else queue_names[row["job_queue_id"]],
+        )
+        for row in rows
+    ]
+
+
+async def _names_of(
+    connection: Executor, schema: SchemaName, rows: Sequence[asyncpg.Record]
+) -> tuple[dict[int, str], dict[int, str]]:
+    """Task identifiers and queue names for the ids in ``rows`` (a second statement sees them)."""
+    task_ids = sorted({row["task_id"] for row in rows})
+    queue_ids = sorted({row["job_queue_id"] for row in rows if row["job_queue_id"] is not None})
+    found = await connection.fetch(
+        f"""
+        select 'task' as kind, id, identifier as name from {schema.qualify("_private_tasks")}
+         where id = any($1::int[])
+        union all
+        select 'queue', id, queue_name from {schema.qualify("_private_job_queues")} where id = any($2::int[])
+        """,
+        task_ids,
+        queue_ids,
+    )
+    tasks = {row["id"]: row["name"] for row in found if row["kind"] == "task"}
+    queues = {row["id"]: row["name"] for row in found if row["kind"] == "queue"}
+    return tasks, queues
+
+
+def _check_job_key_mode(mode: JobKeyMode | str | None) -> str:
+    if mode is None:
+        return JobKeyMode.REPLACE.value
+    try:
+        return JobKeyMode(mode).value
+    except ValueError:
+        allowed = ", ".join(m.value for m in JobKeyMode)
+        raise JobSpecError("job_key_mode", f"must be one of {allowed}, got {mode!r}") from None

@@ -1,0 +1,167 @@
+"""The job row and the job specification, as Python values.
+
+A :class:`JobSpec` is what a caller asks for; it validates every field up front so that a bad spec fails
+with an error naming the field instead of a database error halfway through a batch. A :class:`Job` is a
+row of ``_private_jobs`` (plus the task identifier and queue name joined in), built by ``from_record``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from backfill.core.errors import JobSpecError
+
+SMALLINT_MIN, SMALLINT_MAX = -32768, 32767
+MAX_IDENTIFIER_LENGTH = 128  # tasks_identifier_check / job_queues_queue_name_check
+MAX_JOB_KEY_LENGTH = 512  # jobs_key_check
+
+
+class JobKeyMode(StrEnum):
+    """What ``add_job`` does when a job with the same key already exists (see Graphile's docs)."""
+
+    REPLACE = "replace"  # debounce: overwrite the waiting job, run_at included
+    PRESERVE_RUN_AT = "preserve_run_at"  # throttle: overwrite all but run_at while never attempted
+    UNSAFE_DEDUPE = "unsafe_dedupe"  # keep the existing job untouched, even a running one
+
+
+def encode_payload(payload: Any, *, field_name: str = "payload") -> str:
+    """Serialise a payload to JSON text: ``None`` becomes ``{}``; dicts, lists and pydantic models are accepted.
+
+    Scalars are refused on purpose: Graphile payloads are objects (or arrays, for batch jobs), and a task
+    handler receiving ``5`` where it expected a mapping is a bug better caught at enqueue time.
+    """
+    if payload is None:
+        return "{}"
+    dump = getattr(payload, "model_dump", None)
+    if callable(dump):  # a pydantic model: keep core free of a pydantic import by duck typing
+        payload = dump(mode="json")
+    if not isinstance(payload, (Mapping, list, tuple)):
+        raise JobSpecError(field_name, f"must be a dict, a list or a pydantic model, not {type(payload).__name__}")
+    try:
+        return json.dumps(payload, allow_nan=False, separators=(",", ":"))
+    except (TypeError, ValueError) as error:
+        raise JobSpecError(field_name, f"is not JSON-serialisable: {error}") from None
+
+
+def decode_json(value: Any) -> Any:
+    """asyncpg returns json/jsonb as text unless a codec was installed; accept either."""
+    if isinstance(value, str):
+        return json.loads(value)
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class JobSpec:
+    """One job to enqueue. Every field but ``identifier`` falls back to Graphile's default when ``None``."""
+
+    identifier: str
+    payload: Any = None
+    queue_name: str | None = None
+    run_at: datetime | None = None
+    max_attempts: int | None = None
+    job_key: str | None = None
+    priority: int | None = None
+    flags: Sequence[str] | None = None
+    # The payload as JSON text, computed once at construction (see __post_init__).
+    payload_json: str = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        _check_name("identifier", self.identifier, required=True)
+        _check_name("queue_name", self.queue_name, required=False)
+        if self.run_at is not None:
+            if not isinstance(self.run_at, datetime):
+                raise JobSpecError("run_at", f"must be a datetime, not {type(self.run_at).__name__}")
+            if self.run_at.tzinfo is None or self.run_at.utcoffset() is None:
+                raise JobSpecError("run_at", "must be timezone-aware (e.g. datetime.now(timezone.utc))")
+        if self.max_attempts is not None:
+            _check_int("max_attempts", self.max_attempts, 1, SMALLINT_MAX)
+        if self.priority is not None:
+            _check_int("priority", self.priority, SMALLINT_MIN, SMALLINT_MAX)
+        if self.job_key is not None and (
+            not isinstance(self.job_key, str) or not 1 <= len(self.job_key) <= MAX_JOB_KEY_LENGTH
+        ):
+            raise JobSpecError("job_key", f"must be a string of 1 to {MAX_JOB_KEY_LENGTH} characters")
+        if self.flags is not None and (
+            isinstance(self.flags, (str, bytes)) or not all(isinstance(f, str) for f in self.flags)
+        ):
+            raise JobSpecError("flags", "must be a list of strings")
+        # Serialise now: an unserialisable payload is reported for this spec, not as a failed batch.
+        object.__setattr__(self, "payload_json", encode_payload(self.payload))
+
+
+def _check_name(field_name: str, value: Any, *, required: bool) -> None:
+    if value is None:
+        if required:
+            raise JobSpecError(field_name, "is required")
+        return
+    if not isinstance(value, str) or not value:
+        raise JobSpecError(field_name, "must be a non-empty string")
+    if len(value) > MAX_IDENTIFIER_LENGTH:
+        raise JobSpecError(field_name, f"must be at most {MAX_IDENTIFIER_LENGTH} characters")
+
+
+def _check_int(field_name: str, value: Any, low: int, high: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise JobSpecError(field_name, f"must be an integer, not {type(value).__name__}")
+    if not low <= value <= high:
+        raise JobSpecError(field_name, f"must be between {low} and {high}, got {value}")
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    """A row of ``_private_jobs`` with its task identifier and queue name."""
+
+    id: int
+    task_identifier: str
+    payload: Any
+    queue_name: str | None
+    priority: int
+    run_at: datetime
+    attempts: int
+    max_attempts: int
+    last_error: str | None
+    created_at: datetime
+    updated_at: datetime
+    key: str | None
+    locked_at: datetime | None
+    locked_by: str | None
+    revision: int
+    flags: frozenset[str] = field(default_factory=frozenset)
+    task_id: int | None = None
+    job_queue_id: int | None = None
+
+    @classmethod
+    def from_record(
+        cls, record: Mapping[str, Any], *, task_identifier: str | None = None, queue_name: str | None = None
+    ) -> Job:
+        """Build a job from a row; ``task_identifier``/``queue_name`` fill in for rows that lack them."""
+        flags = decode_json(record.get("flags"))
+        return cls(
+            id=int(record["id"]),
+            task_identifier=record.get("task_identifier") or task_identifier or "",
+            payload=decode_json(record["payload"]) if "payload" in record else None,
+            queue_name=record.get("queue_name", queue_name),
+            priority=int(record["priority"]),
+            run_at=record["run_at"],
+            attempts=int(record["attempts"]),
+            max_attempts=int(record["max_attempts"]),
+            last_error=record.get("last_error"),
+            created_at=record["created_at"],
+            updated_at=record["updated_at"],
+            key=record.get("key"),
+            locked_at=record.get("locked_at"),
+            locked_by=record.get("locked_by"),
+            revision=int(record.get("revision") or 0),
+            flags=frozenset(name for name, on in (flags or {}).items() if on),
+            task_id=record.get("task_id"),
+            job_queue_id=record.get("job_queue_id"),
+        )
+
+    @property
+    def is_permanently_failed(self) -> bool:
+        return self.attempts >= self.max_attempts and self.locked_at is None

@@ -1,0 +1,197 @@
+"""Task registration: ``@backfill.task("identifier")`` and the registry a worker runs from.
+
+A handler is an ``async def`` (run on the event loop) or a plain ``def`` (run in a thread so the loop stays
+free for fetching, completions and the listener). It receives the payload as its first argument and, when
+it takes a second positional argument, a :class:`~backfill.core.context.JobContext`.
+
+A task may declare a payload model — any class with pydantic's ``model_validate`` — either with
+``payload_model=`` or as the annotation of the handler's first parameter. The payload is validated before
+the handler runs; a payload that does not validate fails the attempt with a message naming the field.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import typing
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from backfill.core.errors import PayloadValidationError, TaskDefinitionError
+from backfill.core.jobs import MAX_IDENTIFIER_LENGTH
+
+Handler = Callable[..., Any]
+
+
+@dataclass(frozen=True, slots=True)
+class TaskDefinition:
+    """A registered task: its identifier, handler and how to call it."""
+
+    identifier: str
+    handler: Handler
+    payload_model: type[Any] | None
+    is_async: bool
+    wants_context: bool
+
+    @property
+    def module(self) -> str:
+        return str(getattr(self.handler, "__module__", ""))
+
+    def parse_payload(self, payload: Any) -> Any:
+        """The payload as the handler should see it: validated into the model when there is one."""
+        if self.payload_model is None:
+            return payload
+        try:
+            return self.payload_model.model_validate(payload)
+        except Exception as error:  # pydantic's ValidationError, or any model's own
+            raise _validation_error(self.identifier, error) from error
+
+
+def _validation_error(identifier: str, error: Exception) -> PayloadValidationError:
+    fields: list[str] = []
+    details: list[str] = []
+    errors = getattr(error, "errors", None)
+    if callable(errors):
+        for item in errors():
+            location = ".".join(str(part) for part in item.get("loc", ())) or "payload"
+            fields.append(location)
+            details.append(f"{location}: {item.get('msg', 'invalid')}")
+    return PayloadValidationError(identifier, fields, "; ".join(details) or str(error))
+
+
+class TaskRegistry:
+    """A set of tasks by identifier. Module-level ``backfill.task`` registers into :data:`default_registry`."""
+
+    def __init__(self, definitions: Iterable[TaskDefinition] = ()) -> None:
+        self._tasks: dict[str, TaskDefinition] = {}
+        for definition in definitions:
+            self._add(definition)
+
+    def task(self, identifier: str, *, payload_model: type[Any] | None = None) -> Callable[[Handler], Handler]:
+        """Decorator registering the decorated function as the handler of ``identifier``."""
+
+        def decorate(handler: Handler) -> Handler:
+            self.register(identifier, handler, payload_model=payload_model)
+            return handler
+
+        return decorate
+
+    def register(self, identifier: str, handler: Handler, *, payload_model: type[Any] | None = None) -> TaskDefinition:
+        definition = define_task(identifier, handler, payload_model=payload_model)
+        self._add(definition)
+        return definition
+
+    def _add(self, definition: TaskDefinition) -> None:
+        existing = self._tasks.get(definition.identifier)
+        if existing is not None and _qualified_name(existing.handler) != _qualified_name(definition.handler):
+            raise TaskDefinitionError(
+                f"task {definition.identifier!r} is already registered to {_qualified_name(existing.handler)}"
+            )
+        # The same function registered again (a module imported twice) simply replaces itself.
+        self._tasks[definition.identifier] = definition
+
+    def get(self, identifier: str) -> TaskDefinition | None:
+        return self._tasks.get(identifier)
+
+    def __getitem__(self, identifier: str) -> TaskDefinition:
+        return self._tasks[identifier]
+
+    def __contains__(self, identifier: object) -> bool:
+        return identifier in self._tasks
+
+    def __iter__(self) -> Iterator[TaskDefinition]:
+        return iter(list(self._tasks.values()))
+
+    def __len__(self) -> int:
+        return len(self._tasks)
+
+    @property
+    def identifiers(self) -> list[str]:
+        return sorted(self._tasks)
+
+    def from_modules(self, modules: Iterable[str]) -> TaskRegistry:
+        """The tasks whose handlers are defined in ``modules`` (or their submodules)."""
+        prefixes = tuple(modules)
+        return TaskRegistry(d for d in self if any(d.module == p or d.module.startswith(p + ".") for p in prefixes))
+
+
+default_registry = TaskRegistry()
+
+
+def task(identifier: str, *, payload_model: type[Any] | None = None) -> Callable[[Handler], Handler]:
+    """Register the decorated ``async def`` (or plain ``def``) as the handler of ``identifier``.
+
+    >>> @task("send_email")
+    ... async def send_email(payload, ctx): ...
+    """
+    return default_registry.task(identifier, payload_model=payload_model)
+
+
+def define_task(identifier: str, handler: Handler, *, payload_model: type[Any] | None = None) -> TaskDefinition:
+    """Check ``handler``'s shape and build its :class:`TaskDefinition` (no registration)."""
+    if not isinstance(identifier, str) or not identifier:
+        raise TaskDefinitionError("a task identifier must be a non-empty string")
+    if len(identifier) > MAX_IDENTIFIER_LENGTH:
+        raise TaskDefinitionError(f"task identifier {identifier[:40]!r}… is longer than {MAX_IDENTIFIER_LENGTH}")
+    if not callable(handler):
+        raise TaskDefinitionError(f"the handler of task {identifier!r} is not callable")
+    positional = _positional_parameters(identifier, handler)
+    model = payload_model if payload_model is not None else _annotated_model(handler, positional[0])
+    if model is not None and not callable(getattr(model, "model_validate", None)):
+        raise TaskDefinitionError(f"payload model of task {identifier!r} has no model_validate()")
+    return TaskDefinition(
+        identifier=identifier,
+        handler=handler,
+        payload_model=model,
+        is_async=inspect.iscoroutinefunction(handler)
+        or inspect.iscoroutinefunction(
+            getattr(handler, "__call__", None)  # noqa: B004 - async callable objects
+        ),
+        wants_context=len(positional) == 2,
+    )
+
+
+def _positional_parameters(identifier: str, handler: Handler) -> list[inspect.Parameter]:
+    try:
+        signature = inspect.signature(handler)
+    except (TypeError, ValueError) as error:
+        raise TaskDefinitionError(f"cannot read the signature of task {identifier!r}: {error}") from None
+    kinds = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    parameters = [p for p in signature.parameters.values() if p.kind in kinds]
+    required = [p for p in parameters if p.default is p.empty]
+    if not parameters or len(required) > 2:
+        raise TaskDefinitionError(
+            f"the handler of task {identifier!r} must take the payload and optionally a job context "
+            f"(1 or 2 positional parameters), it requires {len(required)}"
+        )
+    # A second parameter with a default still receives the context: `def handler(payload, ctx=None)`.
+    return parameters[:2]
+
+
+def _annotated_model(handler: Handler, parameter: inspect.Parameter) -> type[Any] | None:
+    try:
+        hints = typing.get_type_hints(handler)
+    except Exception:  # unresolvable forward references: no inferred model
+        return None
+    annotation = hints.get(parameter.name)
+    if isinstance(annotation, type) and callable(getattr(annotation, "model_validate", None)):
+        return annotation
+    return None
+
+
+def _qualified_name(handler: Handler) -> str:
+    module = getattr(handler, "__module__", "?")
+    name = getattr(handler, "__qualname__", repr(handler))
+    return f"{module}.{name}"
+
+
+async def call_handler(definition: TaskDefinition, payload: Any, context: Any) -> Any:
+    """Run the handler: awaited on the loop when async, in a worker thread when synchronous."""
+    args = (payload, context) if definition.wants_context else (payload,)
+    if definition.is_async:
+        return await definition.handler(*args)
+    result = await asyncio.to_thread(definition.handler, *args)
+    if inspect.isawaitable(result):  # a plain def that returned a coroutine
+        return await result
+    return result

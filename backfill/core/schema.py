@@ -26,8 +26,14 @@ class SchemaName:
     name: str
 
     def __post_init__(self) -> None:
+        if not isinstance(self.name, str):
+            raise ConfigurationError(f"schema name must be a string, not {type(self.name).__name__}")
         if not self.name:
             raise ConfigurationError("schema name must not be empty")
+        if "$" in self.name:
+            # The quoted name is spliced into dollar-quoted function bodies ($body$ ... $body$): a name holding
+            # a dollar tag would end the body early and turn the rest of the name into SQL.
+            raise ConfigurationError(f"schema name {self.name!r} must not contain '$'")
         if "\x00" in self.name:
             raise ConfigurationError("schema name must not contain a NUL character")
         if len(self.name.encode("utf-8")) > _MAX_IDENTIFIER_BYTES:

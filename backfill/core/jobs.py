@@ -8,7 +8,7 @@ row of ``_private_jobs`` (plus the task identifier and queue name joined in), bu
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -38,7 +38,9 @@ def encode_payload(payload: Any, *, field_name: str = "payload") -> str:
     if payload is None:
         return "{}"
     dump = getattr(payload, "model_dump", None)
-    if callable(dump):  # a pydantic model: keep core free of a pydantic import by duck typing
+    # A pydantic model, found by duck typing to keep core free of a pydantic import. A model *class* has
+    # model_dump too, as an unbound method, and is refused below like any other non-container.
+    if callable(dump) and not isinstance(payload, type):
         payload = dump(mode="json")
     if not isinstance(payload, (Mapping, list, tuple)):
         raise JobSpecError(field_name, f"must be a dict, a list or a pydantic model, not {type(payload).__name__}")
@@ -86,10 +88,15 @@ class JobSpec:
             not isinstance(self.job_key, str) or not 1 <= len(self.job_key) <= MAX_JOB_KEY_LENGTH
         ):
             raise JobSpecError("job_key", f"must be a string of 1 to {MAX_JOB_KEY_LENGTH} characters")
-        if self.flags is not None and (
-            isinstance(self.flags, (str, bytes)) or not all(isinstance(f, str) for f in self.flags)
-        ):
-            raise JobSpecError("flags", "must be a list of strings")
+        if self.flags is not None:
+            # A string is iterable but is one flag, not many; a mapping's values would be silently ignored.
+            if isinstance(self.flags, (str, bytes, Mapping)) or not isinstance(self.flags, Iterable):
+                raise JobSpecError("flags", "must be a list of strings")
+            # Frozen as a tuple first, so a one-shot iterable (a generator) is not used up by the check.
+            flags = tuple(self.flags)
+            if not all(isinstance(f, str) for f in flags):
+                raise JobSpecError("flags", "must be a list of strings")
+            object.__setattr__(self, "flags", flags)
         # Serialise now: an unserialisable payload is reported for this spec, not as a failed batch.
         object.__setattr__(self, "payload_json", encode_payload(self.payload))
 

@@ -1,0 +1,72 @@
+"""encode_payload: objects and arrays become compact JSON; anything a handler could not sensibly get is refused."""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+import pydantic
+import pytest
+
+from backfill.core.errors import JobSpecError
+from backfill.core.jobs import decode_json, encode_payload
+
+
+class Invoice(pydantic.BaseModel):
+    number: int
+    amount: float
+    tags: list[str] = []
+
+
+def test_none_becomes_an_empty_object() -> None:
+    assert encode_payload(None) == "{}"
+
+
+def test_dict_is_compact_json_in_insertion_order() -> None:
+    assert encode_payload({"b": 1, "a": [1, 2], "c": {"d": None}}) == '{"b":1,"a":[1,2],"c":{"d":null}}'
+
+
+def test_list_and_tuple_are_arrays() -> None:
+    # Arrays are batch-job payloads: keyed jobs concatenate them.
+    assert encode_payload([{"id": 1}, {"id": 2}]) == '[{"id":1},{"id":2}]'
+    assert encode_payload(("a", "b")) == '["a","b"]'
+
+
+def test_pydantic_model_is_dumped_in_json_mode() -> None:
+    assert json.loads(encode_payload(Invoice(number=7, amount=1.5, tags=["x"]))) == {
+        "number": 7,
+        "amount": 1.5,
+        "tags": ["x"],
+    }
+
+
+def test_unicode_survives() -> None:
+    assert decode_json(encode_payload({"name": "Zoë 🚀"})) == {"name": "Zoë 🚀"}
+
+
+@pytest.mark.parametrize("value", [math.nan, math.inf, -math.inf])
+def test_non_finite_numbers_are_refused(value: float) -> None:
+    # JSON has no NaN/Infinity; PostgreSQL's json type would reject the text anyway, mid-batch.
+    with pytest.raises(JobSpecError, match="not JSON-serialisable") as caught:
+        encode_payload({"x": [value]})
+    assert caught.value.field == "payload"
+
+
+@pytest.mark.parametrize("value", [0, 1.5, "text", True, b"bytes", {1, 2}, Invoice])
+def test_scalars_and_other_types_are_refused(value: Any) -> None:
+    with pytest.raises(JobSpecError, match="must be a dict, a list or a pydantic model") as caught:
+        encode_payload(value)
+    assert caught.value.field == "payload"
+
+
+def test_unserialisable_member_is_refused_with_the_given_field_name() -> None:
+    with pytest.raises(JobSpecError) as caught:
+        encode_payload({"when": object()}, field_name="specs[3].payload")
+    assert caught.value.field == "specs[3].payload"
+
+
+def test_decode_json_accepts_text_or_decoded_values() -> None:
+    assert decode_json('{"a":1}') == {"a": 1}
+    assert decode_json({"a": 1}) == {"a": 1}
+    assert decode_json(None) is None

@@ -12,9 +12,12 @@ the handler runs; a payload that does not validate fails the attempt with a mess
 from __future__ import annotations
 
 import asyncio
+import contextvars
+import functools
 import inspect
 import typing
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Any
 
@@ -186,12 +189,17 @@ def _qualified_name(handler: Handler) -> str:
     return f"{module}.{name}"
 
 
-async def call_handler(definition: TaskDefinition, payload: Any, context: Any) -> Any:
-    """Run the handler: awaited on the loop when async, in a worker thread when synchronous."""
+async def call_handler(definition: TaskDefinition, payload: Any, context: Any, executor: Executor | None = None) -> Any:
+    """Run the handler: awaited on the loop when async, in ``executor`` (a thread) when synchronous.
+
+    The caller's context variables travel into the thread, as with ``asyncio.to_thread``.
+    """
     args = (payload, context) if definition.wants_context else (payload,)
     if definition.is_async:
         return await definition.handler(*args)
-    result = await asyncio.to_thread(definition.handler, *args)
+    loop = asyncio.get_running_loop()
+    call_context = contextvars.copy_context()
+    result = await loop.run_in_executor(executor, functools.partial(call_context.run, definition.handler, *args))
     if inspect.isawaitable(result):  # a plain def that returned a coroutine
         return await result
     return result

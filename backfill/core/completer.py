@@ -1,0 +1,122 @@
+"""Batched completion and failure of jobs.
+
+Handlers finish one by one, but writing each result in its own round trip would cap a worker at a few
+thousand jobs per second. Results are queued here and written by one flusher: whenever a write is not in
+flight, everything queued so far goes out in one statement (no fixed batch delay, so an idle worker writes
+a lone result at once, and a busy one naturally writes hundreds per statement).
+
+A write that fails (connection lost, database restarting) is retried with backoff while the results stay
+queued, so no result is dropped; the job rows stay locked by us meanwhile, which is what keeps other
+workers from running them twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+from backfill.core.jobs import Job
+from backfill.core.listener import backoff_delays
+from backfill.core.queries import WorkerQueries
+
+logger = logging.getLogger("backfill.worker")
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    """A failed attempt to record: the message becomes ``last_error``."""
+
+    job: Job
+    message: str
+    replacement_payload: str | None = None  # JSON text; batch jobs keep only their failed items
+    permanent: bool = False
+    retry_at: datetime | None = None  # overrides Graphile's backoff when set
+
+
+class Completer:
+    """Queues results and writes them in batches, fenced by the worker id."""
+
+    def __init__(self, pool: asyncpg.Pool[Any], queries: WorkerQueries, worker_id: str) -> None:
+        self._pool = pool
+        self._queries = queries
+        self._worker_id = worker_id
+        self._completed: list[Job] = []
+        self._failed: list[Failure] = []
+        self._pending = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self.lost_leases = 0
+
+    def complete(self, job: Job) -> None:
+        self._completed.append(job)
+        self._idle.clear()
+        self._pending.set()
+
+    def fail(self, failure: Failure) -> None:
+        self._failed.append(failure)
+        self._idle.clear()
+        self._pending.set()
+
+    async def drained(self) -> None:
+        """Wait until every result queued so far has been written."""
+        await self._idle.wait()
+
+    async def run(self) -> None:
+        """Write queued results until cancelled; cancel only after :meth:`drained` if nothing may be lost."""
+        delays = backoff_delays(initial=0.05, maximum=2.0)
+        failures = 0
+        while True:
+            await self._pending.wait()
+            self._pending.clear()
+            completed, self._completed = self._completed, []
+            failed, self._failed = self._failed, []
+            try:
+                await self._write(completed, failed)
+            except Exception as error:  # connection trouble above all; anything else is retried too
+                # Put them back in front, and try again after a pause.
+                self._completed[:0] = completed
+                self._failed[:0] = failed
+                self._pending.set()
+                failures += 1
+                log = logger.warning if failures == 1 else logger.debug
+                log("could not record %s job results (attempt %s): %s", len(completed) + len(failed), failures, error)
+                await asyncio.sleep(next(delays))
+                continue
+            failures, delays = 0, backoff_delays(initial=0.05, maximum=2.0)
+            if not self._completed and not self._failed:
+                self._idle.set()
+
+    async def _write(self, completed: Sequence[Job], failed: Sequence[Failure]) -> None:
+        async with self._pool.acquire() as connection:
+            if completed:
+                ids = [job.id for job in completed]
+                rows = await connection.fetch(self._queries.complete_jobs, ids, self._worker_id)
+                self._note_lost("complete", ids, rows)
+            if failed:
+                ids = [f.job.id for f in failed]
+                rows = await connection.fetch(
+                    self._queries.fail_jobs,
+                    ids,
+                    [f.message for f in failed],
+                    [f.replacement_payload for f in failed],
+                    [f.permanent for f in failed],
+                    [f.retry_at for f in failed],
+                    self._worker_id,
+                )
+                self._note_lost("fail", ids, rows)
+
+    def _note_lost(self, action: str, ids: list[int], rows: Sequence[asyncpg.Record]) -> None:
+        if len(rows) == len(ids):
+            return
+        written = {row["id"] for row in rows}
+        lost = [job_id for job_id in ids if job_id not in written]
+        self.lost_leases += len(lost)
+        # The lock was taken from us (force-unlocked or released as stale): another worker may be running
+        # these jobs now, so our result must not overwrite theirs.
+        logger.warning("lost the lease on %s job(s) before %s; result discarded: %s", len(lost), action, lost[:20])

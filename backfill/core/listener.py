@@ -1,0 +1,151 @@
+"""The LISTEN connection: wake-ups on ``jobs:insert`` and shutdown on breaking ``worker:migrate``.
+
+NOTIFY is a hint, not a delivery guarantee: notifications sent while the connection is down are lost. So
+after every (re)connection the listener asks for one fetch, and the worker polls as a safety net anyway.
+The connection is held for the listener alone (a pooled connection would lose its LISTEN on release),
+and it is re-established with capped, jittered exponential backoff when it dies.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import random
+from collections.abc import Awaitable, Callable, Iterator
+from typing import Any
+
+import asyncpg
+
+from backfill.core.db import redact_dsn
+
+logger = logging.getLogger("backfill.listener")
+
+JOBS_INSERT_CHANNEL = "jobs:insert"
+WORKER_MIGRATE_CHANNEL = "worker:migrate"
+
+# How the listener gets and gives back its connection: a dedicated asyncpg.connect()/close() when the worker
+# knows the DSN, or acquire()/release() on a pool the caller passed in.
+ConnectFactory = Callable[[], Awaitable[Any]]
+ReleaseFunction = Callable[[Any], Awaitable[None]]
+
+
+def backoff_delays(*, initial: float = 0.05, maximum: float = 5.0, factor: float = 2.0) -> Iterator[float]:
+    """Reconnect delays: exponential from ``initial`` up to ``maximum``, each with full jitter.
+
+    Full jitter (a uniform draw below the ceiling) spreads the reconnects of many workers after a database
+    restart instead of letting them arrive in waves.
+    """
+    ceiling = initial
+    while True:
+        yield random.uniform(initial / 2, ceiling)
+        ceiling = min(maximum, ceiling * factor)
+
+
+def parse_insert_count(payload: str) -> int:
+    """How many jobs a ``jobs:insert`` notification announces; an unreadable payload counts as one."""
+    try:
+        count = json.loads(payload).get("count", 1)
+        return int(count)
+    except (ValueError, TypeError, AttributeError):
+        return 1
+
+
+class Listener:
+    """Keeps one connection LISTENing and reports what it hears through callbacks.
+
+    ``on_jobs(count)`` is called for every ``jobs:insert`` notification with a positive count, and with
+    ``count=0`` after each (re)connection to request the catch-up fetch. ``on_migrate(payload)`` receives
+    each ``worker:migrate`` payload, parsed.
+    """
+
+    def __init__(
+        self,
+        connect: ConnectFactory,
+        release: ReleaseFunction,
+        *,
+        on_jobs: Callable[[int], None],
+        on_migrate: Callable[[dict[str, Any]], None],
+        dsn_for_logs: str = "",
+    ) -> None:
+        self._connect = connect
+        self._release = release
+        self._on_jobs = on_jobs
+        self._on_migrate = on_migrate
+        self._dsn_for_logs = redact_dsn(dsn_for_logs) if dsn_for_logs else "the database"
+        self._connection: Any = None
+        self._lost = asyncio.Event()
+        self.connected = asyncio.Event()
+        self.reconnects = 0
+
+    async def run(self) -> None:
+        """Listen until cancelled, reconnecting whenever the connection is lost."""
+        delays = backoff_delays()
+        failures = 0
+        try:
+            while True:
+                try:
+                    await self._open()
+                except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as error:
+                    failures += 1
+                    # One line per outage at warning level, the rest at debug: an outage must not flood logs.
+                    log = logger.warning if failures == 1 else logger.debug
+                    log("LISTEN connection to %s failed (%s attempts): %s", self._dsn_for_logs, failures, error)
+                    await asyncio.sleep(next(delays))
+                    continue
+                if failures or self.reconnects:
+                    logger.info("LISTEN connection to %s re-established", self._dsn_for_logs)
+                failures, delays = 0, backoff_delays()
+                # Notifications sent while we were away are lost: fetch once to catch up.
+                self._on_jobs(0)
+                await self._lost.wait()
+                self.connected.clear()
+                self.reconnects += 1
+                logger.warning("LISTEN connection to %s lost; reconnecting", self._dsn_for_logs)
+                await self._discard()
+        finally:
+            await self._discard()
+
+    def check_alive(self) -> None:
+        """Called on every poll: a connection closed without a termination callback is also 'lost'."""
+        if self._connection is not None and self._connection.is_closed():
+            self._lost.set()
+
+    async def _open(self) -> None:
+        self._lost.clear()
+        connection = await self._connect()
+        try:
+            connection.add_termination_listener(self._terminated)
+            await connection.add_listener(JOBS_INSERT_CHANNEL, self._jobs_inserted)
+            await connection.add_listener(WORKER_MIGRATE_CHANNEL, self._migrated)
+        except BaseException:
+            await self._give_back(connection)
+            raise
+        self._connection = connection
+        self.connected.set()
+
+    async def _discard(self) -> None:
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            await self._give_back(connection)
+
+    async def _give_back(self, connection: Any) -> None:
+        # Bounded: releasing a connection whose server is gone must not hang the worker's shutdown.
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self._release(connection), timeout=1.0)
+
+    def _terminated(self, _connection: Any) -> None:
+        self._lost.set()
+
+    def _jobs_inserted(self, _connection: Any, _pid: int, _channel: str, payload: object) -> None:
+        count = parse_insert_count(str(payload))
+        if count > 0:  # remove_job announces -1: nothing new to fetch
+            self._on_jobs(count)
+
+    def _migrated(self, _connection: Any, _pid: int, _channel: str, payload: object) -> None:
+        try:
+            parsed = json.loads(str(payload))
+        except ValueError:
+            parsed = {}
+        self._on_migrate(parsed if isinstance(parsed, dict) else {})

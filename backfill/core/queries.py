@@ -1,0 +1,202 @@
+"""The statements a worker runs, built once per schema at start-up.
+
+Every parameter is cast, and the quoted schema name is spliced in here and nowhere else. asyncpg prepares
+each statement on first use per connection and reuses it (its statement cache), so the worker pays for
+parsing and planning once; with ``prepared_statements=False`` (PgBouncer in transaction mode) the cache is
+switched off on the worker's pool instead.
+
+Every write after a claim is fenced by ``locked_by = <this worker's id>``: if the lock was taken away
+(force-unlocked, or released as stale and perhaps claimed by another worker), the write changes nothing
+and the caller learns which jobs it no longer owned.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from backfill.core.schema import SchemaName
+
+# The columns of a claimed job handed to Python. Payload and flags come as text so that no JSON codec is
+# needed on the pool (a caller may pass their own); the task identifier and queue name are looked up per
+# row because the caller needs them and the lookups are primary-key hits.
+_CLAIMED_COLUMNS = """
+    jobs.id, jobs.job_queue_id, jobs.task_id, jobs.payload::text as payload, jobs.priority, jobs.run_at,
+    jobs.attempts, jobs.max_attempts, jobs.last_error, jobs.created_at, jobs.updated_at, jobs.key,
+    jobs.locked_at, jobs.locked_by, jobs.revision, jobs.flags::text as flags,
+    (select t.identifier from {tasks} as t where t.id = jobs.task_id) as task_identifier,
+    (select q.queue_name from {queues} as q where q.id = jobs.job_queue_id) as queue_name
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerQueries:
+    """SQL text of every worker statement for one schema."""
+
+    fetch_jobs: str
+    fetch_jobs_with_forbidden_flags: str
+    complete_jobs: str
+    fail_jobs: str
+    return_jobs: str
+    release_stale_locks: str
+    ensure_tasks: str
+    read_revisions: str
+
+    @classmethod
+    def for_schema(cls, schema: SchemaName) -> WorkerQueries:
+        jobs = schema.qualify("_private_jobs")
+        queues = schema.qualify("_private_job_queues")
+        tasks = schema.qualify("_private_tasks")
+        claimed = _CLAIMED_COLUMNS.format(tasks=tasks, queues=queues)
+        return cls(
+            fetch_jobs=_fetch_sql(jobs, queues, tasks, claimed, with_flags=False),
+            fetch_jobs_with_forbidden_flags=_fetch_sql(jobs, queues, tasks, claimed, with_flags=True),
+            complete_jobs=f"""
+                with done as (
+                  delete from {jobs} as jobs
+                   using unnest($1::bigint[]) as done_ids(id)
+                   where jobs.id = done_ids.id
+                     and jobs.locked_by = $2::text
+                  returning jobs.id, jobs.job_queue_id
+                ), unlocked as (
+                  update {queues} as job_queues
+                     set locked_by = null, locked_at = null
+                    from done
+                   where job_queues.id = done.job_queue_id
+                     and job_queues.locked_by = $2::text
+                )
+                select id from done
+            """,
+            # Graphile's backoff: the next attempt waits exp(min(attempts, 10)) seconds (e^1 ≈ 2.7 s after
+            # the first failure, capped at e^10 ≈ 6 h). A permanent failure uses up the remaining attempts.
+            # A replacement payload (batch jobs) keeps only the items that failed.
+            fail_jobs=f"""
+                with failed as (
+                  update {jobs} as jobs
+                     set last_error = f.message,
+                         run_at = case
+                           when f.retry_at is not null then f.retry_at
+                           else greatest(now(), jobs.run_at)
+                                + exp(least(jobs.attempts, 10)) * interval '1 second'
+                         end,
+                         attempts = case when f.permanent then jobs.max_attempts else jobs.attempts end,
+                         payload = coalesce(f.payload, jobs.payload),
+                         locked_by = null,
+                         locked_at = null
+                    from unnest($1::bigint[], $2::text[], $3::json[], $4::boolean[], $5::timestamptz[])
+                         as f(id, message, payload, permanent, retry_at)
+                   where jobs.id = f.id
+                     and jobs.locked_by = $6::text
+                  returning jobs.id, jobs.job_queue_id
+                ), unlocked as (
+                  update {queues} as job_queues
+                     set locked_by = null, locked_at = null
+                    from failed
+                   where job_queues.id = failed.job_queue_id
+                     and job_queues.locked_by = $6::text
+                )
+                select id from failed
+            """,
+            # Jobs claimed but never started (shutdown, or dropped from the local queue) get their attempt
+            # back: they did not run, so they must not move closer to permanent failure.
+            return_jobs=f"""
+                with returned as (
+                  update {jobs} as jobs
+                     set attempts = greatest(0, jobs.attempts - 1),
+                         locked_by = null,
+                         locked_at = null
+                    from unnest($1::bigint[]) as returned_ids(id)
+                   where jobs.id = returned_ids.id
+                     and jobs.locked_by = $2::text
+                  returning jobs.id, jobs.job_queue_id
+                ), unlocked as (
+                  update {queues} as job_queues
+                     set locked_by = null, locked_at = null
+                    from returned
+                   where job_queues.id = returned.job_queue_id
+                     and job_queues.locked_by = $2::text
+                )
+                select id from returned
+            """,
+            # Graphile's last resort for locks whose owner vanished: four hours is long enough that no
+            # live Node worker still holds such a job, so the rule is safe for rows we do not own.
+            release_stale_locks=f"""
+                with stale_jobs as (
+                  update {jobs} as jobs
+                     set locked_at = null, locked_by = null, run_at = greatest(jobs.run_at, now())
+                   where jobs.locked_at < now() - interval '4 hours'
+                  returning 1
+                ), stale_queues as (
+                  update {queues} as job_queues
+                     set locked_at = null, locked_by = null
+                   where job_queues.locked_at < now() - interval '4 hours'
+                  returning 1
+                )
+                select (select count(*) from stale_jobs) as jobs, (select count(*) from stale_queues) as queues
+            """,
+            # Register our identifiers like add_job does (the not-exists guard keeps identity values), so a
+            # job enqueued later by raw INSERT can reference them.
+            ensure_tasks=f"""
+                insert into {tasks} (identifier)
+                select wanted.identifier
+                  from unnest($1::text[]) as wanted(identifier)
+                 where not exists (select 1 from {tasks} as t where t.identifier = wanted.identifier)
+                on conflict do nothing
+            """,
+            read_revisions=f"select id, breaking from {schema.qualify('migrations')} order by id",
+        )
+
+
+def _fetch_sql(jobs: str, queues: str, tasks: str, claimed: str, *, with_flags: bool) -> str:
+    flags_clause = "and (jobs.flags ?| $4::text[]) is not true" if with_flags else ""
+    # Eligible named queues are locked up front with SKIP LOCKED, so two workers fetching at once never
+    # take jobs of the same queue. A batch may still find several jobs of one queue; only the first
+    # (by priority, run_at) is kept, because a named queue runs one job at a time. The rest stay untouched
+    # (never updated), and their queue stays locked by the kept job until it finishes.
+    #
+    # Task ids are resolved inside the statement from our identifiers, so a task row re-created under a new
+    # id (after GC_TASK_IDENTIFIERS cleanup, say) is picked up without a restart.
+    return f"""
+        with candidates as (
+          select jobs.id, jobs.job_queue_id, jobs.priority, jobs.run_at
+            from {jobs} as jobs
+           where jobs.is_available = true
+             and jobs.run_at <= now()
+             and jobs.task_id = any(array(select t.id from {tasks} as t where t.identifier = any($2::text[])))
+             and (
+               jobs.job_queue_id is null
+               or jobs.job_queue_id in (
+                 select job_queues.id
+                   from {queues} as job_queues
+                  where job_queues.is_available = true
+                    for update skip locked
+               )
+             )
+             {flags_clause}
+           order by jobs.priority asc, jobs.run_at asc
+           limit $3::int
+             for update skip locked
+        ), ranked as (
+          select candidates.id, candidates.job_queue_id,
+                 row_number() over (
+                   partition by candidates.job_queue_id
+                   order by candidates.priority, candidates.run_at, candidates.id
+                 ) as position_in_queue
+            from candidates
+        ), chosen as (
+          select ranked.id, ranked.job_queue_id
+            from ranked
+           where ranked.job_queue_id is null or ranked.position_in_queue = 1
+        ), locked_queues as (
+          update {queues} as job_queues
+             set locked_by = $1::text, locked_at = now()
+            from chosen
+           where job_queues.id = chosen.job_queue_id
+        )
+        update {jobs} as jobs
+           set attempts = jobs.attempts + 1,
+               locked_by = $1::text,
+               locked_at = now()
+          from chosen
+         where jobs.id = chosen.id
+        returning {claimed}
+    """

@@ -1,0 +1,530 @@
+"""The worker: fetch → run → complete/fail, with a local queue, LISTEN wake-ups and graceful shutdown.
+
+Moving parts, each a named asyncio task:
+
+* the **fetcher** claims jobs in batches (``FOR UPDATE SKIP LOCKED``, one job per named queue per batch)
+  into a local priority queue, sized from recent throughput (see ``WorkerOptions.local_queue_size``);
+* ``concurrency`` **slots** take jobs from the local queue and run their handlers;
+* the **completer** writes results in batches (see :mod:`backfill.core.completer`);
+* the **listener** wakes the fetcher on ``jobs:insert`` and stops the worker on a breaking migration;
+* the **stale-lock sweeper** applies Graphile's 4-hour rule every 8-10 minutes.
+
+The fetcher wakes on a notification, on a slot freeing up while more jobs are known to wait, or every
+``poll_interval`` seconds — the safety net for jobs inserted without NOTIFY and for future ``run_at``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import random
+import signal
+import time
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import asyncpg
+
+from backfill.core.completer import Completer, Failure
+from backfill.core.context import JobContext, job_logger
+from backfill.core.errors import ConfigurationError, DatabaseError, PermanentFailure
+from backfill.core.jobs import Job
+from backfill.core.listener import Listener, backoff_delays
+from backfill.core.migrate import BREAKING_REVISIONS, LATEST_REVISION, migrate
+from backfill.core.options import RunSummary, WorkerOptions
+from backfill.core.queries import WorkerQueries
+from backfill.core.tasks import TaskDefinition, TaskRegistry, call_handler, default_registry
+
+logger = logging.getLogger("backfill.worker")
+
+# (priority, run_at, id, job): the local queue hands out jobs in the order the database would.
+_QueueItem = tuple[int, datetime, int, Job]
+
+
+class Worker:
+    """Runs the tasks of a registry against one Graphile schema. See the module docstring."""
+
+    def __init__(
+        self,
+        database: str | asyncpg.Pool[Any],
+        *,
+        tasks: TaskRegistry | Iterable[TaskDefinition] | None = None,
+        options: WorkerOptions | None = None,
+    ) -> None:
+        self.options = options if options is not None else WorkerOptions()
+        if isinstance(tasks, TaskRegistry):
+            self.registry = tasks
+        else:
+            self.registry = TaskRegistry(tasks) if tasks is not None else default_registry
+        if len(self.registry) == 0:
+            raise ConfigurationError("the worker has no tasks to run: register some with @backfill.task")
+        if not isinstance(database, (str, asyncpg.Pool)):
+            raise ConfigurationError("database must be a DSN string or an asyncpg.Pool")
+        self._database = database
+        self._schema = self.options.schema_name
+        self._queries = WorkerQueries.for_schema(self._schema)
+        self._identifiers = self.registry.identifiers
+        self.summary = RunSummary()
+
+        self._local: asyncio.PriorityQueue[_QueueItem] = asyncio.PriorityQueue()
+        self._wake = asyncio.Event()  # something may be fetchable: a notification, a free slot, a poll
+        self._slot_freed = asyncio.Event()
+        self._stop_requested = asyncio.Event()
+        self._stop_now = asyncio.Event()
+        self._started = asyncio.Event()
+        self._stopping = False
+        self._running_jobs: dict[int, asyncio.Task[Any] | None] = {}
+        self._more_available = False
+        self._refill_below = 0
+        self._fatal: BaseException | None = None
+        self._background: asyncio.Task[RunSummary] | None = None
+        self._active = False
+
+        # Throughput estimate (jobs finished per second), for sizing the local queue.
+        self._finished = 0
+        self._rate = 0.0
+        self._rate_mark = (time.monotonic(), 0)
+
+        self._pool: asyncpg.Pool[Any] | None = None
+        self._completer: Completer | None = None
+        self._listener: Listener | None = None
+        self._executor: ThreadPoolExecutor | None = None
+
+    @property
+    def worker_id(self) -> str:
+        """The id written to ``locked_by`` on every job and queue this worker claims."""
+        return self.options.worker_id
+
+    # -- public lifecycle -------------------------------------------------------------------------------
+
+    async def run(self) -> RunSummary:
+        """Process jobs until :meth:`stop` is called (or SIGINT/SIGTERM with ``handle_signals``)."""
+        return await self._run(once=False)
+
+    async def run_once(self) -> RunSummary:
+        """Process every job that is runnable now (and any they enqueue for now), then return."""
+        return await self._run(once=True)
+
+    def stop(self) -> None:
+        """Ask for a graceful stop; a second call stops running jobs at once."""
+        if self._stop_requested.is_set():
+            self._stop_now.set()
+        self._stop_requested.set()
+        self._wake.set()
+
+    async def __aenter__(self) -> Worker:
+        self._background = asyncio.create_task(self.run(), name=f"backfill-worker-{self.worker_id}")
+        started = asyncio.create_task(self._started.wait())
+        await asyncio.wait({self._background, started}, return_when=asyncio.FIRST_COMPLETED)
+        if self._background.done():
+            started.cancel()
+            self._background.result()  # raises the start-up error
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self.stop()
+        if self._background is not None:
+            await self._background
+
+    # -- orchestration ------------------------------------------------------------------------------------
+
+    async def _run(self, *, once: bool) -> RunSummary:
+        if self._active:
+            raise RuntimeError("this worker is already running")
+        self._active = True
+        pool, owns_pool = await self._open_pool()
+        side_tasks: list[asyncio.Task[Any]] = []
+        slots: list[asyncio.Task[Any]] = []
+        try:
+            await self._prepare(pool)
+            self._pool = pool
+            self._completer = Completer(pool, self._queries, self.worker_id)
+            self._executor = ThreadPoolExecutor(
+                max_workers=self.options.concurrency, thread_name_prefix="backfill-sync-task"
+            )
+            side_tasks.append(self._supervised(self._completer.run(), "completer"))
+            if not once:
+                self._listener = self._make_listener(pool)
+                side_tasks.append(self._supervised(self._listener.run(), "listener"))
+                side_tasks.append(self._supervised(self._release_stale_locks_periodically(), "stale-locks"))
+            slots = [
+                asyncio.create_task(self._slot(), name=f"backfill-slot-{n}") for n in range(self.options.concurrency)
+            ]
+            self._install_signal_handlers()
+            self._started.set()
+            logger.info(
+                "worker %s started: %s task(s), concurrency %s, schema %s",
+                self.worker_id,
+                len(self._identifiers),
+                self.options.concurrency,
+                self._schema,
+            )
+            if once:
+                await self._drain_runnable()
+            else:
+                fetcher = self._supervised(self._fetch_loop(), "fetcher")
+                await self._stop_requested.wait()
+                self._stopping = True
+                self._wake.set()
+                await fetcher  # lets an in-flight fetch finish: its jobs are then returned, not lost
+            await self._shut_down(slots)
+        finally:
+            self._remove_signal_handlers()
+            for task in [*side_tasks, *slots]:
+                task.cancel()
+            await asyncio.gather(*side_tasks, *slots, return_exceptions=True)
+            if self._executor is not None:
+                self._executor.shutdown(wait=False, cancel_futures=True)
+            if owns_pool:
+                await pool.close()
+            self._active = False
+        if self._fatal is not None:
+            raise DatabaseError(f"worker {self.worker_id} stopped after an internal failure") from self._fatal
+        logger.info("worker %s stopped: %s", self.worker_id, self.summary)
+        return self.summary
+
+    async def _open_pool(self) -> tuple[asyncpg.Pool[Any], bool]:
+        if isinstance(self._database, asyncpg.Pool):
+            return self._database, False
+        cache_size = 100 if self.options.prepared_statements else 0
+        try:
+            pool = await asyncpg.create_pool(
+                self._database,
+                min_size=min(2, self.options.max_pool_size),
+                max_size=self.options.max_pool_size,
+                statement_cache_size=cache_size,
+            )
+        except (OSError, asyncpg.PostgresError) as error:
+            raise DatabaseError(f"cannot connect to the database: {error}") from error
+        return pool, True
+
+    async def _prepare(self, pool: asyncpg.Pool[Any]) -> None:
+        """Bring the schema to revision 20 (a no-op when it is) and register our task identifiers."""
+        try:
+            await migrate(pool, self._schema)
+            async with pool.acquire() as connection:
+                await connection.execute(self._queries.ensure_tasks, self._identifiers)
+        except asyncpg.PostgresError as error:
+            raise DatabaseError(f"worker start-up failed: {error}") from error
+
+    def _supervised(self, coroutine: Any, name: str) -> asyncio.Task[Any]:
+        """A side task whose unexpected death stops the worker loudly instead of leaving it idle."""
+        task = asyncio.create_task(coroutine, name=f"backfill-{name}")
+
+        def on_done(done: asyncio.Task[Any]) -> None:
+            if done.cancelled() or done.exception() is None:
+                return
+            error = done.exception()
+            logger.error("worker %s: %s failed; stopping", self.worker_id, name, exc_info=error)
+            self._fatal = error
+            self.stop()
+
+        task.add_done_callback(on_done)
+        return task
+
+    # -- fetching -------------------------------------------------------------------------------------------
+
+    def _fetch_size(self) -> int:
+        """How many jobs to claim now: free slots plus about ``lookahead`` seconds of queued work."""
+        now = time.monotonic()
+        mark_time, mark_count = self._rate_mark
+        if now - mark_time >= 0.05:
+            instant = (self._finished - mark_count) / (now - mark_time)
+            self._rate = instant if self._rate == 0 else 0.5 * self._rate + 0.5 * instant
+            self._rate_mark = (now, self._finished)
+        free_slots = self.options.concurrency - len(self._running_jobs)
+        ahead = min(self.options.local_queue_size, int(self._rate * self.options.lookahead))
+        self._refill_below = ahead // 2
+        return min(self.options.local_queue_size, max(0, free_slots + ahead - self._local.qsize()))
+
+    async def _fetch(self, count: int) -> list[Job]:
+        assert self._pool is not None
+        flags = self.options.forbidden_flags
+        async with self._pool.acquire() as connection:
+            if flags:
+                rows = await connection.fetch(
+                    self._queries.fetch_jobs_with_forbidden_flags, self.worker_id, self._identifiers, count, list(flags)
+                )
+            else:
+                rows = await connection.fetch(self._queries.fetch_jobs, self.worker_id, self._identifiers, count)
+        return [Job.from_record(row) for row in rows]
+
+    async def _fetch_into_local_queue(self) -> int | None:
+        """One fetch round; the number of jobs claimed, or ``None`` when there was no room to fetch."""
+        want = self._fetch_size()
+        if want <= 0:
+            return None
+        jobs = await self._fetch(want)
+        self._more_available = len(jobs) >= want
+        for job in jobs:  # when stopping, _shut_down returns whatever is left here
+            self._local.put_nowait((job.priority, job.run_at, job.id, job))
+        return len(jobs)
+
+    async def _fetch_loop(self) -> None:
+        delays = backoff_delays(initial=0.1, maximum=self.options.poll_interval)
+        failures = 0
+        while not self._stopping:
+            self._wake.clear()
+            try:
+                fetched = await self._fetch_into_local_queue()
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as error:
+                failures += 1
+                log = logger.warning if failures == 1 else logger.debug
+                log("worker %s: fetching jobs failed (%s in a row): %s", self.worker_id, failures, error)
+                await self._wait_for_wake(next(delays))
+                continue
+            failures, delays = 0, backoff_delays(initial=0.1, maximum=self.options.poll_interval)
+            if fetched and self._more_available and self._local.qsize() <= self._refill_below:
+                continue  # a full batch came back and we still have room: more is waiting
+            await self._wait_for_wake(self.options.poll_interval)
+            if self._listener is not None:
+                self._listener.check_alive()
+
+    async def _wait_for_wake(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), seconds)
+
+    async def _drain_runnable(self) -> None:
+        """``run_once``: fetch and run until nothing runnable is left and every result is written."""
+        assert self._completer is not None
+        while not self._stop_requested.is_set():
+            self._slot_freed.clear()
+            fetched = await self._fetch_into_local_queue()
+            idle = self._local.empty() and not self._running_jobs
+            if fetched == 0 and idle:
+                # Results free named queues and may have enqueued follow-up jobs: write them, look again.
+                await self._completer.drained()
+                if not await self._fetch_into_local_queue():
+                    return
+                continue
+            if fetched and self._more_available:
+                continue
+            await self._slot_freed.wait()
+
+    # -- running ----------------------------------------------------------------------------------------------
+
+    async def _slot(self) -> None:
+        while True:
+            item = await self._local.get()
+            job = item[3]
+            if self._stopping:
+                self._local.put_nowait(item)  # leave it for _shut_down to return
+                await asyncio.Event().wait()  # park until cancelled
+            self._running_jobs[job.id] = asyncio.current_task()
+            try:
+                await self._execute(job)
+            finally:
+                del self._running_jobs[job.id]
+                self._finished += 1
+                self._slot_freed.set()
+                if self._more_available and self._local.qsize() <= self._refill_below:
+                    self._wake.set()
+
+    async def _execute(self, job: Job) -> None:
+        assert self._completer is not None
+        definition = self.registry.get(job.task_identifier)
+        try:
+            if definition is None:  # not reachable through our fetch, which filters on our identifiers
+                raise LookupError(f"Unsupported task '{job.task_identifier}'")
+            payload = definition.parse_payload(job.payload)
+            context = self._context_for(job) if definition.wants_context else None
+            await call_handler(definition, payload, context, self._executor)
+        except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if current is not None and current.cancelling():
+                self._record_interrupted(job)
+                raise
+            self._record_failure(job, "CancelledError: the handler was cancelled", error=None)
+        except PermanentFailure as error:
+            self._record_failure(job, _error_message(error), error=error, permanent=True)
+        except Exception as error:
+            self._record_failure(job, _error_message(error), error=error)
+        else:
+            self.summary.succeeded += 1
+            self._completer.complete(job)
+            logger.debug("completed job %s (%s, attempt %s)", job.id, job.task_identifier, job.attempts)
+
+    def _context_for(self, job: Job) -> JobContext:
+        assert self._pool is not None
+        return JobContext(
+            job=job,
+            worker_id=self.worker_id,
+            pool=self._pool,
+            schema=self._schema,
+            logger=job_logger(logging.getLogger("backfill.task"), job, self.worker_id),
+        )
+
+    def _record_failure(self, job: Job, message: str, *, error: BaseException | None, permanent: bool = False) -> None:
+        assert self._completer is not None
+        self.summary.failed += 1
+        final = permanent or job.attempts >= job.max_attempts
+        if final:
+            self.summary.permanently_failed += 1
+        logger.warning(
+            "job %s (%s) failed on attempt %s of %s%s: %s",
+            job.id,
+            job.task_identifier,
+            job.attempts,
+            job.max_attempts,
+            " (permanently)" if final else "",
+            message,
+            exc_info=error,
+        )
+        self._completer.fail(Failure(job=job, message=message, permanent=permanent))
+
+    def _record_interrupted(self, job: Job) -> None:
+        assert self._completer is not None
+        self.summary.interrupted += 1
+        retry_at = datetime.now(UTC) + timedelta(seconds=self.options.interrupted_retry_delay)
+        message = "Interrupted: the worker shut down before the job finished"
+        logger.warning("job %s (%s) interrupted by shutdown; retry at %s", job.id, job.task_identifier, retry_at)
+        self._completer.fail(Failure(job=job, message=message, retry_at=retry_at))
+
+    # -- shutdown ---------------------------------------------------------------------------------------------
+
+    async def _shut_down(self, slots: list[asyncio.Task[Any]]) -> None:
+        assert self._completer is not None
+        self._stopping = True
+        await self._return_unstarted()
+        if self._running_jobs:
+            logger.info(
+                "worker %s waiting up to %ss for %s running job(s)",
+                self.worker_id,
+                self.options.shutdown_grace_period,
+                len(self._running_jobs),
+            )
+            await self._wait_for_running_jobs(self.options.shutdown_grace_period)
+        for task in slots:
+            task.cancel()
+        await asyncio.gather(*slots, return_exceptions=True)
+        await self._return_unstarted()  # a slot may have put one back while parking
+        try:
+            await asyncio.wait_for(self._completer.drained(), timeout=30.0)
+        except TimeoutError:
+            logger.error("worker %s could not record every result before exiting; rows stay locked", self.worker_id)
+        self.summary.lost_leases = self._completer.lost_leases
+
+    async def _wait_for_running_jobs(self, grace: float) -> None:
+        deadline = time.monotonic() + grace
+        while self._running_jobs and not self._stop_now.is_set():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return
+            self._slot_freed.clear()
+            stop_now = asyncio.create_task(self._stop_now.wait())
+            freed = asyncio.create_task(self._slot_freed.wait())
+            await asyncio.wait({stop_now, freed}, timeout=remaining, return_when=asyncio.FIRST_COMPLETED)
+            stop_now.cancel()
+            freed.cancel()
+
+    async def _return_unstarted(self) -> None:
+        jobs: list[Job] = []
+        while not self._local.empty():
+            jobs.append(self._local.get_nowait()[3])
+        if not jobs:
+            return
+        assert self._pool is not None
+        ids = [job.id for job in jobs]
+        for delay in backoff_delays(initial=0.05, maximum=1.0):
+            try:
+                async with self._pool.acquire() as connection:
+                    rows = await connection.fetch(self._queries.return_jobs, ids, self.worker_id)
+                break
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as error:
+                if self._stop_now.is_set():
+                    logger.error("worker %s could not return %s unstarted job(s): %s", self.worker_id, len(ids), error)
+                    return
+                await asyncio.sleep(delay)
+        self.summary.returned += len(rows)
+        logger.info("worker %s returned %s unstarted job(s)", self.worker_id, len(rows))
+
+    # -- side tasks -----------------------------------------------------------------------------------------
+
+    def _make_listener(self, pool: asyncpg.Pool[Any]) -> Listener:
+        if isinstance(self._database, str):
+            dsn = self._database
+
+            async def connect() -> Any:
+                return await asyncpg.connect(dsn)
+
+            async def release(connection: Any) -> None:
+                await connection.close()
+        else:
+            dsn = ""
+
+            async def connect() -> Any:
+                return await pool.acquire()
+
+            async def release(connection: Any) -> None:
+                await pool.release(connection)
+
+        return Listener(
+            connect, release, on_jobs=self._on_jobs_inserted, on_migrate=self._on_migrated, dsn_for_logs=dsn
+        )
+
+    def _on_jobs_inserted(self, _count: int) -> None:
+        # One fetch serves any number of new jobs (it claims up to the free capacity), so the count only
+        # matters for deciding whether to wake at all.
+        self._wake.set()
+
+    def _on_migrated(self, payload: dict[str, Any]) -> None:
+        revision = payload.get("migrationNumber")
+        if payload.get("breaking") and isinstance(revision, int) and revision > LATEST_REVISION:
+            logger.error(
+                "worker %s: breaking migration %s is newer than this backfill understands (%s); shutting down",
+                self.worker_id,
+                revision,
+                LATEST_REVISION,
+            )
+            self.stop()
+        elif payload.get("breaking") and revision not in BREAKING_REVISIONS:
+            logger.warning("worker %s: unexpected breaking migration notice %s", self.worker_id, json.dumps(payload))
+
+    async def _release_stale_locks_periodically(self) -> None:
+        assert self._pool is not None
+        low, high = self.options.stale_lock_check_interval
+        while True:
+            await asyncio.sleep(random.uniform(low, high))
+            try:
+                async with self._pool.acquire() as connection:
+                    row = await connection.fetchrow(self._queries.release_stale_locks)
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as error:
+                logger.warning("worker %s: releasing stale locks failed: %s", self.worker_id, error)
+                continue
+            if row is not None and (row["jobs"] or row["queues"]):
+                logger.warning(
+                    "released %s job lock(s) and %s queue lock(s) older than 4 hours", row["jobs"], row["queues"]
+                )
+
+    def _install_signal_handlers(self) -> None:
+        if not self.options.handle_signals:
+            return
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, self._on_signal, signum)
+
+    def _remove_signal_handlers(self) -> None:
+        if not self.options.handle_signals:
+            return
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(signum)
+
+    def _on_signal(self, signum: int) -> None:
+        first = not self._stop_requested.is_set()
+        logger.warning(
+            "worker %s received %s: %s",
+            self.worker_id,
+            signal.Signals(signum).name,
+            "stopping gracefully (send again to stop now)" if first else "stopping now",
+        )
+        self.stop()
+
+
+def _error_message(error: BaseException) -> str:
+    """What goes into ``last_error``: the exception's message, like Node writes ``err.message``."""
+    return str(error) or type(error).__name__

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -42,8 +42,17 @@ class Failure:
 class Completer:
     """Queues results and writes them in batches, fenced by the worker id."""
 
-    def __init__(self, pool: asyncpg.Pool[Any], queries: WorkerQueries, worker_id: str) -> None:
+    def __init__(
+        self,
+        pool: asyncpg.Pool[Any],
+        queries: WorkerQueries,
+        worker_id: str,
+        *,
+        on_queues_released: Callable[[], None] = lambda: None,
+    ) -> None:
         self._pool = pool
+        # Called after a write that unlocked named queues: their next jobs have just become fetchable.
+        self._on_queues_released = on_queues_released
         self._queries = queries
         self._worker_id = worker_id
         self._completed: list[Job] = []
@@ -89,6 +98,10 @@ class Completer:
                 await asyncio.sleep(next(delays))
                 continue
             failures, delays = 0, backoff_delays(initial=0.05, maximum=2.0)
+            if any(job.job_queue_id is not None for job in completed) or any(
+                f.job.job_queue_id is not None for f in failed
+            ):
+                self._on_queues_released()
             if not self._completed and not self._failed:
                 self._idle.set()
 

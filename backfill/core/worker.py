@@ -142,7 +142,7 @@ class Worker:
         try:
             await self._prepare(pool)
             self._pool = pool
-            self._completer = Completer(pool, self._queries, self.worker_id)
+            self._completer = Completer(pool, self._queries, self.worker_id, on_queues_released=self._wake.set)
             self._executor = ThreadPoolExecutor(
                 max_workers=self.options.concurrency, thread_name_prefix="backfill-sync-task"
             )

@@ -71,9 +71,13 @@ async def migrate(source: ConnectionSource, schema: str | SchemaName | None = No
     async with connection_from(source) as connection:
         if connection.is_in_transaction():
             raise MigrationError("migrate() needs a connection outside any transaction: each revision commits")
-        await _check_server_version(connection)
-        await _ensure_migrations_table(connection, schema_name)
-        return await _migrate_to_latest(connection, schema_name)
+        try:
+            await _check_server_version(connection)
+            await _ensure_migrations_table(connection, schema_name)
+            return await _migrate_to_latest(connection, schema_name)
+        except asyncpg.PostgresError as error:
+            # E.g. a stray table in the schema, or a role without CREATE: callers catch one family.
+            raise MigrationError(f"migrating schema {schema_name} failed: {error}") from error
 
 
 async def current_revision(source: ConnectionSource, schema: str | SchemaName | None = None) -> int | None:

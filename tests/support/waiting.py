@@ -8,14 +8,21 @@ can wait for a row and use it in one step::
 
 On timeout it raises ``WaitTimeout`` (an ``AssertionError``, so pytest reports it as a failed expectation)
 with the last value the predicate returned, which usually says what went wrong.
+
+``listening(dsn, channel)`` collects NOTIFY payloads on a connection of its own; ``flush()`` returns every
+payload committed so far, which makes "no notification was sent" a checkable claim instead of a sleep.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
-from typing import TypeVar
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any, TypeVar
+
+import asyncpg
 
 T = TypeVar("T")
 
@@ -71,3 +78,51 @@ async def wait_for_event(event: asyncio.Event, *, timeout: float = 10.0, message
             await event.wait()
     except TimeoutError:
         raise WaitTimeout(f"{message or 'event'} was not set within {timeout:g}s") from None
+
+
+class Notifications:
+    """NOTIFY payloads received on one channel, in the order they were committed."""
+
+    def __init__(self, connection: asyncpg.Connection[Any], channel: str) -> None:
+        self.connection = connection
+        self.channel = channel
+        self.payloads: list[str] = []
+
+    def _on_notify(self, _connection: Any, _pid: int, _channel: str, payload: object) -> None:
+        self.payloads.append(str(payload))
+
+    async def wait_for_count(self, count: int, *, timeout: float = 10.0) -> list[str]:  # noqa: ASYNC109
+        """Wait until at least ``count`` payloads arrived; return all of them."""
+
+        async def enough() -> list[str] | None:
+            return list(self.payloads) if len(self.payloads) >= count else None
+
+        return await wait_for(enough, timeout=timeout, message=f"{count} notifications on {self.channel!r}")
+
+    async def flush(self, *, timeout: float = 10.0) -> list[str]:  # noqa: ASYNC109
+        """Every payload committed before this call, and nothing else.
+
+        PostgreSQL delivers notifications in commit order, so once a marker sent now has come back, anything
+        committed earlier has arrived too. The marker itself is dropped from ``payloads``.
+        """
+        marker = f"flush-{uuid.uuid4().hex}"
+        await self.connection.execute("select pg_notify($1::text, $2::text)", self.channel, marker)
+
+        async def marker_seen() -> bool:
+            return marker in self.payloads
+
+        await wait_for(marker_seen, timeout=timeout, message=f"flush marker on {self.channel!r}")
+        self.payloads.remove(marker)
+        return list(self.payloads)
+
+
+@asynccontextmanager
+async def listening(dsn: str, channel: str) -> AsyncIterator[Notifications]:
+    """LISTEN on ``channel`` over a new connection for the duration of the block."""
+    connection = await asyncpg.connect(dsn)
+    try:
+        notifications = Notifications(connection, channel)
+        await connection.add_listener(channel, notifications._on_notify)
+        yield notifications
+    finally:
+        await connection.close()

@@ -24,8 +24,7 @@ from backfill.core.schema import SchemaName
 from backfill.core.tasks import TaskDefinition, TaskRegistry, default_registry, task
 from backfill.core.worker import Worker
 
-__all__ = [
-    "LATEST_REVISION",
+__all__ = [  # noqa: RUF022 - plain sorted order, checked by tests/unit/test_public_api.py
     "BackfillError",
     "ConfigurationError",
     "DatabaseError",
@@ -35,6 +34,7 @@ __all__ = [
     "JobKeyMode",
     "JobSpec",
     "JobSpecError",
+    "LATEST_REVISION",
     "MigrationError",
     "MigrationReport",
     "PayloadValidationError",

@@ -1,0 +1,1 @@
+"""Runnable examples; each is smoke-tested by tests/integration/test_examples.py."""

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import asyncpg
 import pytest
@@ -14,20 +13,10 @@ from tests.compat.catalog import read_migration_timestamps, take_snapshot
 from tests.compat.conftest import CreateDatabase
 from tests.compat.ledger import create_ledger, overlapping, read_ledger
 from tests.compat.nodejs import NodeRunner
+from tests.compat.payloads import RICH_PAYLOAD
 from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.compat
-
-# Everything JSON can carry that survives a round trip through JavaScript numbers.
-RICH_PAYLOAD: dict[str, Any] = {
-    "name": "rich",
-    "text": 'quote " backslash \\ newline \n tab \t',
-    "unicode": "żółć 日本語 🎉",
-    "nested": {"list": [1, 2.5, -3, True, False, None], "empty": {}, "empty_list": []},
-    "float": 0.1,
-    "largest_safe_integer": 9007199254740991,
-    "10": "an integer-like key, which JavaScript moves to the front",
-}
 
 
 @pytest.mark.parametrize("schema", [None, "gw-test"], ids=["default", "dashed"])

@@ -6,7 +6,8 @@ The protocol follows graphile-worker@0.18.0 so that Node and Python migrators ca
   a concurrent migrator that already did it makes that insert fail with a unique violation (23505),
   which means "someone else did it" — we roll back and look again;
 * after the DDL, ``pg_notify('worker:migrate', '{"migrationNumber":N,"breaking":B}')`` tells running
-  workers (Node shuts down on a breaking one);
+  workers (Node shuts down on a breaking one); a fresh install sends a single non-breaking notice for
+  revision 20 (see ``_install_fresh``);
 * a breaking revision above ours is refused, a non-breaking one is tolerated with a warning.
 
 An empty schema is installed in one transaction that writes all twenty ``migrations`` rows first. An
@@ -205,8 +206,11 @@ async def _install_fresh(connection: Executor, schema: SchemaName) -> bool:
                 raise _AlreadyMigrated
             await connection.execute(sql.load("install.sql", schema))
             await connection.execute(sql.load("functions.sql", schema))
-            for revision in revisions:
-                await _notify_migrated(connection, revision)
+            # One notice for the whole install, and not a breaking one. `worker:migrate` is database-wide
+            # and Node workers shut down on any breaking notice, so announcing the historical breaking
+            # revisions 1..19 of a brand-new schema would stop Node workers serving *other* schemas of
+            # this database, while no worker can be running on a schema that did not exist.
+            await _notify_migrated(connection, LATEST_REVISION)
     except _AlreadyMigrated:
         return False
     logger.info("installed Graphile Worker schema %s at revision %s", schema, LATEST_REVISION)

@@ -46,7 +46,7 @@ async def test_concurrent_migrators_on_one_database(empty_database_url: str) -> 
     _check_one_winner(list(reports))
     assert len(await _revision_rows(empty_database_url)) == 20
     # One set of notifications: losers roll back, and their notifications with them.
-    assert [json.loads(p)["migrationNumber"] for p in payloads] == list(range(1, 21))
+    assert [json.loads(p)["migrationNumber"] for p in payloads] == [20]
 
 
 _CHILD = """

@@ -134,7 +134,8 @@ class Worker:
 
     async def _run(self, *, once: bool) -> RunSummary:
         if self._active:
-            raise RuntimeError("this worker is already running")
+            # Its events and counters describe one run; a second run would start already stopped.
+            raise RuntimeError("a Worker runs once; create a new Worker to run again")
         self._active = True
         pool, owns_pool = await self._open_pool()
         side_tasks: list[asyncio.Task[Any]] = []
@@ -181,7 +182,6 @@ class Worker:
                 self._executor.shutdown(wait=False, cancel_futures=True)
             if owns_pool:
                 await pool.close()
-            self._active = False
         if self._fatal is not None:
             raise DatabaseError(f"worker {self.worker_id} stopped after an internal failure") from self._fatal
         logger.info("worker %s stopped: %s", self.worker_id, self.summary)

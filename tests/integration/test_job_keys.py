@@ -234,3 +234,12 @@ async def test_keyed_job_locked_mid_upsert_is_reported_not_lost(
     row = await _row(conn, waiting.id)
     assert (row["payload_text"], row["locked_by"], row["key"]) == ('{"v":1}', "worker-a", "k")
     assert await conn.fetchval(f"select count(*) from {JOBS}") == 1
+
+
+async def test_one_key_twice_in_a_batch_fails_the_whole_batch(conn: asyncpg.Connection[Any]) -> None:
+    # PostgreSQL cannot upsert one row twice in a statement; the batch must fail as a unit, not half-apply.
+    specs = [JobSpec("t", {"n": 1}), JobSpec("t", {"n": 2}, job_key="dup"), JobSpec("t", {"n": 3}, job_key="dup")]
+    with pytest.raises(DatabaseError) as caught:
+        await add_jobs(conn, specs)
+    assert isinstance(caught.value.__cause__, asyncpg.CardinalityViolationError)
+    assert await conn.fetchval(f"select count(*) from {JOBS}") == 0

@@ -1,4 +1,4 @@
-"""Driving the real Node graphile-worker from the tests: its CLI, a worker process and an enqueue script.
+"""Driving the real Node graphile-worker from the tests: its CLI, a worker process and its WorkerUtils.
 
 Every process started here is killed in a ``finally`` if it has not exited by then, so a failing or
 timed-out test never leaves a Node worker polling a database that is about to be dropped.
@@ -59,7 +59,7 @@ def node_connection_string(dsn: str) -> str:
 
 @dataclass(frozen=True)
 class NodeJob:
-    """A job for ``enqueue.mjs``; ``spec`` uses graphile-worker's TaskSpec names."""
+    """A job for Node to add; ``spec()`` uses graphile-worker's TaskSpec names."""
 
     identifier: str
     payload: Any = None
@@ -72,7 +72,7 @@ class NodeJob:
     flags: Sequence[str] | None = None
     via_quick_add_job: bool = False
 
-    def to_json(self) -> dict[str, Any]:
+    def spec(self) -> dict[str, Any]:
         spec = {
             "queueName": self.queue_name,
             "runAt": self.run_at.isoformat() if self.run_at else None,
@@ -82,10 +82,15 @@ class NodeJob:
             "jobKeyMode": self.job_key_mode,
             "flags": list(self.flags) if self.flags is not None else None,
         }
+        return {key: value for key, value in spec.items() if value is not None}
+
+    def to_op(self) -> dict[str, Any]:
+        """The ``addJob`` op of ``utils.mjs``."""
         return {
+            "op": "addJob",
             "identifier": self.identifier,
             "payload": self.payload if self.payload is not None else {},
-            "spec": {key: value for key, value in spec.items() if value is not None},
+            "spec": self.spec(),
             "via": "quick" if self.via_quick_add_job else "utils",
         }
 
@@ -132,16 +137,21 @@ class NodeRunner:
         env = self._env(COMPAT_WORKER_CONFIG=json.dumps(config))
         return await _run_to_completion(self.toolchain.command(SCRIPTS / "worker.mjs"), env)
 
+    async def utils(self, dsn: str, ops: Sequence[dict[str, Any]], schema: str | None = None) -> list[Any]:
+        """Apply ``ops`` in order with ``utils.mjs`` (see there for the format); one result per op."""
+        config = {"connectionString": node_connection_string(dsn), "schema": schema, "ops": list(ops)}
+        env = self._env(COMPAT_UTILS_CONFIG=json.dumps(config))
+        output = await _run_to_completion(self.toolchain.command(SCRIPTS / "utils.mjs"), env)
+        results: list[Any] = json.loads(output.strip().splitlines()[-1])
+        return results
+
     async def enqueue(self, dsn: str, jobs: Sequence[NodeJob], schema: str | None = None) -> list[int]:
-        """Add ``jobs`` in order with Node's WorkerUtils/quickAddJob; returns their ids."""
-        config = {
-            "connectionString": node_connection_string(dsn),
-            "schema": schema,
-            "jobs": [job.to_json() for job in jobs],
-        }
-        env = self._env(COMPAT_ENQUEUE_CONFIG=json.dumps(config))
-        output = await _run_to_completion(self.toolchain.command(SCRIPTS / "enqueue.mjs"), env)
-        return [int(job_id) for job_id in json.loads(output.strip().splitlines()[-1])]
+        """Add ``jobs`` in order with Node's WorkerUtils.addJob/quickAddJob; returns their ids."""
+        results = await self.utils(dsn, [job.to_op() for job in jobs], schema=schema)
+        failed = [result for result in results if isinstance(result, dict)]
+        if failed:
+            raise NodeProcessError(f"Node could not add some jobs: {failed}")
+        return [int(job_id) for job_id in results]
 
     @contextlib.asynccontextmanager
     async def worker(

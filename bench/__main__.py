@@ -1,0 +1,87 @@
+"""``python -m bench``: measure backfill, Node graphile-worker and the peers on one database, in one run."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import shlex
+import sys
+from pathlib import Path
+
+from bench import harness
+from bench.database import BenchDatabase, database_url
+from bench.machine import machine_facts
+from bench.phases import Settings
+from bench.report import render, write_json
+from bench.systems import ALL_SYSTEMS
+
+
+def _systems(value: str) -> list[str]:
+    names = [name.strip() for name in value.split(",") if name.strip()]
+    unknown = [name for name in names if name not in ALL_SYSTEMS]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(f"choose from {','.join(ALL_SYSTEMS)}; got {value!r}")
+    return list(dict.fromkeys(names))
+
+
+def _positive(value: str) -> int:
+    number = int(value)
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return number
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--jobs", type=_positive, default=100_000, help="jobs to enqueue and drain (100000)")
+    parser.add_argument("--batch", type=_positive, default=1_000, help="jobs per bulk enqueue call (1000)")
+    parser.add_argument("--latency-jobs", type=_positive, default=1_000, help="jobs in the latency run (1000)")
+    parser.add_argument("--gap-ms", type=float, default=5.0, help="pause between latency jobs (5 ms)")
+    parser.add_argument("--concurrency", type=_positive, default=24, help="worker concurrency (24)")
+    parser.add_argument(
+        "--drain-limit", type=float, default=90.0, help="seconds a drain may run before it is stopped (90)"
+    )
+    parser.add_argument("--systems", type=_systems, default=list(ALL_SYSTEMS), help=",".join(ALL_SYSTEMS))
+    parser.add_argument("--repeat", type=_positive, default=1, help="runs of each measurement; the median is shown")
+    parser.add_argument("--database-url", help="default: DATABASE_URL, else a throwaway pgserver")
+    parser.add_argument("--json", type=Path, help="also write the raw results here")
+    return parser
+
+
+def _command(argv: list[str]) -> str:
+    python = os.path.relpath(sys.executable) if not os.path.relpath(sys.executable).startswith("..") else sys.executable
+    return shlex.join([python, "-m", "bench", *argv])
+
+
+async def _main(args: argparse.Namespace, dsn: str, command: str) -> None:
+    settings = Settings(
+        dsn=dsn,
+        jobs=args.jobs,
+        batch=args.batch,
+        latency_jobs=args.latency_jobs,
+        gap_ms=args.gap_ms,
+        concurrency=args.concurrency,
+        drain_limit=args.drain_limit,
+    )
+    db = await BenchDatabase.connect(dsn)
+    try:
+        postgres_version = await db.server_version()
+    finally:
+        await db.close()
+    results = await harness.run(args.systems, settings, args.repeat)
+    facts = machine_facts(postgres_version)
+    print(render(command=command, facts=facts, settings=settings, repeat=args.repeat, results=results))
+    if args.json is not None:
+        write_json(args.json, command=command, facts=facts, settings=settings, repeat=args.repeat, results=results)
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    args = _parser().parse_args(argv)
+    with database_url(args.database_url) as dsn:
+        asyncio.run(_main(args, dsn, _command(argv)))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,68 @@
+"""The benchmark database: where it is, and the harness's own view of each system's tables."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import asyncpg
+
+from bench.systems import System, quote_ident
+
+
+@contextmanager
+def database_url(given: str | None) -> Iterator[str]:
+    """``given``, else ``DATABASE_URL``, else a throwaway server started from the pgserver wheel."""
+    url = given or os.environ.get("DATABASE_URL")
+    if url:
+        yield url
+        return
+    from tests.support.postgres import start_server
+
+    server = start_server()
+    try:
+        yield server.admin_dsn
+    finally:
+        cleanup = getattr(server.handle, "cleanup", None)
+        if callable(cleanup):
+            cleanup()
+
+
+class BenchDatabase:
+    """One connection the harness uses to prepare, clean and watch the systems' schemas."""
+
+    def __init__(self, connection: asyncpg.Connection[Any]) -> None:
+        self.connection = connection
+
+    @classmethod
+    async def connect(cls, dsn: str) -> BenchDatabase:
+        return cls(await asyncpg.connect(dsn))
+
+    async def close(self) -> None:
+        await self.connection.close()
+
+    async def server_version(self) -> str:
+        return str(await self.connection.fetchval("show server_version"))
+
+    async def recreate_schema(self, system: System) -> None:
+        schema = quote_ident(system.schema)
+        await self.connection.execute(f"drop schema if exists {schema} cascade; create schema {schema}")
+
+    async def drop_schema(self, system: System) -> None:
+        await self.connection.execute(f"drop schema if exists {quote_ident(system.schema)} cascade")
+
+    async def clean(self, system: System) -> None:
+        await self.connection.execute(system.tables.clean)
+
+    async def vacuum(self, system: System) -> None:
+        # Fresh statistics and visibility for every system alike, rather than whenever autovacuum wakes.
+        for table in system.tables.vacuum:
+            await self.connection.execute(f"vacuum analyze {table}")
+
+    async def any_pending(self, system: System) -> bool:
+        return await self.connection.fetchval(system.tables.any_pending) is not None
+
+    async def count_pending(self, system: System) -> int:
+        return int(await self.connection.fetchval(system.tables.count_pending))

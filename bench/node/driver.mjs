@@ -1,0 +1,136 @@
+// The Node graphile-worker side of the benchmark: the same four commands as the Python drivers
+// (bench/drivers/cli.py), speaking the same JSON-lines protocol on stdout (bench/protocol.py).
+//
+//   node driver.mjs migrate        --dsn URL --schema S
+//   node driver.mjs enqueue-bulk   --dsn URL --schema S --jobs N --batch B
+//   node driver.mjs enqueue-serial --dsn URL --schema S --jobs N --gap-ms G
+//   node driver.mjs work           --dsn URL --schema S --concurrency C [--expect N]
+import { performance } from "node:perf_hooks";
+import { setTimeout as sleep } from "node:timers/promises";
+import { pathToFileURL } from "node:url";
+import { parseArgs } from "node:util";
+
+const worker = await import(pathToFileURL(process.env.GRAPHILE_WORKER_ENTRY).href);
+
+const { positionals, values: args } = parseArgs({
+  allowPositionals: true,
+  options: {
+    dsn: { type: "string" },
+    schema: { type: "string" },
+    jobs: { type: "string", default: "0" },
+    batch: { type: "string", default: "1000" },
+    "gap-ms": { type: "string", default: "5" },
+    concurrency: { type: "string", default: "24" },
+    expect: { type: "string", default: "0" },
+  },
+});
+
+// Epoch milliseconds with sub-millisecond resolution: Date.now() only has whole milliseconds, which is
+// too coarse for latencies of a few milliseconds. Python's time.time() reads the same wall clock.
+const nowMs = () => performance.timeOrigin + performance.now();
+
+const emit = (event, fields = {}) => process.stdout.write(JSON.stringify({ event, ...fields }) + "\n");
+
+// Per-job "Completed task" lines are logged at info level; printing 100,000 of them would measure the
+// terminal, not the queue. Warnings and errors still reach stderr, where the harness keeps them.
+const quietLogger = new worker.Logger(() => (level, message) => {
+  if (level === "error" || level === "warning") console.error(`[${level}] ${message}`);
+});
+
+const shared = { connectionString: args.dsn, schema: args.schema, logger: quietLogger };
+
+async function migrate() {
+  await worker.runMigrations(shared);
+  emit("result", {});
+}
+
+async function withUtils(body) {
+  const utils = await worker.makeWorkerUtils(shared);
+  try {
+    // Connect before timing, as the Python drivers do, so the figure is enqueueing, not connecting.
+    await utils.withPgClient((client) => client.query("select 1"));
+    await body(utils);
+  } finally {
+    await utils.release();
+  }
+}
+
+async function enqueueBulk() {
+  const total = Number(args.jobs);
+  const batch = Number(args.batch);
+  await withUtils(async (utils) => {
+    const started = nowMs();
+    for (let first = 0; first < total; first += batch) {
+      const specs = [];
+      for (let n = first; n < Math.min(first + batch, total); n++) specs.push({ identifier: "noop", payload: { n } });
+      await utils.addJobs(specs);
+    }
+    emit("result", { seconds: (nowMs() - started) / 1000 });
+  });
+}
+
+async function enqueueSerial() {
+  const total = Number(args.jobs);
+  const gap = Number(args["gap-ms"]);
+  await withUtils(async (utils) => {
+    for (let n = 0; n < total; n++) {
+      await utils.addJob("noop", { n, t: nowMs() });
+      await sleep(gap);
+    }
+    emit("result", {});
+  });
+}
+
+async function work() {
+  const expect = Number(args.expect);
+  const latencies = [];
+  let count = 0;
+  let stopping = null;
+  let runner = null;
+  const stop = () => {
+    stopping ??= (async () => {
+      await runner?.stop();
+      emit("result", { count, latencies_ms: latencies });
+      process.exit(0);
+    })();
+  };
+  process.on("SIGTERM", stop);
+  process.on("SIGINT", stop);
+  const noop = async (payload) => {
+    const started = nowMs();
+    count++;
+    if (payload && typeof payload.t === "number") latencies.push(started - payload.t);
+    if (expect > 0 && count >= expect) setImmediate(stop);
+  };
+  // "ready" is sent before run(): the worker's own start-up (pool, schema check, LISTEN) is timed.
+  emit("ready", { at_ms: nowMs() });
+  runner = await worker.run({
+    ...shared,
+    concurrency: Number(args.concurrency),
+    noHandleSignals: true,
+    taskList: { noop },
+    preset: {
+      worker: {
+        localQueue: { size: 500 },
+        completeJobBatchDelay: 0,
+        failJobBatchDelay: 0,
+        preparedStatements: true,
+      },
+    },
+  });
+  emit("started", { at_ms: nowMs() });
+  await runner.promise;
+}
+
+const commands = { migrate, "enqueue-bulk": enqueueBulk, "enqueue-serial": enqueueSerial, work };
+const command = commands[positionals[0]];
+if (!command) {
+  console.error(`unknown command ${positionals[0]}; expected one of ${Object.keys(commands).join(", ")}`);
+  process.exit(2);
+}
+try {
+  await command();
+} catch (error) {
+  console.error(error?.stack ?? String(error));
+  process.exit(1);
+}

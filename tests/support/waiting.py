@@ -57,7 +57,7 @@ async def wait_for(
     while True:
         remaining = deadline - time.monotonic()
         try:
-            async with asyncio.timeout(max(remaining, _LAST_LOOK_SECONDS)):
+            async with asyncio.timeout(max(remaining, min(timeout, _LAST_LOOK_SECONDS))):
                 value = await predicate()
         except TimeoutError:
             raise WaitTimeout(f"{what}: the predicate itself hung past the {timeout:g}s deadline") from None

@@ -128,6 +128,10 @@ class NodeRunner:
             argv += ["--schema", schema]
         return await _run_to_completion(argv, self._env())
 
+    async def run_argv(self, argv: Sequence[str]) -> str:
+        """Run any Node command line (e.g. an older graphile-worker's CLI) in this runner's environment."""
+        return await _run_to_completion(argv, self._env())
+
     async def schema_only(self, dsn: str, schema: str | None = None) -> None:
         await self.cli(dsn, "--schema-only", schema=schema)
 

@@ -1,9 +1,9 @@
 """backfill upgrades a schema that an older Node worker left at revision 18 or 19.
 
-graphile-worker@0.16.6 installs exactly revision 18 and 0.17.3 revision 19, but only 0.18.0 is in the
-test toolchain, so an older install is simulated: 0.18.0 installs revision 20, the rows of the later
-revisions are deleted, and ``add_job`` gets a body that refuses to run, standing in for the revision-18
-function that revision 20 replaces. Revision 19 is a marker with no DDL, so that is all that differs.
+Two ways in: the real thing (graphile-worker@0.16.6 installs exactly revision 18 and 0.17.3 revision 19;
+the toolchain carries both under aliases), and a simulation that can watch the details: 0.18.0 installs
+revision 20, the rows of the later revisions are deleted, and ``add_job`` gets a body that refuses to run,
+standing in for the revision-18 function that revision 20 replaces (revision 19 is a marker with no DDL).
 """
 
 from __future__ import annotations
@@ -19,7 +19,8 @@ from backfill.core.migrate import migrate
 from tests.compat.catalog import read_migration_timestamps, take_snapshot
 from tests.compat.conftest import CreateDatabase
 from tests.compat.ledger import create_ledger, read_ledger
-from tests.compat.nodejs import NodeRunner
+from tests.compat.nodejs import NodeRunner, node_connection_string
+from tests.support.node import LEGACY_GRAPHILE_WORKERS
 from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.compat
@@ -79,3 +80,33 @@ async def test_backfill_upgrades_what_node_left_at(
 
 async def _settled(notices: list[dict[str, Any]], count: int) -> bool:
     return len(notices) >= count
+
+
+@pytest.mark.parametrize(("version", "revision"), sorted(LEGACY_GRAPHILE_WORKERS.items()))
+async def test_backfill_upgrades_a_real_older_node_install(
+    create_database: CreateDatabase, node: NodeRunner, version: str, revision: int
+) -> None:
+    legacy = await create_database()
+    reference = await create_database()
+    argv = node.toolchain.legacy_graphile_worker(version, "-c", node_connection_string(legacy), "--schema-only")
+    await node.run_argv(argv)
+    await node.schema_only(reference)
+    connection = await asyncpg.connect(legacy)
+    reference_connection = await asyncpg.connect(reference)
+    try:
+        assert await connection.fetchval("select max(id) from graphile_worker.migrations") == revision
+
+        report = await migrate(connection)
+
+        assert (report.from_revision, report.to_revision) == (revision, 20)
+        assert report.applied == tuple(range(revision + 1, 21))
+        expected = await take_snapshot(reference_connection, "graphile_worker")
+        assert expected.differences(await take_snapshot(connection, "graphile_worker")) == []
+        # The upgraded add_job is revision 20's: it works for backfill and for Node 0.18 alike.
+        await create_ledger(connection)
+        job = await add_job(connection, "record", {"from": version})
+        await node.run_once(legacy)
+        assert [(row.job_id, row.payload) for row in await read_ledger(connection)] == [(job.id, {"from": version})]
+    finally:
+        await connection.close()
+        await reference_connection.close()

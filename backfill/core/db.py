@@ -7,10 +7,11 @@ enqueue inside their own transaction. It never closes a pool or connection that 
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any, TypeAlias
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import asyncpg
 
@@ -42,13 +43,29 @@ def database_url_from_env(value: str | None = None) -> str:
 
 
 def redact_dsn(dsn: str) -> str:
-    """The DSN with any password replaced by ``***``, for logs and error messages."""
+    """The DSN with every password replaced by ``***``, for logs and error messages.
+
+    Covers the URL's userinfo, a ``password=`` query parameter (asyncpg accepts both) and libpq's
+    keyword/value form (``host=db password=...``), which a misconfigured variable may hold.
+    """
+    if "://" not in dsn:
+        return _KEYWORD_PASSWORD.sub(r"\1***", dsn)
     try:
         parts = urlsplit(dsn)
+        password = parts.password
     except ValueError:
         return "<unparsable database URL>"
-    if parts.password is None:
-        return dsn
-    netloc = parts.netloc.rsplit("@", 1)[1]
-    user = parts.username or ""
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc}"))
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    if password is None and not any(key == "password" for key, _ in query):
+        return dsn  # untouched: urlunsplit would not give back every spelling (e.g. postgresql:///db) as is
+    if password is not None:
+        host = parts.netloc.rsplit("@", 1)[1]
+        parts = parts._replace(netloc=f"{parts.username or ''}:***@{host}")
+    if any(key == "password" for key, _ in query):
+        query = [(key, "***" if key == "password" else value) for key, value in query]
+        parts = parts._replace(query=urlencode(query, safe="*/"))
+    return urlunsplit(parts)
+
+
+# password=value, password = 'quoted value' (libpq allows spaces around '=' and single-quoted values).
+_KEYWORD_PASSWORD = re.compile(r"(\bpassword\s*=\s*)('(?:[^'\\]|\\.)*'|\S*)")

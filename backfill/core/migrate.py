@@ -134,9 +134,10 @@ async def _read_revisions(connection: Executor, schema: SchemaName) -> dict[int,
 
 
 async def _migrate_to_latest(connection: Executor, schema: SchemaName) -> MigrationReport:
-    deadline = time.monotonic() + _CONCURRENT_MIGRATION_WAIT_SECONDS
+    deadline = 0.0  # set on the first look, below
     start_revision: int | None = None
     first_look = True
+    last_seen: int | None = None
     applied: list[int] = []
     while True:
         revisions = await _read_revisions(connection, schema)
@@ -144,6 +145,11 @@ async def _migrate_to_latest(connection: Executor, schema: SchemaName) -> Migrat
         if first_look:
             start_revision, first_look = current, False
         _refuse_newer_breaking(revisions, schema)
+        if current != last_seen:
+            # Each step of another migrator restarts the wait: it bounds how long that migrator may go
+            # quiet, not the total (time spent blocked on its locks must not count against it).
+            deadline = time.monotonic() + _CONCURRENT_MIGRATION_WAIT_SECONDS
+        last_seen = current
         if current is not None and current >= LATEST_REVISION:
             if current > LATEST_REVISION:
                 logger.warning(

@@ -124,9 +124,18 @@ async def add_jobs(
     """Enqueue many jobs in one statement (one notification); returns the rows written."""
     if isinstance(specs, JobSpec):
         raise JobSpecError("specs", "must be a sequence of JobSpec, not a single JobSpec")
+    first_position_of_key: dict[str, int] = {}
     for position, spec in enumerate(specs):
         if not isinstance(spec, JobSpec):
             raise JobSpecError(f"specs[{position}]", f"must be a JobSpec, not {type(spec).__name__}")
+        if spec.job_key is not None:
+            # One upsert statement cannot touch the same key twice (PostgreSQL refuses the whole batch), so
+            # say which spec repeats which, before anything is sent.
+            earlier = first_position_of_key.setdefault(spec.job_key, position)
+            if earlier != position:
+                raise JobSpecError(
+                    f"specs[{position}].job_key", f"{spec.job_key!r} repeats specs[{earlier}].job_key in one batch"
+                )
     if not specs:
         return []
     schema_name = SchemaName.coerce(schema)

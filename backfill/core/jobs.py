@@ -45,7 +45,8 @@ def encode_payload(payload: Any, *, field_name: str = "payload") -> str:
     if not isinstance(payload, (Mapping, list, tuple)):
         raise JobSpecError(field_name, f"must be a dict, a list or a pydantic model, not {type(payload).__name__}")
     try:
-        return json.dumps(payload, allow_nan=False, separators=(",", ":"))
+        # ensure_ascii=False: non-ASCII text is stored as written, not as longer \uXXXX escapes.
+        return json.dumps(payload, allow_nan=False, ensure_ascii=False, separators=(",", ":"))
     except (TypeError, ValueError) as error:
         raise JobSpecError(field_name, f"is not JSON-serialisable: {error}") from None
 

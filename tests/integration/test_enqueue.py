@@ -114,6 +114,8 @@ async def test_unicode_and_escapes_survive(conn: asyncpg.Connection[Any]) -> Non
     # Read back by PostgreSQL itself, so an escaping mismatch between Python and the server would show.
     assert await conn.fetchval(f"select payload->>'text' from {JOBS} where id = $1", job.id) == text
     assert job.payload == {"text": text}
+    # Stored as written, not as \\uXXXX escapes.
+    assert "Zoë 🚀" in (await _raw(conn, job.id))["payload_text"]
 
 
 async def test_invalid_spec_is_refused_before_the_database(conn: asyncpg.Connection[Any]) -> None:

@@ -236,10 +236,12 @@ async def test_keyed_job_locked_mid_upsert_is_reported_not_lost(
     assert await conn.fetchval(f"select count(*) from {JOBS}") == 1
 
 
-async def test_one_key_twice_in_a_batch_fails_the_whole_batch(conn: asyncpg.Connection[Any]) -> None:
-    # PostgreSQL cannot upsert one row twice in a statement; the batch must fail as a unit, not half-apply.
+async def test_one_key_twice_in_a_batch_is_refused_naming_the_spec(conn: asyncpg.Connection[Any]) -> None:
+    # PostgreSQL cannot upsert one row twice in a statement; the batch is refused whole, before it is sent,
+    # with the repeating spec named.
     specs = [JobSpec("t", {"n": 1}), JobSpec("t", {"n": 2}, job_key="dup"), JobSpec("t", {"n": 3}, job_key="dup")]
-    with pytest.raises(DatabaseError) as caught:
+    with pytest.raises(JobSpecError) as caught:
         await add_jobs(conn, specs)
-    assert isinstance(caught.value.__cause__, asyncpg.CardinalityViolationError)
+    assert caught.value.field == "specs[2].job_key"
+    assert "specs[1]" in str(caught.value)
     assert await conn.fetchval(f"select count(*) from {JOBS}") == 0

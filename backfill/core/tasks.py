@@ -87,11 +87,10 @@ class TaskRegistry:
 
     def _add(self, definition: TaskDefinition) -> None:
         existing = self._tasks.get(definition.identifier)
-        if existing is not None and _qualified_name(existing.handler) != _qualified_name(definition.handler):
+        if existing is not None and not _same_function(existing.handler, definition.handler):
             raise TaskDefinitionError(
                 f"task {definition.identifier!r} is already registered to {_qualified_name(existing.handler)}"
             )
-        # The same function registered again (a module imported twice) simply replaces itself.
         self._tasks[definition.identifier] = definition
 
     def get(self, identifier: str) -> TaskDefinition | None:
@@ -164,9 +163,10 @@ def _positional_parameters(identifier: str, handler: Handler) -> list[inspect.Pa
     parameters = [p for p in signature.parameters.values() if p.kind in kinds]
     required = [p for p in parameters if p.default is p.empty]
     if not parameters or len(required) > 2:
+        found = f"it requires {len(required)}" if parameters else "it takes none"
         raise TaskDefinitionError(
             f"the handler of task {identifier!r} must take the payload and optionally a job context "
-            f"(1 or 2 positional parameters), it requires {len(required)}"
+            f"as positional parameters (1 or 2); {found}"
         )
     # A second parameter with a default still receives the context: `def handler(payload, ctx=None)`.
     return parameters[:2]
@@ -181,6 +181,18 @@ def _annotated_model(handler: Handler, parameter: inspect.Parameter) -> type[Any
     if isinstance(annotation, type) and callable(getattr(annotation, "model_validate", None)):
         return annotation
     return None
+
+
+def _same_function(old: Handler, new: Handler) -> bool:
+    """The same handler, or the same module-level function again (its module imported twice).
+
+    Lambdas and nested functions share qualified names across different bodies, so for them only the
+    very same object counts as "the same".
+    """
+    if old is new:
+        return True
+    name = _qualified_name(new)
+    return name == _qualified_name(old) and "<" not in name
 
 
 def _qualified_name(handler: Handler) -> str:

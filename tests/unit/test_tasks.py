@@ -111,9 +111,9 @@ def _no_parameters() -> None:
         (None, sync_one, None, "non-empty string"),
         ("t" * 129, sync_one, None, "longer than 128"),
         ("t", "not a function", None, "not callable"),
-        ("t", _three_required, None, "1 or 2 positional parameters"),
-        ("t", _keyword_only, None, "1 or 2 positional parameters"),
-        ("t", _no_parameters, None, "1 or 2 positional parameters"),
+        ("t", _three_required, None, r"positional parameters \(1 or 2\); it requires 3"),
+        ("t", _keyword_only, None, r"positional parameters \(1 or 2\); it takes none"),
+        ("t", _no_parameters, None, r"positional parameters \(1 or 2\); it takes none"),
         ("t", sync_one, dict, "no model_validate"),
     ],
     ids=["empty-id", "none-id", "long-id", "not-callable", "three-params", "keyword-only", "no-params", "bad-model"],
@@ -197,6 +197,14 @@ def test_registering_another_handler_under_a_taken_identifier_is_refused() -> No
     with pytest.raises(TaskDefinitionError, match="already registered"):
         registry.register("t", sync_two)
     assert registry["t"].handler is sync_one
+
+
+def test_two_different_lambdas_under_one_identifier_are_refused() -> None:
+    # Lambdas all share the qualified name "<lambda>": only the very same object may register twice.
+    registry = TaskRegistry()
+    registry.register("t", lambda payload: None)
+    with pytest.raises(TaskDefinitionError, match="already registered"):
+        registry.register("t", lambda payload: 1)
 
 
 def test_registering_the_same_handler_again_is_harmless() -> None:

@@ -34,18 +34,31 @@ def describe_method(settings: Settings, repeat: int) -> list[str]:
     ]
 
 
-def _cell(results: SystemResults, measurement: str, fmt: str, footnotes: list[str]) -> str:
+class _Footnotes:
+    """Numbered notes under the table; the same text (an error repeated on every row) gets one number."""
+
+    def __init__(self) -> None:
+        self.texts: list[str] = []
+
+    def mark(self, text: str) -> str:
+        if text not in self.texts:
+            self.texts.append(text)
+        return f"[{self.texts.index(text) + 1}]"
+
+
+def _cell(results: SystemResults, measurement: str, fmt: str, footnotes: _Footnotes) -> str:
     value = results.median(measurement)
     error = results.errors.get(measurement) or results.errors.get("setup") or results.errors.get("run")
     if value is None:
         if error is None:
             return "-"
-        footnotes.append(f"{results.name}, {measurement}: {_short(error)}")
-        return f"error [{len(footnotes)}]"
+        short = _short(error)
+        # Driver errors already start with the system's name.
+        label = short if short.startswith(f"{results.name}") else f"{results.name}: {short}"
+        return "error " + footnotes.mark(label)
     text = fmt.format(value)
     if measurement == DRAIN and results.notes:
-        footnotes.append(f"{results.name}: " + "; ".join(results.notes))
-        text += f" [{len(footnotes)}]"
+        text += " " + footnotes.mark(f"{results.name}: " + "; ".join(results.notes))
     return text
 
 
@@ -70,7 +83,7 @@ def render(
     *, command: str, facts: Mapping[str, str], settings: Settings, repeat: int, results: Mapping[str, SystemResults]
 ) -> str:
     names = list(results)
-    footnotes: list[str] = []
+    footnotes = _Footnotes()
     header = ["measurement", *names, RATIO_HEADER]
     rows = [
         [label, *(_cell(results[name], key, fmt, footnotes) for name in names), _ratio(results, key)]
@@ -101,7 +114,7 @@ def render(
         "",
         f"{RATIO_HEADER}: above 1.00x backfill is faster on the jobs/s rows, and slower on the latency rows.",
     ]
-    out += [f"[{number}] {text}" for number, text in enumerate(footnotes, start=1)]
+    out += [f"[{number}] {text}" for number, text in enumerate(footnotes.texts, start=1)]
     return "\n".join(out)
 
 

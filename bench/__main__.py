@@ -9,6 +9,7 @@ import shlex
 import sys
 from pathlib import Path
 
+from backfill.core.db import redact_dsn
 from bench import harness
 from bench.database import BenchDatabase, database_url
 from bench.machine import machine_facts
@@ -50,8 +51,19 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _command(argv: list[str]) -> str:
-    python = os.path.relpath(sys.executable) if not os.path.relpath(sys.executable).startswith("..") else sys.executable
-    return shlex.join([python, "-m", "bench", *argv])
+    """The command line as typed, with any password in the database URL masked."""
+    python = os.path.relpath(sys.executable)
+    if python.startswith(".."):
+        python = sys.executable
+    shown: list[str] = []
+    for arg in argv:
+        if shown and shown[-1] == "--database-url":
+            shown.append(redact_dsn(arg))
+        elif arg.startswith("--database-url="):
+            shown.append("--database-url=" + redact_dsn(arg.split("=", 1)[1]))
+        else:
+            shown.append(arg)
+    return shlex.join([python, "-m", "bench", *shown])
 
 
 async def _main(args: argparse.Namespace, dsn: str, command: str) -> None:

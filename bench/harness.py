@@ -17,7 +17,7 @@ from bench.phases import Settings
 from bench.process import DriverError, DriverProcess
 from bench.protocol import RESULT
 from bench.results import DRAIN, ENQUEUE, LATENCY_P50, LATENCY_P99, SystemResults, percentile
-from bench.systems import System, SystemUnavailable, make_system
+from bench.systems import System, make_system
 
 
 def _say(message: str) -> None:
@@ -41,7 +41,7 @@ async def _setup(name: str, settings: Settings, db: BenchDatabase, results: Syst
             await driver.wait(phases.STOP_TIMEOUT)
         finally:
             await driver.close()
-    except (SystemUnavailable, DriverError, OSError) as error:
+    except Exception as error:  # whatever it is, this system is out and the others go on
         results.fail("setup", _describe(error))
         _say(f"{name}: cannot be set up: {_describe(error).splitlines()[0]}")
         return None

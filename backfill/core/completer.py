@@ -109,7 +109,9 @@ class Completer:
         async with self._pool.acquire() as connection:
             if completed:
                 ids = [job.id for job in completed]
-                rows = await connection.fetch(self._queries.complete_jobs, ids, self._worker_id)
+                rows = await connection.fetch(
+                    self._queries.complete_jobs, ids, self._worker_id, [job.locked_at for job in completed]
+                )
                 self._note_lost("complete", ids, rows)
             if failed:
                 ids = [f.job.id for f in failed]
@@ -121,6 +123,7 @@ class Completer:
                     [f.permanent for f in failed],
                     [f.retry_at for f in failed],
                     self._worker_id,
+                    [f.job.locked_at for f in failed],
                 )
                 self._note_lost("fail", ids, rows)
 

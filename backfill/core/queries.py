@@ -5,9 +5,13 @@ each statement on first use per connection and reuses it (its statement cache), 
 parsing and planning once; with ``prepared_statements=False`` (PgBouncer in transaction mode) the cache is
 switched off on the worker's pool instead.
 
-Every write after a claim is fenced by ``locked_by = <this worker's id>``: if the lock was taken away
-(force-unlocked, or released as stale and perhaps claimed by another worker), the write changes nothing
-and the caller learns which jobs it no longer owned.
+Every write after a claim is fenced by the claim itself: ``locked_by = <this worker's id>`` and
+``locked_at = <the locked_at the claim wrote>``. If the lock was taken away (force-unlocked, or released as
+stale and perhaps claimed by another worker), the write changes nothing and the caller learns which jobs
+it no longer owned. The worker id alone is not enough: a released job may be claimed again by the *same*
+worker, and the first attempt's late result must not complete or unlock the second attempt's claim.
+``locked_at`` is the claim's token rather than ``attempts`` because Graphile's ``add_job`` (with a key) and
+``remove_job`` set ``attempts = max_attempts`` on a running job, and its worker must still complete it.
 """
 
 from __future__ import annotations
@@ -53,9 +57,10 @@ class WorkerQueries:
             complete_jobs=f"""
                 with done as (
                   delete from {jobs} as jobs
-                   using unnest($1::bigint[]) as done_ids(id)
+                   using unnest($1::bigint[], $3::timestamptz[]) as done_ids(id, locked_at)
                    where jobs.id = done_ids.id
                      and jobs.locked_by = $2::text
+                     and jobs.locked_at = done_ids.locked_at
                   returning jobs.id, jobs.job_queue_id
                 ), unlocked as (
                   update {queues} as job_queues
@@ -82,10 +87,12 @@ class WorkerQueries:
                          payload = coalesce(f.payload, jobs.payload),
                          locked_by = null,
                          locked_at = null
-                    from unnest($1::bigint[], $2::text[], $3::json[], $4::boolean[], $5::timestamptz[])
-                         as f(id, message, payload, permanent, retry_at)
+                    from unnest(
+                           $1::bigint[], $2::text[], $3::json[], $4::boolean[], $5::timestamptz[], $7::timestamptz[]
+                         ) as f(id, message, payload, permanent, retry_at, locked_at)
                    where jobs.id = f.id
                      and jobs.locked_by = $6::text
+                     and jobs.locked_at = f.locked_at
                   returning jobs.id, jobs.job_queue_id
                 ), unlocked as (
                   update {queues} as job_queues
@@ -104,9 +111,10 @@ class WorkerQueries:
                      set attempts = greatest(0, jobs.attempts - 1),
                          locked_by = null,
                          locked_at = null
-                    from unnest($1::bigint[]) as returned_ids(id)
+                    from unnest($1::bigint[], $3::timestamptz[]) as returned_ids(id, locked_at)
                    where jobs.id = returned_ids.id
                      and jobs.locked_by = $2::text
+                     and jobs.locked_at = returned_ids.locked_at
                   returning jobs.id, jobs.job_queue_id
                 ), unlocked as (
                   update {queues} as job_queues

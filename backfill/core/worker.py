@@ -432,7 +432,9 @@ class Worker:
         for delay in backoff_delays(initial=0.05, maximum=1.0):
             try:
                 async with self._pool.acquire() as connection:
-                    rows = await connection.fetch(self._queries.return_jobs, ids, self.worker_id)
+                    rows = await connection.fetch(
+                        self._queries.return_jobs, ids, self.worker_id, [job.locked_at for job in jobs]
+                    )
                 break
             except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as error:
                 if self._stop_now.is_set():

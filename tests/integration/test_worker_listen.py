@@ -17,7 +17,13 @@ import pytest
 from backfill.core.enqueue import add_job
 from backfill.core.tasks import TaskRegistry
 from backfill.core.worker import Worker
-from tests.integration.worker_support.helpers import fast_options, listener_pids, running, wait_listening
+from tests.integration.worker_support.helpers import (
+    fast_options,
+    listener_pids,
+    rows_locked_by,
+    running,
+    wait_listening,
+)
 from tests.support.postgres import PostgresServer
 from tests.support.waiting import wait_for, wait_for_event
 
@@ -107,3 +113,22 @@ async def test_a_raw_insert_without_notify_is_picked_up_by_polling(
 
 async def _gone(conn: asyncpg.Connection[Any], pid: int) -> bool:
     return pid not in await listener_pids(conn)
+
+
+async def test_a_breaking_migration_notice_newer_than_ours_stops_the_worker(
+    database_url: str, pool: asyncpg.Pool[Any], conn: asyncpg.Connection[Any]
+) -> None:
+    events = {"after-21": asyncio.Event()}
+    worker = Worker(database_url, tasks=signalling_registry(events), options=fast_options(poll_interval=SLOW_POLL))
+    async with running(worker) as run:
+        await wait_listening(conn)
+        # A newer but non-breaking revision is tolerated: the worker keeps running jobs.
+        await conn.execute("""select pg_notify('worker:migrate', '{"migrationNumber":21,"breaking":false}')""")
+        await add_job(pool, "signal", {"name": "after-21"})
+        await wait_for_event(events["after-21"], timeout=PROMPTLY, message="job after a non-breaking notice")
+        assert not run.done()
+
+        await conn.execute("""select pg_notify('worker:migrate', '{"migrationNumber":22,"breaking":true}')""")
+        summary = await asyncio.wait_for(run, PROMPTLY)
+    assert summary.succeeded == 1
+    assert await rows_locked_by(conn, worker.worker_id) == 0

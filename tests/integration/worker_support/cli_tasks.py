@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
+from pathlib import Path
 from typing import Any
 
 from backfill import JobContext, task
@@ -25,3 +27,10 @@ async def cli_slow(payload: dict[str, Any], ctx: JobContext) -> None:
     await ctx.pool.execute(_LEDGER_INSERT, ctx.job.id, "started", os.getpid())
     await asyncio.sleep(float(payload.get("seconds", 1.0)))
     await ctx.pool.execute(_LEDGER_INSERT, ctx.job.id, "finished", os.getpid())
+
+
+@task("cli_sync_stuck")
+def cli_sync_stuck(payload: dict[str, Any]) -> None:
+    # A plain def runs in a thread, which cancellation cannot stop: it stands for a handler stuck in a C call.
+    Path(payload["marker"]).write_text("started")
+    time.sleep(float(payload["seconds"]))

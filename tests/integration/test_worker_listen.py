@@ -65,11 +65,19 @@ async def admin(postgres_server: PostgresServer) -> AsyncIterator[asyncpg.Connec
         await connection.close()
 
 
+@pytest.mark.parametrize("source", ["dsn", "pool"])
 async def test_jobs_still_run_promptly_after_the_listen_connection_is_killed(
-    database_url: str, pool: asyncpg.Pool[Any], conn: asyncpg.Connection[Any], admin: asyncpg.Connection[Any]
+    database_url: str,
+    pool: asyncpg.Pool[Any],
+    conn: asyncpg.Connection[Any],
+    admin: asyncpg.Connection[Any],
+    source: str,
 ) -> None:
+    # Given a DSN the listener opens its own connection; given a pool it holds one of the pool's.
     events = {"while-down": asyncio.Event(), "after": asyncio.Event()}
-    worker = Worker(database_url, tasks=signalling_registry(events), options=fast_options(poll_interval=SLOW_POLL))
+    database_source: str | asyncpg.Pool[Any] = database_url if source == "dsn" else pool
+    options = fast_options(poll_interval=SLOW_POLL)
+    worker = Worker(database_source, tasks=signalling_registry(events), options=options)
     database = await conn.fetchval("select current_database()")
     async with running(worker):
         old_pid = await wait_listening(conn)

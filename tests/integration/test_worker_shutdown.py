@@ -56,11 +56,16 @@ async def test_stop_returns_unstarted_jobs_and_lets_running_ones_finish(
         await add_jobs(pool, [JobSpec("warm_up") for _ in range(WARM_UP_JOBS)])
         await wait_for(lambda: _no_jobs(conn), timeout=10, message="warm-up jobs done")
 
-        # Priorities fix which jobs run (0 and 1) and which wait in the local queue (2 to 5).
-        held = await add_jobs(pool, [JobSpec("hold", {"n": n}, priority=n) for n in range(HELD_JOBS)])
+        # Priorities fix which jobs run (0 and 1) and which wait in the local queue (2 to 5); a named queue
+        # each, so returning and completing must also unlock queues.
+        held = await add_jobs(
+            pool, [JobSpec("hold", {"n": n}, priority=n, queue_name=f"hold-{n}") for n in range(HELD_JOBS)]
+        )
         by_priority = {job.priority: job.id for job in held}
         await wait_for(lambda: _count(started, CONCURRENCY), timeout=5, message="two held jobs running")
-        await wait_for(lambda: _locked_count(conn, worker.worker_id, HELD_JOBS), timeout=5, message="all six claimed")
+        await wait_for(
+            lambda: _locked_count(conn, worker.worker_id, 2 * HELD_JOBS), timeout=5, message="six jobs, six queues"
+        )
 
         worker.stop()
         unstarted = [by_priority[n] for n in range(CONCURRENCY, HELD_JOBS)]

@@ -4,7 +4,8 @@ Moving parts, each a named asyncio task:
 
 * the **fetcher** claims jobs in batches (``FOR UPDATE SKIP LOCKED``, one job per named queue per batch)
   into a local priority queue, sized from recent throughput (see ``WorkerOptions.local_queue_size``);
-* ``concurrency`` **slots** take jobs from the local queue and run their handlers;
+* up to ``concurrency`` **runners** take jobs from the local queue and run their handlers; a runner is
+  started when a job arrives and a slot is free, and it keeps taking jobs until the queue is empty;
 * the **completer** writes results in batches (see :mod:`backfill.core.completer`);
 * the **listener** wakes the fetcher on ``jobs:insert`` and stops the worker on a breaking migration;
 * the **stale-lock sweeper** applies Graphile's 4-hour rule every 8-10 minutes.
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import heapq
 import json
 import logging
 import random
@@ -43,6 +45,7 @@ logger = logging.getLogger("backfill.worker")
 
 # (priority, run_at, id, job): the local queue hands out jobs in the order the database would.
 _QueueItem = tuple[int, datetime, int, Job]
+_JOBS_BETWEEN_YIELDS = 32
 
 
 class Worker:
@@ -70,7 +73,10 @@ class Worker:
         self._identifiers = self.registry.identifiers
         self.summary = RunSummary()
 
-        self._local: asyncio.PriorityQueue[_QueueItem] = asyncio.PriorityQueue()
+        # The local queue: a heap of claimed, unstarted jobs. Plain heapq rather than asyncio.Queue, because
+        # runners are started on demand and never wait on it (saves a future per job on the hot path).
+        self._local: list[_QueueItem] = []
+        self._runners: set[asyncio.Task[None]] = set()
         self._wake = asyncio.Event()  # something may be fetchable: a notification, a free slot, a poll
         self._slot_freed = asyncio.Event()
         self._stop_requested = asyncio.Event()
@@ -139,7 +145,6 @@ class Worker:
         self._active = True
         pool, owns_pool = await self._open_pool()
         side_tasks: list[asyncio.Task[Any]] = []
-        slots: list[asyncio.Task[Any]] = []
         try:
             await self._prepare(pool)
             self._pool = pool
@@ -152,9 +157,6 @@ class Worker:
                 self._listener = self._make_listener(pool)
                 side_tasks.append(self._supervised(self._listener.run(), "listener"))
                 side_tasks.append(self._supervised(self._release_stale_locks_periodically(), "stale-locks"))
-            slots = [
-                asyncio.create_task(self._slot(), name=f"backfill-slot-{n}") for n in range(self.options.concurrency)
-            ]
             self._install_signal_handlers()
             self._started.set()
             logger.info(
@@ -172,12 +174,13 @@ class Worker:
                 self._stopping = True
                 self._wake.set()
                 await fetcher  # lets an in-flight fetch finish: its jobs are then returned, not lost
-            await self._shut_down(slots)
+            await self._shut_down()
         finally:
             self._remove_signal_handlers()
-            for task in [*side_tasks, *slots]:
+            leftovers = [*side_tasks, *self._runners]
+            for task in leftovers:
                 task.cancel()
-            await asyncio.gather(*side_tasks, *slots, return_exceptions=True)
+            await asyncio.gather(*leftovers, return_exceptions=True)
             if self._executor is not None:
                 self._executor.shutdown(wait=False, cancel_futures=True)
             if owns_pool:
@@ -238,8 +241,10 @@ class Worker:
             self._rate_mark = (now, self._finished)
         free_slots = self.options.concurrency - len(self._running_jobs)
         ahead = min(self.options.local_queue_size, int(self._rate * self.options.lookahead))
-        self._refill_below = ahead // 2
-        return min(self.options.local_queue_size, max(0, free_slots + ahead - self._local.qsize()))
+        # Refill once a quarter of the lookahead is used: the next batch then arrives while three quarters
+        # (~75 ms of work) are still queued, which covers a fetch round trip even under load.
+        self._refill_below = ahead - ahead // 4
+        return min(self.options.local_queue_size, max(0, free_slots + ahead - len(self._local)))
 
     async def _fetch(self, count: int) -> list[Job]:
         assert self._pool is not None
@@ -261,7 +266,8 @@ class Worker:
         jobs = await self._fetch(want)
         self._more_available = len(jobs) >= want
         for job in jobs:  # when stopping, _shut_down returns whatever is left here
-            self._local.put_nowait((job.priority, job.run_at, job.id, job))
+            heapq.heappush(self._local, (job.priority, job.run_at, job.id, job))
+        self._start_runners()
         return len(jobs)
 
     async def _fetch_loop(self) -> None:
@@ -278,8 +284,8 @@ class Worker:
                 await self._wait_for_wake(next(delays))
                 continue
             failures, delays = 0, backoff_delays(initial=0.1, maximum=self.options.poll_interval)
-            if fetched and self._more_available and self._local.qsize() <= self._refill_below:
-                continue  # a full batch came back and we still have room: more is waiting
+            if fetched and self._more_available and len(self._local) <= self._refill_below:
+                continue  # a full batch came back and jobs were used meanwhile: more is waiting
             await self._wait_for_wake(self.options.poll_interval)
             if self._listener is not None:
                 self._listener.check_alive()
@@ -292,28 +298,37 @@ class Worker:
         """``run_once``: fetch and run until nothing runnable is left and every result is written."""
         assert self._completer is not None
         while not self._stop_requested.is_set():
-            self._slot_freed.clear()
             fetched = await self._fetch_into_local_queue()
-            idle = self._local.empty() and not self._running_jobs
-            if fetched == 0 and idle:
+            if not fetched and not self._local and not self._running_jobs:
                 # Results free named queues and may have enqueued follow-up jobs: write them, look again.
                 await self._completer.drained()
                 if not await self._fetch_into_local_queue():
                     return
                 continue
-            if fetched and self._more_available:
-                continue
+            if fetched and self._more_available and len(self._local) <= self._refill_below:
+                continue  # keep filling while the database has more and we have room
+            # Wait for a slot to finish, then until the local queue is low enough to be worth a refill.
+            # No await separates each state check from its clear(), so no wake-up is lost.
+            self._slot_freed.clear()
             await self._slot_freed.wait()
+            while len(self._local) > self._refill_below and not self._stop_requested.is_set():
+                self._slot_freed.clear()
+                await self._slot_freed.wait()
 
     # -- running ----------------------------------------------------------------------------------------------
 
-    async def _slot(self) -> None:
-        while True:
-            item = await self._local.get()
-            job = item[3]
-            if self._stopping:
-                self._local.put_nowait(item)  # leave it for _shut_down to return
-                await asyncio.Event().wait()  # park until cancelled
+    def _start_runners(self) -> None:
+        while self._local and len(self._runners) < self.options.concurrency and not self._stopping:
+            runner = asyncio.create_task(self._runner())
+            self._runners.add(runner)
+            runner.add_done_callback(self._runners.discard)
+
+    async def _runner(self) -> None:
+        """Run jobs from the local queue, best first, until it is empty or the worker is stopping."""
+        local = self._local
+        since_yield = 0
+        while local and not self._stopping:
+            job = heapq.heappop(local)[3]
             self._running_jobs[job.id] = asyncio.current_task()
             try:
                 await self._execute(job)
@@ -321,8 +336,14 @@ class Worker:
                 del self._running_jobs[job.id]
                 self._finished += 1
                 self._slot_freed.set()
-                if self._more_available and self._local.qsize() <= self._refill_below:
+                if self._more_available and len(local) <= self._refill_below:
                     self._wake.set()
+            since_yield += 1
+            if since_yield >= _JOBS_BETWEEN_YIELDS:
+                # A handler that never suspends would otherwise keep the loop from the fetcher and the
+                # completer for a whole local queue's worth of jobs.
+                since_yield = 0
+                await asyncio.sleep(0)
 
     async def _execute(self, job: Job) -> None:
         assert self._completer is not None
@@ -331,8 +352,11 @@ class Worker:
             if definition is None:  # not reachable through our fetch, which filters on our identifiers
                 raise LookupError(f"Unsupported task '{job.task_identifier}'")
             payload = definition.parse_payload(job.payload)
-            context = self._context_for(job) if definition.wants_context else None
-            await call_handler(definition, payload, context, self._executor)
+            if definition.is_async and not definition.wants_context:
+                await definition.handler(payload)  # the common case, without call_handler's extra coroutine
+            else:
+                context = self._context_for(job) if definition.wants_context else None
+                await call_handler(definition, payload, context, self._executor)
         except asyncio.CancelledError:
             current = asyncio.current_task()
             if current is not None and current.cancelling():
@@ -386,9 +410,9 @@ class Worker:
 
     # -- shutdown ---------------------------------------------------------------------------------------------
 
-    async def _shut_down(self, slots: list[asyncio.Task[Any]]) -> None:
+    async def _shut_down(self) -> None:
         assert self._completer is not None
-        self._stopping = True
+        self._stopping = True  # runners finish their current job and take no other
         await self._return_unstarted()
         if self._running_jobs:
             logger.info(
@@ -398,10 +422,10 @@ class Worker:
                 len(self._running_jobs),
             )
             await self._wait_for_running_jobs(self.options.shutdown_grace_period)
-        for task in slots:
+        runners = list(self._runners)
+        for task in runners:
             task.cancel()
-        await asyncio.gather(*slots, return_exceptions=True)
-        await self._return_unstarted()  # a slot may have put one back while parking
+        await asyncio.gather(*runners, return_exceptions=True)
         try:
             await asyncio.wait_for(self._completer.drained(), timeout=30.0)
         except TimeoutError:
@@ -422,9 +446,8 @@ class Worker:
             freed.cancel()
 
     async def _return_unstarted(self) -> None:
-        jobs: list[Job] = []
-        while not self._local.empty():
-            jobs.append(self._local.get_nowait()[3])
+        jobs = [item[3] for item in self._local]
+        self._local.clear()
         if not jobs:
             return
         assert self._pool is not None

@@ -30,6 +30,11 @@ WORKER_MIGRATE_CHANNEL = "worker:migrate"
 ConnectFactory = Callable[[], Awaitable[Any]]
 ReleaseFunction = Callable[[Any], Awaitable[None]]
 
+# What a dying connection can raise. InternalClientError belongs here: a pooled connection whose server
+# was just terminated can be handed out before asyncpg has noticed, and its first query then fails with
+# "cannot switch to state ...; another operation is in progress" rather than a connection error.
+CONNECTION_ERRORS = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, asyncpg.InternalClientError, TimeoutError)
+
 
 def backoff_delays(*, initial: float = 0.05, maximum: float = 5.0, factor: float = 2.0) -> Iterator[float]:
     """Reconnect delays: exponential from ``initial`` up to ``maximum``, each with full jitter.
@@ -87,7 +92,7 @@ class Listener:
             while True:
                 try:
                     await self._open()
-                except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as error:
+                except CONNECTION_ERRORS as error:
                     failures += 1
                     # One line per outage at warning level, the rest at debug: an outage must not flood logs.
                     log = logger.warning if failures == 1 else logger.debug

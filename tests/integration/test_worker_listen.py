@@ -82,14 +82,18 @@ async def test_jobs_still_run_promptly_after_the_listen_connection_is_killed(
     async with running(worker):
         old_pid = await wait_listening(conn)
         # Refusing new connections (superusers included) keeps the listener from coming back until we say
-        # so; connections already open, the worker's pool among them, carry on.
+        # so. A pool-mode listener would simply take another idle pool connection, so there every pool
+        # connection dies with it.
         await admin.execute(f'alter database "{database}" allow_connections false')
         try:
-            assert await conn.fetchval("select pg_terminate_backend($1)", old_pid)
-            await wait_for(lambda: _gone(conn, old_pid), timeout=5, message="the killed listener backend to exit")
-            # Committed while nobody listens: its NOTIFY is lost, and only the catch-up fetch after the
-            # reconnect can run it before the next poll, 30 s away.
-            await add_job(pool, "signal", {"name": "while-down"})
+            victims = [old_pid] if source == "dsn" else await _other_backends(conn)
+            for pid in victims:
+                await conn.execute("select pg_terminate_backend($1)", pid)
+            await wait_for(lambda: _all_gone(conn, victims), timeout=5, message="the killed backends to exit")
+            # Committed while nobody listens (on our own connection: the pool cannot open new ones now): its
+            # NOTIFY is lost, and only the catch-up fetch after the reconnect can run it before the next
+            # poll, 30 s away.
+            await add_job(conn, "signal", {"name": "while-down"})
             assert await listener_pids(conn) == []
         finally:
             await admin.execute(f'alter database "{database}" allow_connections true')
@@ -119,8 +123,15 @@ async def test_a_raw_insert_without_notify_is_picked_up_by_polling(
     assert await conn.fetchval("select count(*) from graphile_worker._private_jobs") == 0
 
 
-async def _gone(conn: asyncpg.Connection[Any], pid: int) -> bool:
-    return pid not in await listener_pids(conn)
+async def _other_backends(conn: asyncpg.Connection[Any]) -> list[int]:
+    rows = await conn.fetch(
+        "select pid from pg_stat_activity where datname = current_database() and pid <> pg_backend_pid()"
+    )
+    return [int(row["pid"]) for row in rows]
+
+
+async def _all_gone(conn: asyncpg.Connection[Any], pids: list[int]) -> bool:
+    return not set(pids) & set(await _other_backends(conn))
 
 
 async def test_a_breaking_migration_notice_newer_than_ours_stops_the_worker(

@@ -23,6 +23,7 @@ import asyncpg
 
 from backfill.core.jobs import Job
 from backfill.core.listener import backoff_delays
+from backfill.core.pinned import PinnedConnection
 from backfill.core.queries import WorkerQueries
 
 logger = logging.getLogger("backfill.worker")
@@ -50,7 +51,7 @@ class Completer:
         *,
         on_queues_released: Callable[[], None] = lambda: None,
     ) -> None:
-        self._pool = pool
+        self._connection = PinnedConnection(pool)
         # Called after a write that unlocked named queues: their next jobs have just become fetchable.
         self._on_queues_released = on_queues_released
         self._queries = queries
@@ -105,27 +106,37 @@ class Completer:
             if not self._completed and not self._failed:
                 self._idle.set()
 
+    async def close(self) -> None:
+        await self._connection.close()
+
     async def _write(self, completed: Sequence[Job], failed: Sequence[Failure]) -> None:
-        async with self._pool.acquire() as connection:
-            if completed:
-                ids = [job.id for job in completed]
-                rows = await connection.fetch(
-                    self._queries.complete_jobs, ids, self._worker_id, [job.locked_at for job in completed]
-                )
-                self._note_lost("complete", ids, rows)
-            if failed:
-                ids = [f.job.id for f in failed]
-                rows = await connection.fetch(
-                    self._queries.fail_jobs,
-                    ids,
-                    [f.message for f in failed],
-                    [f.replacement_payload for f in failed],
-                    [f.permanent for f in failed],
-                    [f.retry_at for f in failed],
-                    self._worker_id,
-                    [f.job.locked_at for f in failed],
-                )
-                self._note_lost("fail", ids, rows)
+        connection = await self._connection.get()
+        try:
+            await self._write_on(connection, completed, failed)
+        except BaseException:
+            await self._connection.discard()
+            raise
+
+    async def _write_on(self, connection: Any, completed: Sequence[Job], failed: Sequence[Failure]) -> None:
+        if completed:
+            ids = [job.id for job in completed]
+            rows = await connection.fetch(
+                self._queries.complete_jobs, ids, self._worker_id, [job.locked_at for job in completed]
+            )
+            self._note_lost("complete", ids, rows)
+        if failed:
+            ids = [f.job.id for f in failed]
+            rows = await connection.fetch(
+                self._queries.fail_jobs,
+                ids,
+                [f.message for f in failed],
+                [f.replacement_payload for f in failed],
+                [f.permanent for f in failed],
+                [f.retry_at for f in failed],
+                self._worker_id,
+                [f.job.locked_at for f in failed],
+            )
+            self._note_lost("fail", ids, rows)
 
     def _note_lost(self, action: str, ids: list[int], rows: Sequence[asyncpg.Record]) -> None:
         if len(rows) == len(ids):

@@ -38,6 +38,7 @@ from backfill.core.jobs import Job
 from backfill.core.listener import Listener, backoff_delays
 from backfill.core.migrate import BREAKING_REVISIONS, LATEST_REVISION, migrate
 from backfill.core.options import RunSummary, WorkerOptions
+from backfill.core.pinned import PinnedConnection
 from backfill.core.queries import WorkerQueries
 from backfill.core.tasks import TaskDefinition, TaskRegistry, call_handler, default_registry
 
@@ -46,6 +47,13 @@ logger = logging.getLogger("backfill.worker")
 # (priority, run_at, id, job): the local queue hands out jobs in the order the database would.
 _QueueItem = tuple[int, datetime, int, Job]
 _JOBS_BETWEEN_YIELDS = 32
+
+# Claims are committed without waiting for the WAL flush: that wait (an fsync, ~0.5-1 ms here) sat on
+# every job's schedule-to-start path. It is safe: a claim lost in a database crash leaves the job
+# available, so it runs again and this worker's late result is fenced out (at-least-once holds, and the
+# duplicate is one the crash excuses). Results keep synchronous commits: losing a completion would
+# re-run a finished job without any crash of ours to excuse it.
+_FETCH_CONNECTION_SETUP = "set synchronous_commit = off"
 
 
 class Worker:
@@ -96,6 +104,7 @@ class Worker:
         self._rate_mark = (time.monotonic(), 0)
 
         self._pool: asyncpg.Pool[Any] | None = None
+        self._fetch_connection: PinnedConnection | None = None
         self._completer: Completer | None = None
         self._listener: Listener | None = None
         self._executor: ThreadPoolExecutor | None = None
@@ -148,6 +157,7 @@ class Worker:
         try:
             await self._prepare(pool)
             self._pool = pool
+            self._fetch_connection = PinnedConnection(pool, setup=_FETCH_CONNECTION_SETUP)
             self._completer = Completer(pool, self._queries, self.worker_id, on_queues_released=self._wake.set)
             self._executor = ThreadPoolExecutor(
                 max_workers=self.options.concurrency, thread_name_prefix="backfill-sync-task"
@@ -183,6 +193,10 @@ class Worker:
             await asyncio.gather(*leftovers, return_exceptions=True)
             if self._executor is not None:
                 self._executor.shutdown(wait=False, cancel_futures=True)
+            if self._fetch_connection is not None:
+                await self._fetch_connection.close()
+            if self._completer is not None:
+                await self._completer.close()
             if owns_pool:
                 await pool.close()
         if self._fatal is not None:
@@ -247,15 +261,19 @@ class Worker:
         return min(self.options.local_queue_size, max(0, free_slots + ahead - len(self._local)))
 
     async def _fetch(self, count: int) -> list[Job]:
-        assert self._pool is not None
+        assert self._fetch_connection is not None
         flags = self.options.forbidden_flags
-        async with self._pool.acquire() as connection:
+        connection = await self._fetch_connection.get()
+        try:
             if flags:
                 rows = await connection.fetch(
                     self._queries.fetch_jobs_with_forbidden_flags, self.worker_id, self._identifiers, count, list(flags)
                 )
             else:
                 rows = await connection.fetch(self._queries.fetch_jobs, self.worker_id, self._identifiers, count)
+        except BaseException:
+            await self._fetch_connection.discard()
+            raise
         return [Job.from_record(row) for row in rows]
 
     async def _fetch_into_local_queue(self) -> int | None:
@@ -277,7 +295,7 @@ class Worker:
             self._wake.clear()
             try:
                 fetched = await self._fetch_into_local_queue()
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as error:
+            except Exception as error:  # connection trouble above all; whatever it is, retry after a pause
                 failures += 1
                 log = logger.warning if failures == 1 else logger.debug
                 log("worker %s: fetching jobs failed (%s in a row): %s", self.worker_id, failures, error)
@@ -459,7 +477,7 @@ class Worker:
                         self._queries.return_jobs, ids, self.worker_id, [job.locked_at for job in jobs]
                     )
                 break
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as error:
+            except Exception as error:  # retried until it works or a second stop request
                 if self._stop_now.is_set():
                     logger.error("worker %s could not return %s unstarted job(s): %s", self.worker_id, len(ids), error)
                     return
@@ -517,7 +535,7 @@ class Worker:
             try:
                 async with self._pool.acquire() as connection:
                     row = await connection.fetchrow(self._queries.release_stale_locks)
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as error:
+            except Exception as error:  # a failed sweep is retried at the next interval
                 logger.warning("worker %s: releasing stale locks failed: %s", self.worker_id, error)
                 continue
             if row is not None and (row["jobs"] or row["queues"]):

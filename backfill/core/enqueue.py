@@ -152,7 +152,7 @@ async def add_jobs(
     async with connection_from(source) as connection:
         try:
             rows = await connection.fetch(_add_jobs_sql(schema_name), *columns, job_key_preserve_run_at)
-            task_names, queue_names = await _names_of(connection, schema_name, rows)
+            task_names, queue_names = await _names_of(connection, schema_name, rows, specs)
         except asyncpg.PostgresError as error:
             raise DatabaseError(f"add_jobs ({len(specs)} specs) failed: {error}") from error
     return [
@@ -166,9 +166,18 @@ async def add_jobs(
 
 
 async def _names_of(
-    connection: Executor, schema: SchemaName, rows: Sequence[asyncpg.Record]
+    connection: Executor, schema: SchemaName, rows: Sequence[asyncpg.Record], specs: Sequence[JobSpec] = ()
 ) -> tuple[dict[int, str], dict[int, str]]:
-    """Task identifiers and queue names for the ids in ``rows`` (a second statement sees them)."""
+    """Task identifiers and queue names for the ids in ``rows`` (a second statement sees them).
+
+    When every spec names the same task and queue — the usual bulk enqueue — every row written carries
+    them (an upsert takes the new spec's task and queue too), so no lookup is needed.
+    """
+    if specs and len({s.identifier for s in specs}) == 1 and len({s.queue_name for s in specs}) == 1:
+        identifier, queue_name = specs[0].identifier, specs[0].queue_name
+        tasks_known = {row["task_id"]: identifier for row in rows}
+        queues_known = {} if queue_name is None else {row["job_queue_id"]: queue_name for row in rows}
+        return tasks_known, queues_known
     task_ids = sorted({row["task_id"] for row in rows})
     queue_ids = sorted({row["job_queue_id"] for row in rows if row["job_queue_id"] is not None})
     found = await connection.fetch(

@@ -114,7 +114,15 @@ class Listener:
 
     def check_alive(self) -> None:
         """Called on every poll: a connection closed without a termination callback is also 'lost'."""
-        if self._connection is not None and self._connection.is_closed():
+        if self._connection is None:
+            return
+        try:
+            closed = self._connection.is_closed()
+        except asyncpg.InterfaceError:
+            # A pool takes a dead connection back on its own and detaches our proxy, which then refuses
+            # every call: that connection is gone too.
+            closed = True
+        if closed:
             self._lost.set()
 
     async def _open(self) -> None:

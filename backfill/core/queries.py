@@ -21,14 +21,16 @@ from dataclasses import dataclass
 from backfill.core.schema import SchemaName
 
 # The columns of a claimed job handed to Python. Payload and flags come as text so that no JSON codec is
-# needed on the pool (a caller may pass their own); the task identifier and queue name are looked up per
-# row because the caller needs them and the lookups are primary-key hits.
+# needed on the pool (a caller may pass their own). The task identifier is mapped from task_id in Python
+# (the worker knows its tasks); the queue name is looked up only for jobs that have a queue. Per-row
+# lookups of both cost about a tenth of a 500-job fetch.
 _CLAIMED_COLUMNS = """
     jobs.id, jobs.job_queue_id, jobs.task_id, jobs.payload::text as payload, jobs.priority, jobs.run_at,
     jobs.attempts, jobs.max_attempts, jobs.last_error, jobs.created_at, jobs.updated_at, jobs.key,
     jobs.locked_at, jobs.locked_by, jobs.revision, jobs.flags::text as flags,
-    (select t.identifier from {tasks} as t where t.id = jobs.task_id) as task_identifier,
-    (select q.queue_name from {queues} as q where q.id = jobs.job_queue_id) as queue_name
+    case when jobs.job_queue_id is not null then
+      (select q.queue_name from {queues} as q where q.id = jobs.job_queue_id)
+    end as queue_name
 """
 
 
@@ -43,6 +45,7 @@ class WorkerQueries:
     return_jobs: str
     release_stale_locks: str
     ensure_tasks: str
+    task_ids: str
     read_revisions: str
 
     @classmethod
@@ -50,7 +53,7 @@ class WorkerQueries:
         jobs = schema.qualify("_private_jobs")
         queues = schema.qualify("_private_job_queues")
         tasks = schema.qualify("_private_tasks")
-        claimed = _CLAIMED_COLUMNS.format(tasks=tasks, queues=queues)
+        claimed = _CLAIMED_COLUMNS.format(queues=queues)
         return cls(
             fetch_jobs=_fetch_sql(jobs, queues, tasks, claimed, with_flags=False),
             fetch_jobs_with_forbidden_flags=_fetch_sql(jobs, queues, tasks, claimed, with_flags=True),
@@ -150,6 +153,7 @@ class WorkerQueries:
                  where not exists (select 1 from {tasks} as t where t.identifier = wanted.identifier)
                 on conflict do nothing
             """,
+            task_ids=f"select id, identifier from {tasks} where identifier = any($1::text[])",
             read_revisions=f"select id, breaking from {schema.qualify('migrations')} order by id",
         )
 

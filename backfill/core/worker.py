@@ -79,6 +79,7 @@ class Worker:
         self._schema = self.options.schema_name
         self._queries = WorkerQueries.for_schema(self._schema)
         self._identifiers = self.registry.identifiers
+        self._task_names: dict[int, str] = {}  # task_id -> identifier, for the tasks we run
         self.summary = RunSummary()
 
         # The local queue: a heap of claimed, unstarted jobs. Plain heapq rather than asyncio.Queue, because
@@ -225,6 +226,7 @@ class Worker:
             await migrate(pool, self._schema)
             async with pool.acquire() as connection:
                 await connection.execute(self._queries.ensure_tasks, self._identifiers)
+                await self._load_task_names(connection)
         except asyncpg.PostgresError as error:
             raise DatabaseError(f"worker start-up failed: {error}") from error
 
@@ -271,10 +273,19 @@ class Worker:
                 )
             else:
                 rows = await connection.fetch(self._queries.fetch_jobs, self.worker_id, self._identifiers, count)
+            if any(row["task_id"] not in self._task_names for row in rows):
+                # A task row re-created under a new id (GC_TASK_IDENTIFIERS cleanup, say): the fetch found
+                # it by identifier, so learn the new id.
+                await self._load_task_names(connection)
         except BaseException:
             await self._fetch_connection.discard()
             raise
-        return [Job.from_record(row) for row in rows]
+        names = self._task_names
+        return [Job.from_record(row, task_identifier=names[row["task_id"]]) for row in rows]
+
+    async def _load_task_names(self, connection: Any) -> None:
+        rows = await connection.fetch(self._queries.task_ids, self._identifiers)
+        self._task_names = {row["id"]: row["identifier"] for row in rows}
 
     async def _fetch_into_local_queue(self) -> int | None:
         """One fetch round; the number of jobs claimed, or ``None`` when there was no room to fetch."""

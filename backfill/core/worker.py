@@ -25,7 +25,6 @@ import random
 import signal
 import time
 from collections.abc import Iterable
-from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -41,6 +40,7 @@ from backfill.core.options import RunSummary, WorkerOptions
 from backfill.core.pinned import PinnedConnection
 from backfill.core.queries import WorkerQueries
 from backfill.core.tasks import TaskDefinition, TaskRegistry, call_handler, default_registry
+from backfill.core.threads import DaemonThreadExecutor
 
 logger = logging.getLogger("backfill.worker")
 
@@ -108,7 +108,7 @@ class Worker:
         self._fetch_connection: PinnedConnection | None = None
         self._completer: Completer | None = None
         self._listener: Listener | None = None
-        self._executor: ThreadPoolExecutor | None = None
+        self._executor: DaemonThreadExecutor | None = None
 
     @property
     def worker_id(self) -> str:
@@ -160,9 +160,7 @@ class Worker:
             self._pool = pool
             self._fetch_connection = PinnedConnection(pool, setup=_FETCH_CONNECTION_SETUP)
             self._completer = Completer(pool, self._queries, self.worker_id, on_queues_released=self._wake.set)
-            self._executor = ThreadPoolExecutor(
-                max_workers=self.options.concurrency, thread_name_prefix="backfill-sync-task"
-            )
+            self._executor = DaemonThreadExecutor(self.options.concurrency, thread_name_prefix="backfill-sync-task")
             side_tasks.append(self._supervised(self._completer.run(), "completer"))
             if not once:
                 self._listener = self._make_listener(pool)
@@ -193,6 +191,13 @@ class Worker:
                 task.cancel()
             await asyncio.gather(*leftovers, return_exceptions=True)
             if self._executor is not None:
+                if self._executor.busy:
+                    logger.error(
+                        "worker %s: %s synchronous handler(s) still running after shutdown; abandoned (their jobs "
+                        "were recorded as interrupted, and the process can exit without them)",
+                        self.worker_id,
+                        self._executor.busy,
+                    )
                 self._executor.shutdown(wait=False, cancel_futures=True)
             if self._fetch_connection is not None:
                 await self._fetch_connection.close()

@@ -160,11 +160,6 @@ async def test_a_breaking_revision_newer_than_20_exits_57(
     assert "21" in stderr
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a sync handler still running after the grace period keeps the process alive: the worker releases "
-    "the job, but interpreter exit joins the ThreadPoolExecutor's non-daemon threads until the handler returns",
-)
 async def test_sigterm_exits_promptly_even_if_a_sync_handler_outlives_the_grace_period(
     database_url: str, pool: asyncpg.Pool[Any], conn: asyncpg.Connection[Any], tmp_path: Path
 ) -> None:

@@ -69,7 +69,8 @@ class WorkerQueries:
                   update {queues} as job_queues
                      set locked_by = null, locked_at = null
                     from done
-                   where job_queues.id = done.job_queue_id
+                   where done.job_queue_id is not null
+                     and job_queues.id = done.job_queue_id
                      and job_queues.locked_by = $2::text
                 )
                 select id from done
@@ -101,7 +102,8 @@ class WorkerQueries:
                   update {queues} as job_queues
                      set locked_by = null, locked_at = null
                     from failed
-                   where job_queues.id = failed.job_queue_id
+                   where failed.job_queue_id is not null
+                     and job_queues.id = failed.job_queue_id
                      and job_queues.locked_by = $6::text
                 )
                 select id from failed
@@ -123,7 +125,8 @@ class WorkerQueries:
                   update {queues} as job_queues
                      set locked_by = null, locked_at = null
                     from returned
-                   where job_queues.id = returned.job_queue_id
+                   where returned.job_queue_id is not null
+                     and job_queues.id = returned.job_queue_id
                      and job_queues.locked_by = $2::text
                 )
                 select id from returned
@@ -187,22 +190,24 @@ def _fetch_sql(jobs: str, queues: str, tasks: str, claimed: str, *, with_flags: 
            order by jobs.priority asc, jobs.run_at asc
            limit $3::int
              for update skip locked
-        ), ranked as (
-          select candidates.id, candidates.job_queue_id,
-                 row_number() over (
-                   partition by candidates.job_queue_id
-                   order by candidates.priority, candidates.run_at, candidates.id
-                 ) as position_in_queue
-            from candidates
         ), chosen as (
-          select ranked.id, ranked.job_queue_id
-            from ranked
-           where ranked.job_queue_id is null or ranked.position_in_queue = 1
+          -- Jobs outside named queues all go; of each named queue, only the first (distinct on sorts just
+          -- those rows, not the whole batch).
+          select candidates.id, candidates.job_queue_id from candidates where candidates.job_queue_id is null
+          union all
+          select first_in_queue.id, first_in_queue.job_queue_id
+            from (
+              select distinct on (candidates.job_queue_id) candidates.id, candidates.job_queue_id
+                from candidates
+               where candidates.job_queue_id is not null
+               order by candidates.job_queue_id, candidates.priority, candidates.run_at, candidates.id
+            ) as first_in_queue
         ), locked_queues as (
           update {queues} as job_queues
              set locked_by = $1::text, locked_at = now()
             from chosen
-           where job_queues.id = chosen.job_queue_id
+           where chosen.job_queue_id is not null
+             and job_queues.id = chosen.job_queue_id
         )
         update {jobs} as jobs
            set attempts = jobs.attempts + 1,

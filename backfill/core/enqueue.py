@@ -42,28 +42,48 @@ def _add_job_sql(schema: SchemaName) -> str:
 
 
 def _add_jobs_sql(schema: SchemaName) -> str:
-    # Specs travel as parallel arrays (one per job_spec field) so that asyncpg needs no introspection of
-    # the composite type; flags, a ragged text[][] otherwise, travel as one JSON array per spec.
+    # The specs travel as one JSON array of positional arrays (see _specs_as_json): one parameter for
+    # asyncpg to encode instead of eight arrays checked element by element, and no introspection of the
+    # composite type. The payload rides along as JSON text, so it is never re-serialised in Python.
     return f"""
         select {_RETURNED_COLUMNS}
           from {schema.qualify("add_jobs")}(
             array(
               select row(
-                s.identifier, s.payload, s.queue_name, s.run_at, s.max_attempts, s.job_key, s.priority,
-                case when s.flags is null then null
-                     else array(select json_array_elements_text(s.flags)) end
+                spec->>0, (spec->>1)::json, spec->>2, (spec->>3)::timestamptz, (spec->>4)::smallint,
+                spec->>5, (spec->>6)::smallint,
+                case when json_typeof(spec->7) = 'array'
+                     then array(select json_array_elements_text(spec->7)) end
               )::{schema.qualify("job_spec")}
-              from unnest(
-                $1::text[], $2::json[], $3::text[], $4::timestamptz[], $5::smallint[], $6::text[],
-                $7::smallint[], $8::json[]
-              ) with ordinality as s(
-                identifier, payload, queue_name, run_at, max_attempts, job_key, priority, flags, position
-              )
-              order by s.position
+              from json_array_elements($1::json) with ordinality as specs(spec, position)
+              order by specs.position
             ),
-            $9::boolean
+            $2::boolean
           ) as j
     """
+
+
+def _specs_as_json(specs: Sequence[JobSpec]) -> str:
+    """``[[identifier, payload_text, queue, run_at, max_attempts, key, priority, flags], ...]`` as JSON."""
+    return _encode_specs(
+        [
+            [
+                spec.identifier,
+                spec.payload_json,
+                spec.queue_name,
+                None if spec.run_at is None else spec.run_at.isoformat(),
+                spec.max_attempts,
+                spec.job_key,
+                spec.priority,
+                None if spec.flags is None else list(spec.flags),
+            ]
+            for spec in specs
+        ]
+    )
+
+
+# ensure_ascii=False: the text goes to PostgreSQL as UTF-8 anyway, and escapes would only make it longer.
+_encode_specs = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
 
 async def add_job(
@@ -139,19 +159,9 @@ async def add_jobs(
     if not specs:
         return []
     schema_name = SchemaName.coerce(schema)
-    columns = (
-        [s.identifier for s in specs],
-        [s.payload_json for s in specs],
-        [s.queue_name for s in specs],
-        [s.run_at for s in specs],
-        [s.max_attempts for s in specs],
-        [s.job_key for s in specs],
-        [s.priority for s in specs],
-        [None if s.flags is None else json.dumps(list(s.flags)) for s in specs],
-    )
     async with connection_from(source) as connection:
         try:
-            rows = await connection.fetch(_add_jobs_sql(schema_name), *columns, job_key_preserve_run_at)
+            rows = await connection.fetch(_add_jobs_sql(schema_name), _specs_as_json(specs), job_key_preserve_run_at)
             task_names, queue_names = await _names_of(connection, schema_name, rows, specs)
         except asyncpg.PostgresError as error:
             raise DatabaseError(f"add_jobs ({len(specs)} specs) failed: {error}") from error

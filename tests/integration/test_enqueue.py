@@ -186,6 +186,29 @@ async def test_add_jobs_keeps_options_and_defaults(conn: asyncpg.Connection[Any]
     assert (options.run_at, options.max_attempts, options.key, options.flags) == (run_at, 2, "k", frozenset({"x"}))
 
 
+async def test_add_jobs_carries_every_field_exactly(conn: asyncpg.Connection[Any]) -> None:
+    # Specs travel as JSON: offsets, microseconds, quotes in names and non-ASCII text must all survive.
+    run_at = datetime(2031, 5, 6, 7, 8, 9, 123456, tzinfo=timezone(timedelta(hours=5, minutes=30)))
+    spec = JobSpec(
+        'task "quoted"',
+        {"text": 'Zoë \\ " 🚀'},
+        queue_name="queue 'q'",
+        run_at=run_at,
+        max_attempts=3,
+        job_key="key\nline",
+        priority=-7,
+        flags=["a b", "ö"],
+    )
+    [job] = await add_jobs(conn, [spec])
+    assert (job.task_identifier, job.payload, job.queue_name, job.run_at) == (
+        'task "quoted"',
+        {"text": 'Zoë \\ " 🚀'},
+        "queue 'q'",
+        run_at,
+    )
+    assert (job.max_attempts, job.key, job.priority, job.flags) == (3, "key\nline", -7, frozenset({"a b", "ö"}))
+
+
 async def _sequence_position(conn: asyncpg.Connection[Any], sequence: str) -> int:
     row = await conn.fetchrow(f"select last_value, is_called from graphile_worker.{sequence}")
     assert row is not None

@@ -65,15 +65,7 @@ class WorkerQueries:
                      and jobs.locked_by = $2::text
                      and jobs.locked_at = done_ids.locked_at
                   returning jobs.id, jobs.job_queue_id
-                ), unlocked as (
-                  update {queues} as job_queues
-                     set locked_by = null, locked_at = null
-                    from done
-                   where done.job_queue_id is not null
-                     and job_queues.id = done.job_queue_id
-                     and job_queues.locked_by = $2::text
-                )
-                select id from done
+                ){_unlock_queues_of(queues, "done", worker_param="$2")}
             """,
             # Graphile's backoff: the next attempt waits exp(min(attempts, 10)) seconds (e^1 ≈ 2.7 s after
             # the first failure, capped at e^10 ≈ 6 h). A permanent failure uses up the remaining attempts.
@@ -98,15 +90,7 @@ class WorkerQueries:
                      and jobs.locked_by = $6::text
                      and jobs.locked_at = f.locked_at
                   returning jobs.id, jobs.job_queue_id
-                ), unlocked as (
-                  update {queues} as job_queues
-                     set locked_by = null, locked_at = null
-                    from failed
-                   where failed.job_queue_id is not null
-                     and job_queues.id = failed.job_queue_id
-                     and job_queues.locked_by = $6::text
-                )
-                select id from failed
+                ){_unlock_queues_of(queues, "failed", worker_param="$6")}
             """,
             # Jobs claimed but never started (shutdown, or dropped from the local queue) get their attempt
             # back: they did not run, so they must not move closer to permanent failure.
@@ -121,15 +105,7 @@ class WorkerQueries:
                      and jobs.locked_by = $2::text
                      and jobs.locked_at = returned_ids.locked_at
                   returning jobs.id, jobs.job_queue_id
-                ), unlocked as (
-                  update {queues} as job_queues
-                     set locked_by = null, locked_at = null
-                    from returned
-                   where returned.job_queue_id is not null
-                     and job_queues.id = returned.job_queue_id
-                     and job_queues.locked_by = $2::text
-                )
-                select id from returned
+                ){_unlock_queues_of(queues, "returned", worker_param="$2")}
             """,
             # Graphile's last resort for locks whose owner vanished: four hours is long enough that no
             # live Node worker still holds such a job, so the rule is safe for rows we do not own.
@@ -159,6 +135,22 @@ class WorkerQueries:
             task_ids=f"select id, identifier from {tasks} where identifier = any($1::text[])",
             read_revisions=f"select id, breaking from {schema.qualify('migrations')} order by id",
         )
+
+
+def _unlock_queues_of(queues: str, cte: str, *, worker_param: str) -> str:
+    """The tail shared by complete, fail and return: unlock the named queues of the jobs that ``cte``
+    released (fenced by our worker id, ``worker_param``) and return the ids it touched."""
+    return f"""
+        , unlocked as (
+          update {queues} as job_queues
+             set locked_by = null, locked_at = null
+            from {cte}
+           where {cte}.job_queue_id is not null
+             and job_queues.id = {cte}.job_queue_id
+             and job_queues.locked_by = {worker_param}::text
+        )
+        select id from {cte}
+    """
 
 
 def _fetch_sql(jobs: str, queues: str, tasks: str, claimed: str, *, with_flags: bool) -> str:

@@ -80,6 +80,12 @@ class Worker:
         self._queries = WorkerQueries.for_schema(self._schema)
         self._identifiers = self.registry.identifiers
         self._task_names: dict[int, str] = {}  # task_id -> identifier, for the tasks we run
+        # Handlers the runner may call directly: async, payload only, no payload model.
+        self._plain_async_handlers = {
+            d.identifier: d.handler
+            for d in self.registry
+            if d.is_async and not d.wants_context and d.payload_model is None
+        }
         self.summary = RunSummary()
 
         # The local queue: a heap of claimed, unstarted jobs. Plain heapq rather than asyncio.Queue, because
@@ -361,12 +367,27 @@ class Worker:
         """Run jobs from the local queue, best first, until it is empty or the worker is stopping."""
         local = self._local
         me = asyncio.current_task()
+        plain_async = self._plain_async_handlers
+        completer = self._completer
+        assert completer is not None  # created before any runner starts
         since_yield = 0
         while local and not self._stopping:
             job = heapq.heappop(local)[3]
             self._running_jobs[job.id] = me
             try:
-                await self._execute(job)
+                handler = plain_async.get(job.task_identifier)
+                try:
+                    if handler is not None:
+                        # The common case (an async handler taking the payload alone, no model) without
+                        # _run_handler's extra coroutine per job.
+                        await handler(job.payload)
+                    else:
+                        await self._run_handler(job)
+                except (Exception, asyncio.CancelledError) as error:
+                    self._record_error(job, error)
+                else:
+                    self.summary.succeeded += 1
+                    completer.complete(job)
             finally:
                 del self._running_jobs[job.id]
                 self._finished += 1
@@ -381,32 +402,26 @@ class Worker:
                 since_yield = 0
                 await asyncio.sleep(0)
 
-    async def _execute(self, job: Job) -> None:
-        assert self._completer is not None
+    async def _run_handler(self, job: Job) -> None:
         definition = self.registry.get(job.task_identifier)
-        try:
-            if definition is None:  # not reachable through our fetch, which filters on our identifiers
-                raise LookupError(f"Unsupported task '{job.task_identifier}'")
-            payload = job.payload if definition.payload_model is None else definition.parse_payload(job.payload)
-            if definition.is_async and not definition.wants_context:
-                await definition.handler(payload)  # the common case, without call_handler's extra coroutine
-            else:
-                context = self._context_for(job) if definition.wants_context else None
-                await call_handler(definition, payload, context, self._executor)
-        except asyncio.CancelledError:
+        if definition is None:  # not reachable through our fetch, which filters on our identifiers
+            raise LookupError(f"Unsupported task '{job.task_identifier}'")
+        payload = job.payload if definition.payload_model is None else definition.parse_payload(job.payload)
+        context = self._context_for(job) if definition.wants_context else None
+        await call_handler(definition, payload, context, self._executor)
+
+    def _record_error(self, job: Job, error: BaseException) -> None:
+        """Record how an attempt ended in error; re-raises when the worker itself is cancelling the job."""
+        if isinstance(error, asyncio.CancelledError):
             current = asyncio.current_task()
             if current is not None and current.cancelling():
                 self._record_interrupted(job)
-                raise
+                raise error
             self._record_failure(job, "CancelledError: the handler was cancelled", error=None)
-        except PermanentFailure as error:
+        elif isinstance(error, PermanentFailure):
             self._record_failure(job, _error_message(error), error=error, permanent=True)
-        except Exception as error:
-            self._record_failure(job, _error_message(error), error=error)
         else:
-            self.summary.succeeded += 1
-            self._completer.complete(job)
-            logger.debug("completed job %s (%s, attempt %s)", job.id, job.task_identifier, job.attempts)
+            self._record_failure(job, _error_message(error), error=error)
 
     def _context_for(self, job: Job) -> JobContext:
         assert self._pool is not None

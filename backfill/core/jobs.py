@@ -8,11 +8,12 @@ row of ``_private_jobs`` (plus the task identifier and queue name joined in), bu
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, NamedTuple
+from json.scanner import make_scanner
+from typing import Any, NamedTuple, cast
 
 from backfill.core.errors import JobSpecError
 
@@ -192,7 +193,8 @@ class Job(NamedTuple):
         return self.attempts >= self.max_attempts and self.locked_at is None
 
 
-_scan_once = json.JSONDecoder().scan_once
+# typeshed types make_scanner's argument oddly; a JSONDecoder is what the C scanner reads its settings from.
+_scan_once: Callable[[str, int], tuple[Any, int]] = make_scanner(cast(Any, json.JSONDecoder()))
 
 
 def _loads(text: str) -> Any:

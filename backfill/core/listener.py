@@ -36,6 +36,29 @@ ReleaseFunction = Callable[[Any], Awaitable[None]]
 CONNECTION_ERRORS = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, asyncpg.InternalClientError, TimeoutError)
 
 
+def listener_connections(database: Any, pool: Any) -> tuple[ConnectFactory, ReleaseFunction]:
+    """How the listener connects: its own connection from a DSN (it does not take a pool slot), or one
+    held from the caller's pool when the worker was given a pool and no DSN."""
+    if isinstance(database, str):
+        dsn = database
+
+        async def connect_dsn() -> Any:
+            return await asyncpg.connect(dsn)
+
+        async def close(connection: Any) -> None:
+            await connection.close()
+
+        return connect_dsn, close
+
+    async def acquire() -> Any:
+        return await pool.acquire()
+
+    async def release(connection: Any) -> None:
+        await pool.release(connection)
+
+    return acquire, release
+
+
 def backoff_delays(*, initial: float = 0.05, maximum: float = 5.0, factor: float = 2.0) -> Iterator[float]:
     """Reconnect delays: exponential from ``initial`` up to ``maximum``, each with full jitter.
 

@@ -21,7 +21,6 @@ import contextlib
 import heapq
 import json
 import logging
-import random
 import signal
 import time
 from collections.abc import Iterable
@@ -34,11 +33,13 @@ from backfill.core.completer import Completer, Failure
 from backfill.core.context import JobContext, job_logger
 from backfill.core.errors import ConfigurationError, DatabaseError, PermanentFailure
 from backfill.core.jobs import Job
-from backfill.core.listener import Listener, backoff_delays
+from backfill.core.listener import Listener, backoff_delays, listener_connections
+from backfill.core.maintenance import release_stale_locks_periodically
 from backfill.core.migrate import BREAKING_REVISIONS, LATEST_REVISION, migrate
 from backfill.core.options import RunSummary, WorkerOptions
 from backfill.core.pinned import PinnedConnection
 from backfill.core.queries import WorkerQueries
+from backfill.core.signals import StopSignals
 from backfill.core.tasks import TaskDefinition, TaskRegistry, call_handler, default_registry
 from backfill.core.threads import DaemonThreadExecutor
 
@@ -161,6 +162,7 @@ class Worker:
         self._active = True
         pool, owns_pool = await self._open_pool()
         side_tasks: list[asyncio.Task[Any]] = []
+        signal_handlers = StopSignals(self._on_signal)
         try:
             await self._prepare(pool)
             self._pool = pool
@@ -171,8 +173,12 @@ class Worker:
             if not once:
                 self._listener = self._make_listener(pool)
                 side_tasks.append(self._supervised(self._listener.run(), "listener"))
-                side_tasks.append(self._supervised(self._release_stale_locks_periodically(), "stale-locks"))
-            self._install_signal_handlers()
+                stale_locks = release_stale_locks_periodically(
+                    pool, self._queries.release_stale_locks, self.options.stale_lock_check_interval
+                )
+                side_tasks.append(self._supervised(stale_locks, "stale-locks"))
+            if self.options.handle_signals:
+                signal_handlers.install()
             self._started.set()
             logger.info(
                 "worker %s started: %s task(s), concurrency %s, schema %s",
@@ -191,7 +197,7 @@ class Worker:
                 await fetcher  # lets an in-flight fetch finish: its jobs are then returned, not lost
             await self._shut_down()
         finally:
-            self._remove_signal_handlers()
+            signal_handlers.remove()
             leftovers = [*side_tasks, *self._runners]
             for task in leftovers:
                 task.cancel()
@@ -521,23 +527,8 @@ class Worker:
     # -- side tasks -----------------------------------------------------------------------------------------
 
     def _make_listener(self, pool: asyncpg.Pool[Any]) -> Listener:
-        if isinstance(self._database, str):
-            dsn = self._database
-
-            async def connect() -> Any:
-                return await asyncpg.connect(dsn)
-
-            async def release(connection: Any) -> None:
-                await connection.close()
-        else:
-            dsn = ""
-
-            async def connect() -> Any:
-                return await pool.acquire()
-
-            async def release(connection: Any) -> None:
-                await pool.release(connection)
-
+        connect, release = listener_connections(self._database, pool)
+        dsn = self._database if isinstance(self._database, str) else ""
         return Listener(
             connect, release, on_jobs=self._on_jobs_inserted, on_migrate=self._on_migrated, dsn_for_logs=dsn
         )
@@ -559,36 +550,6 @@ class Worker:
             self.stop()
         elif payload.get("breaking") and revision not in BREAKING_REVISIONS:
             logger.warning("worker %s: unexpected breaking migration notice %s", self.worker_id, json.dumps(payload))
-
-    async def _release_stale_locks_periodically(self) -> None:
-        assert self._pool is not None
-        low, high = self.options.stale_lock_check_interval
-        while True:
-            await asyncio.sleep(random.uniform(low, high))
-            try:
-                async with self._pool.acquire() as connection:
-                    row = await connection.fetchrow(self._queries.release_stale_locks)
-            except Exception as error:  # a failed sweep is retried at the next interval
-                logger.warning("worker %s: releasing stale locks failed: %s", self.worker_id, error)
-                continue
-            if row is not None and (row["jobs"] or row["queues"]):
-                logger.warning(
-                    "released %s job lock(s) and %s queue lock(s) older than 4 hours", row["jobs"], row["queues"]
-                )
-
-    def _install_signal_handlers(self) -> None:
-        if not self.options.handle_signals:
-            return
-        loop = asyncio.get_running_loop()
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(signum, self._on_signal, signum)
-
-    def _remove_signal_handlers(self) -> None:
-        if not self.options.handle_signals:
-            return
-        loop = asyncio.get_running_loop()
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            loop.remove_signal_handler(signum)
 
     def _on_signal(self, signum: int) -> None:
         first = not self._stop_requested.is_set()

@@ -55,11 +55,12 @@ class SchemaName:
     @classmethod
     def from_env(cls, value: str | None = None) -> SchemaName:
         """The schema given, else ``GRAPHILE_WORKER_SCHEMA``, else ``graphile_worker``."""
-        if value is None:
-            value = os.environ.get(SCHEMA_ENV_VAR) or DEFAULT_SCHEMA
-        try:
+        if value is not None:
             return cls(value)
+        try:
+            return cls(os.environ.get(SCHEMA_ENV_VAR) or DEFAULT_SCHEMA)
         except ConfigurationError as error:
+            # Name the variable only when the bad value came from it.
             raise ConfigurationError(f"{SCHEMA_ENV_VAR}: {error}") from None
 
     @classmethod

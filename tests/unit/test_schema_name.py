@@ -83,3 +83,14 @@ def test_schema_name_is_immutable() -> None:
     schema = SchemaName("fixed")
     with pytest.raises(AttributeError):
         schema.name = "changed"  # type: ignore[misc]
+
+
+def test_error_names_the_environment_variable_only_when_the_value_came_from_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("GRAPHILE_WORKER_SCHEMA", "from$env")
+    with pytest.raises(ConfigurationError, match=r"^GRAPHILE_WORKER_SCHEMA: "):
+        SchemaName.from_env()
+    with pytest.raises(ConfigurationError) as caught:
+        SchemaName.from_env("given$name")
+    assert "GRAPHILE_WORKER_SCHEMA" not in str(caught.value)

@@ -57,9 +57,22 @@ def _cell(results: SystemResults, measurement: str, fmt: str, footnotes: _Footno
         label = short if short.startswith(f"{results.name}") else f"{results.name}: {short}"
         return "error " + footnotes.mark(label)
     text = fmt.format(value)
-    if measurement == DRAIN and results.notes:
-        text += " " + footnotes.mark(f"{results.name}: " + "; ".join(results.notes))
+    if measurement == DRAIN and (results.notes or results.drains_cut_short):
+        text += " " + footnotes.mark(f"{results.name}: " + "; ".join([*results.notes, *_cut_short(results)]))
     return text
+
+
+def _cut_short(results: SystemResults) -> list[str]:
+    """One sentence for every round whose drain hit the time limit, rather than one per round."""
+    counts = results.drains_cut_short
+    if not counts:
+        return []
+    rounds = len(results.values.get(DRAIN, []))
+    done = ", ".join(f"{count:,}" for count in counts)
+    return [
+        f"the drain hit the time limit in {len(counts)} of {rounds} round(s), after {done} jobs; "
+        "the rate is over the jobs done"
+    ]
 
 
 def _short(error: str) -> str:

@@ -28,6 +28,8 @@ class SystemResults:
     values: dict[str, list[float]] = field(default_factory=dict)
     errors: dict[str, str] = field(default_factory=dict)  # measurement (or "setup") -> message
     notes: list[str] = field(default_factory=list)
+    # Jobs done in each round whose drain hit the time limit (the rate is then over these jobs).
+    drains_cut_short: list[int] = field(default_factory=list)
     latency_samples_ms: list[list[float]] = field(default_factory=list)
 
     def add(self, measurement: str, value: float) -> None:
@@ -46,5 +48,6 @@ class SystemResults:
             "runs": self.values,
             "errors": self.errors,
             "notes": self.notes,
+            "drains_cut_short": self.drains_cut_short,
             "latency_samples_ms": self.latency_samples_ms,
         }

@@ -10,6 +10,12 @@ from dataclasses import dataclass, field
 from backfill.core.errors import ConfigurationError
 from backfill.core.schema import SchemaName
 
+# Connections a worker holds for its whole run: the fetcher's and the completer's (pinned), plus one the
+# listener takes when it must come from a caller's pool. One more keeps handlers (ctx.pool), start-up and
+# shutdown statements from waiting forever on a pool the worker itself exhausted.
+MIN_OWN_POOL_SIZE = 3
+MIN_CALLER_POOL_SIZE = 4
+
 
 def new_worker_id() -> str:
     """A pool id unique across processes and hosts: it is what ``locked_by`` says, so it must never repeat."""
@@ -59,6 +65,11 @@ class WorkerOptions:
         _positive_int("concurrency", self.concurrency)
         _positive_int("local_queue_size", self.local_queue_size)
         _positive_int("max_pool_size", self.max_pool_size)
+        if self.max_pool_size < MIN_OWN_POOL_SIZE:
+            raise ConfigurationError(
+                f"max_pool_size must be at least {MIN_OWN_POOL_SIZE} (the fetcher and the completer each hold "
+                f"a connection, and handlers and shutdown need one more), got {self.max_pool_size}"
+            )
         _positive_number("poll_interval", self.poll_interval)
         _non_negative_number("lookahead", self.lookahead)
         _non_negative_number("shutdown_grace_period", self.shutdown_grace_period)

@@ -36,7 +36,7 @@ from backfill.core.jobs import Job
 from backfill.core.listener import Listener, backoff_delays, listener_connections
 from backfill.core.maintenance import release_stale_locks_periodically
 from backfill.core.migrate import BREAKING_REVISIONS, LATEST_REVISION, migrate
-from backfill.core.options import RunSummary, WorkerOptions
+from backfill.core.options import MIN_CALLER_POOL_SIZE, RunSummary, WorkerOptions
 from backfill.core.pinned import PinnedConnection
 from backfill.core.queries import WorkerQueries
 from backfill.core.signals import StopSignals
@@ -224,6 +224,12 @@ class Worker:
 
     async def _open_pool(self) -> tuple[asyncpg.Pool[Any], bool]:
         if isinstance(self._database, asyncpg.Pool):
+            size = self._database.get_max_size()
+            if size < MIN_CALLER_POOL_SIZE:
+                raise ConfigurationError(
+                    f"the pool passed to the worker has max_size={size}; it needs at least {MIN_CALLER_POOL_SIZE} "
+                    "(listener, fetcher and completer each hold a connection, and handlers need one more)"
+                )
             return self._database, False
         cache_size = 100 if self.options.prepared_statements else 0
         try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import asyncpg
 import pytest
 
 from backfill.core.errors import ConfigurationError
@@ -20,6 +21,7 @@ BAD_VALUES: list[tuple[str, Any]] = [
     ("concurrency", "4"),
     ("local_queue_size", 0),
     ("max_pool_size", 0),
+    ("max_pool_size", 2),
     ("poll_interval", 0),
     ("poll_interval", -1.0),
     ("poll_interval", math.nan),
@@ -70,3 +72,18 @@ def test_worker_with_a_database_of_the_wrong_type_is_a_configuration_error() -> 
 
 def _noop(payload: Any) -> None:
     return None
+
+
+async def test_a_caller_pool_too_small_for_the_worker_is_refused_with_the_reason(database_url: str) -> None:
+    # Listener, fetcher and completer each hold a connection: with max_size=3 a handler using ctx.pool, or the
+    # shutdown's own statements, would wait forever.
+    registry = TaskRegistry()
+
+    @registry.task("noop")
+    async def noop(payload: dict[str, Any]) -> None:
+        return None
+
+    async with asyncpg.create_pool(database_url, min_size=1, max_size=3) as small_pool:
+        worker = Worker(small_pool, tasks=registry)
+        with pytest.raises(ConfigurationError, match="max_size=3"):
+            await worker.run_once()

@@ -168,11 +168,18 @@ class Listener:
 
     async def _give_back(self, connection: Any) -> None:
         # Bounded: releasing a connection whose server is gone must not hang the worker's shutdown.
+        unlistened = False
         with contextlib.suppress(Exception):
             if not connection.is_closed():
                 connection.remove_termination_listener(self._terminated)
                 await asyncio.wait_for(connection.remove_listener(JOBS_INSERT_CHANNEL, self._jobs_inserted), 1.0)
                 await asyncio.wait_for(connection.remove_listener(WORKER_MIGRATE_CHANNEL, self._migrated), 1.0)
+                unlistened = True
+        if not unlistened:
+            # A connection that could not UNLISTEN (it died mid-way) is closed rather than handed back to a
+            # pool still subscribed to our channels.
+            with contextlib.suppress(Exception):
+                connection.terminate()
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self._release(connection), timeout=1.0)
 

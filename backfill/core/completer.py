@@ -22,9 +22,9 @@ from typing import Any
 import asyncpg
 
 from backfill.core.jobs import Job
-from backfill.core.listener import backoff_delays
 from backfill.core.pinned import PinnedConnection
 from backfill.core.queries import WorkerQueries
+from backfill.core.retry import ConsecutiveFailures
 
 logger = logging.getLogger("backfill.worker")
 
@@ -79,8 +79,7 @@ class Completer:
 
     async def run(self) -> None:
         """Write queued results until cancelled; cancel only after :meth:`drained` if nothing may be lost."""
-        delays = backoff_delays(initial=0.05, maximum=2.0)
-        failures = 0
+        failures = ConsecutiveFailures(initial=0.05, maximum=2.0)
         while True:
             await self._pending.wait()
             self._pending.clear()
@@ -93,12 +92,10 @@ class Completer:
                 self._completed[:0] = completed
                 self._failed[:0] = failed
                 self._pending.set()
-                failures += 1
-                log = logger.warning if failures == 1 else logger.debug
-                log("could not record %s job results (attempt %s): %s", len(completed) + len(failed), failures, error)
-                await asyncio.sleep(next(delays))
+                what = f"recording {len(completed) + len(failed)} job result(s)"
+                await asyncio.sleep(failures.failed(logger, what, error))
                 continue
-            failures, delays = 0, backoff_delays(initial=0.05, maximum=2.0)
+            failures.succeeded()
             if any(job.job_queue_id is not None for job in completed) or any(
                 f.job.job_queue_id is not None for f in failed
             ):

@@ -12,13 +12,13 @@ import asyncio
 import contextlib
 import json
 import logging
-import random
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import asyncpg
 
 from backfill.core.db import redact_dsn
+from backfill.core.retry import ConsecutiveFailures
 
 logger = logging.getLogger("backfill.listener")
 
@@ -59,18 +59,6 @@ def listener_connections(database: Any, pool: Any) -> tuple[ConnectFactory, Rele
     return acquire, release
 
 
-def backoff_delays(*, initial: float = 0.05, maximum: float = 5.0, factor: float = 2.0) -> Iterator[float]:
-    """Reconnect delays: exponential from ``initial`` up to ``maximum``, each with full jitter.
-
-    Full jitter (a uniform draw below the ceiling) spreads the reconnects of many workers after a database
-    restart instead of letting them arrive in waves.
-    """
-    ceiling = initial
-    while True:
-        yield random.uniform(initial / 2, ceiling)
-        ceiling = min(maximum, ceiling * factor)
-
-
 def parse_insert_count(payload: str) -> int:
     """How many jobs a ``jobs:insert`` notification announces; an unreadable payload counts as one."""
     try:
@@ -109,22 +97,16 @@ class Listener:
 
     async def run(self) -> None:
         """Listen until cancelled, reconnecting whenever the connection is lost."""
-        delays = backoff_delays()
-        failures = 0
+        failures = ConsecutiveFailures()
         try:
             while True:
                 try:
                     await self._open()
                 except CONNECTION_ERRORS as error:
-                    failures += 1
-                    # One line per outage at warning level, the rest at debug: an outage must not flood logs.
-                    log = logger.warning if failures == 1 else logger.debug
-                    log("LISTEN connection to %s failed (%s attempts): %s", self._dsn_for_logs, failures, error)
-                    await asyncio.sleep(next(delays))
+                    await asyncio.sleep(failures.failed(logger, f"LISTEN connection to {self._dsn_for_logs}", error))
                     continue
-                if failures or self.reconnects:
+                if failures.succeeded() or self.reconnects:
                     logger.info("LISTEN connection to %s re-established", self._dsn_for_logs)
-                failures, delays = 0, backoff_delays()
                 # Notifications sent while we were away are lost: fetch once to catch up.
                 self._on_jobs(0)
                 await self._lost.wait()

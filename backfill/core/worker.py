@@ -33,12 +33,13 @@ from backfill.core.completer import Completer, Failure
 from backfill.core.context import JobContext, job_logger
 from backfill.core.errors import ConfigurationError, DatabaseError, PermanentFailure
 from backfill.core.jobs import Job
-from backfill.core.listener import Listener, backoff_delays, listener_connections
+from backfill.core.listener import Listener, listener_connections
 from backfill.core.maintenance import release_stale_locks_periodically
 from backfill.core.migrate import BREAKING_REVISIONS, LATEST_REVISION, migrate
 from backfill.core.options import MIN_CALLER_POOL_SIZE, RunSummary, WorkerOptions
 from backfill.core.pinned import PinnedConnection
 from backfill.core.queries import WorkerQueries
+from backfill.core.retry import ConsecutiveFailures, backoff_delays
 from backfill.core.signals import StopSignals
 from backfill.core.tasks import TaskDefinition, TaskRegistry, call_handler, default_registry
 from backfill.core.threads import DaemonThreadExecutor
@@ -323,19 +324,15 @@ class Worker:
         return len(jobs)
 
     async def _fetch_loop(self) -> None:
-        delays = backoff_delays(initial=0.1, maximum=self.options.poll_interval)
-        failures = 0
+        failures = ConsecutiveFailures(initial=0.1, maximum=self.options.poll_interval)
         while not self._stopping:
             self._wake.clear()
             try:
                 fetched = await self._fetch_into_local_queue()
             except Exception as error:  # connection trouble above all; whatever it is, retry after a pause
-                failures += 1
-                log = logger.warning if failures == 1 else logger.debug
-                log("worker %s: fetching jobs failed (%s in a row): %s", self.worker_id, failures, error)
-                await self._wait_for_wake(next(delays))
+                await self._wait_for_wake(failures.failed(logger, f"worker {self.worker_id}: fetching jobs", error))
                 continue
-            failures, delays = 0, backoff_delays(initial=0.1, maximum=self.options.poll_interval)
+            failures.succeeded()
             if fetched and self._more_available and len(self._local) <= self._refill_below:
                 continue  # a full batch came back and jobs were used meanwhile: more is waiting
             await self._wait_for_wake(self.options.poll_interval)

@@ -1,12 +1,14 @@
-"""How the listener reads notifications, and the reconnect delays it waits between attempts."""
+"""How the listener reads notifications, and how retries through an outage wait and log."""
 
 from __future__ import annotations
 
 import itertools
+import logging
 
 import pytest
 
-from backfill.core.listener import backoff_delays, parse_insert_count
+from backfill.core.listener import parse_insert_count
+from backfill.core.retry import ConsecutiveFailures, backoff_delays
 
 
 @pytest.mark.parametrize(
@@ -33,3 +35,19 @@ def test_backoff_delays_grow_to_a_cap_with_jitter() -> None:
     assert max(delays[10:]) > 1.0
     # Full jitter: not one fixed schedule.
     assert len({round(delay, 6) for delay in delays[10:]}) > 1
+
+
+def test_consecutive_failures_warn_once_per_outage_and_start_over(caplog: pytest.LogCaptureFixture) -> None:
+    failures = ConsecutiveFailures(initial=0.1, maximum=1.0)
+    logger = logging.getLogger("test.retry")
+    with caplog.at_level(logging.DEBUG, logger="test.retry"):
+        delays = [failures.failed(logger, "fetching", OSError("down")) for _ in range(3)]
+    assert [record.levelno for record in caplog.records] == [logging.WARNING, logging.DEBUG, logging.DEBUG]
+    assert "fetching failed (1 in a row): down" in caplog.records[0].getMessage()
+    assert all(0.05 <= delay <= 1.0 for delay in delays)
+    assert failures.succeeded() is True  # ends the outage
+    assert failures.succeeded() is False
+    caplog.clear()
+    with caplog.at_level(logging.DEBUG, logger="test.retry"):
+        failures.failed(logger, "fetching", OSError("down again"))
+    assert [record.levelno for record in caplog.records] == [logging.WARNING]  # a new outage warns again

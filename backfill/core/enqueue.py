@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from datetime import datetime
+from functools import cache
 from typing import Any
 
 import asyncpg
@@ -29,6 +30,7 @@ _RETURNED_COLUMNS = """
 """
 
 
+@cache  # statement text per schema, built once: add_job is on every caller's request path
 def _add_job_sql(schema: SchemaName) -> str:
     return f"""
         select {_RETURNED_COLUMNS}
@@ -41,6 +43,7 @@ def _add_job_sql(schema: SchemaName) -> str:
     """
 
 
+@cache
 def _add_jobs_sql(schema: SchemaName) -> str:
     # The specs travel as one JSON array of positional arrays (see _specs_as_json): one parameter for
     # asyncpg to encode instead of eight arrays checked element by element, and no introspection of the

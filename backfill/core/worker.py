@@ -100,7 +100,9 @@ class Worker:
         self._stop_now = asyncio.Event()
         self._started = asyncio.Event()
         self._stopping = False
-        self._running_jobs: dict[int, asyncio.Task[Any] | None] = {}
+        # Jobs whose handlers are running. A count, not a set of job ids: after a released lock, this worker
+        # may be running two attempts of the same job at once (the stale one is fenced out when it ends).
+        self._running = 0
         self._more_available = False
         self._refill_below = 0
         self._fatal: BaseException | None = None
@@ -279,7 +281,7 @@ class Worker:
             instant = (self._finished - mark_count) / (now - mark_time)
             self._rate = instant if self._rate == 0 else 0.5 * self._rate + 0.5 * instant
             self._rate_mark = (now, self._finished)
-        free_slots = self.options.concurrency - len(self._running_jobs)
+        free_slots = self.options.concurrency - self._running
         ahead = min(self.options.local_queue_size, int(self._rate * self.options.lookahead))
         # Refill once a quarter of the lookahead is used: the next batch then arrives while three quarters
         # (~75 ms of work) are still queued, which covers a fetch round trip even under load.
@@ -348,7 +350,7 @@ class Worker:
         assert self._completer is not None
         while not self._stop_requested.is_set():
             fetched = await self._fetch_into_local_queue()
-            if not fetched and not self._local and not self._running_jobs:
+            if not fetched and not self._local and not self._running:
                 # Results free named queues and may have enqueued follow-up jobs: write them, look again.
                 await self._completer.drained()
                 if not await self._fetch_into_local_queue():
@@ -375,14 +377,13 @@ class Worker:
     async def _runner(self) -> None:
         """Run jobs from the local queue, best first, until it is empty or the worker is stopping."""
         local = self._local
-        me = asyncio.current_task()
         plain_async = self._plain_async_handlers
         completer = self._completer
         assert completer is not None  # created before any runner starts
         since_yield = 0
         while local and not self._stopping:
             job = heapq.heappop(local)[3]
-            self._running_jobs[job.id] = me
+            self._running += 1
             try:
                 handler = plain_async.get(job.task_identifier)
                 try:
@@ -398,7 +399,7 @@ class Worker:
                     self.summary.succeeded += 1
                     completer.complete(job)
             finally:
-                del self._running_jobs[job.id]
+                self._running -= 1
                 self._finished += 1
                 self._slot_freed.set()
                 if self._more_available and len(local) <= self._refill_below:
@@ -474,12 +475,12 @@ class Worker:
         assert self._completer is not None
         self._stopping = True  # runners finish their current job and take no other
         await self._return_unstarted()
-        if self._running_jobs:
+        if self._running:
             logger.info(
                 "worker %s waiting up to %ss for %s running job(s)",
                 self.worker_id,
                 self.options.shutdown_grace_period,
-                len(self._running_jobs),
+                self._running,
             )
             await self._wait_for_running_jobs(self.options.shutdown_grace_period)
         runners = list(self._runners)
@@ -494,7 +495,7 @@ class Worker:
 
     async def _wait_for_running_jobs(self, grace: float) -> None:
         deadline = time.monotonic() + grace
-        while self._running_jobs and not self._stop_now.is_set():
+        while self._running and not self._stop_now.is_set():
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return

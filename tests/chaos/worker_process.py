@@ -1,0 +1,232 @@
+"""A real worker process for the chaos tests: ``python -m tests.chaos.worker_process --dsn ... --worker-id ...``.
+
+It registers the chaos tasks and runs :class:`backfill.core.Worker` with ``handle_signals=True`` until SIGTERM
+(exit 0 after a graceful stop, 1 when the worker raised). Once the worker has started it writes a row to
+``chaos_processes`` so the test knows it is ready, and on exit it prints ``CHAOS-SUMMARY {json}`` to stderr.
+
+Every task writes the ledger (``chaos_ledger``, public schema) in statements of its own: a row when an attempt
+starts, stamped when it ends, so a duplicate run and a half-finished run are both visible from outside.
+The payload drives what an attempt does:
+
+* ``key`` — the ledger key (also the job's ``job_key``), joining the ledger to what the test enqueued;
+* ``queue`` — the named queue, recorded so serial runs can be checked for overlap;
+* ``sleep_ms`` — how long the attempt works; ``slow_ms`` with ``slow_attempts`` — work that long instead
+  on attempts up to ``slow_attempts``;
+* ``kill_self`` — SIGKILL this process right after the start row is written;
+* ``fail_times`` — the first ``fail_times`` attempts raise (outcome ``planned_failure``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import signal
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import asdict
+from typing import Any, TypeVar
+
+import asyncpg
+import pydantic
+
+from backfill.core import JobContext, TaskRegistry, Worker, WorkerOptions
+
+logger = logging.getLogger("chaos.worker")
+
+T = TypeVar("T")
+
+_START = """
+    insert into public.chaos_ledger (job_key, job_id, task, attempt, max_attempts, pid, worker_id, queue_name)
+    values ($1, $2, $3, $4, $5, $6, $7, $8)
+    returning seq
+"""
+_FINISH = "update public.chaos_ledger set finished_at = clock_timestamp(), outcome = $2 where seq = $1"
+
+# The ledger is the test's instrument, not the code under test: its writes ride out a killed connection
+# (pg_terminate_backend, a PostgreSQL restart) instead of failing the attempt they describe.
+_LEDGER_RETRY_SECONDS = 60.0
+_RETRYABLE = (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError, asyncpg.CannotConnectNowError)
+
+
+async def _retrying(what: str, operation: Callable[[], Awaitable[T]]) -> T:
+    deadline = time.monotonic() + _LEDGER_RETRY_SECONDS
+    delay = 0.05
+    while True:
+        try:
+            return await operation()
+        except (*_RETRYABLE, asyncpg.exceptions.AdminShutdownError) as error:
+            if time.monotonic() > deadline:
+                raise
+            logger.info("ledger %s failed (%s); retrying", what, type(error).__name__)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 1.0)
+
+
+async def ledger_start(ctx: JobContext, key: str, queue: str | None) -> int:
+    job = ctx.job
+
+    async def insert() -> int:
+        return int(
+            await ctx.pool.fetchval(
+                _START,
+                key,
+                job.id,
+                job.task_identifier,
+                job.attempts,
+                job.max_attempts,
+                os.getpid(),
+                ctx.worker_id,
+                queue,
+            )
+        )
+
+    return await _retrying("start", insert)
+
+
+async def ledger_finish(ctx: JobContext, seq: int, outcome: str) -> None:
+    async def update() -> None:
+        await ctx.pool.execute(_FINISH, seq, outcome)
+
+    await _retrying("finish", update)
+
+
+class ValidatedPayload(pydantic.BaseModel):
+    key: str
+    count: int
+
+
+def build_registry() -> TaskRegistry:
+    registry = TaskRegistry()
+
+    @registry.task("chaos_job")
+    async def chaos_job(payload: dict[str, Any], ctx: JobContext) -> None:
+        key = str(payload["key"])
+        seq = await ledger_start(ctx, key, payload.get("queue"))
+        if payload.get("kill_self"):
+            os.kill(os.getpid(), signal.SIGKILL)
+        if ctx.attempt <= int(payload.get("fail_times", 0)):
+            await ledger_finish(ctx, seq, "planned_failure")
+            raise RuntimeError(f"planned failure {ctx.attempt} of {payload['fail_times']}")
+        slow = ctx.attempt <= int(payload.get("slow_attempts", 0))
+        sleep_ms = float(payload.get("slow_ms", 0) if slow else payload.get("sleep_ms", 0))
+        if sleep_ms:
+            await asyncio.sleep(sleep_ms / 1000)
+        await ledger_finish(ctx, seq, "ok")
+
+    @registry.task("chaos_validated")
+    async def chaos_validated(payload: ValidatedPayload, ctx: JobContext) -> None:
+        seq = await ledger_start(ctx, payload.key, None)
+        await ledger_finish(ctx, seq, "ok")
+
+    # A plain def runs in a thread, which cancellation cannot stop: it stands for a handler stuck in C code.
+    @registry.task("chaos_stuck")
+    def chaos_stuck(payload: dict[str, Any], ctx: JobContext) -> None:
+        seq = asyncio.run(_sync_ledger_start(ctx, str(payload["key"])))
+        time.sleep(float(payload["sleep_ms"]) / 1000)
+        asyncio.run(_sync_ledger_finish(ctx, seq))
+
+    return registry
+
+
+async def _sync_ledger_start(ctx: JobContext, key: str) -> int:
+    # A thread cannot use the worker's pool (it belongs to the worker's loop): a connection of its own.
+    connection = await asyncpg.connect(os.environ["CHAOS_DSN"])
+    try:
+        job = ctx.job
+        return int(
+            await connection.fetchval(
+                _START,
+                key,
+                job.id,
+                job.task_identifier,
+                job.attempts,
+                job.max_attempts,
+                os.getpid(),
+                ctx.worker_id,
+                None,
+            )
+        )
+    finally:
+        await connection.close()
+
+
+async def _sync_ledger_finish(ctx: JobContext, seq: int) -> None:
+    connection = await asyncpg.connect(os.environ["CHAOS_DSN"])
+    try:
+        await connection.execute(_FINISH, seq, "ok")
+    finally:
+        await connection.close()
+
+
+def _pair(text: str) -> tuple[float, float]:
+    low, high = (float(part) for part in text.split(","))
+    return (low, high)
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m tests.chaos.worker_process")
+    parser.add_argument("--dsn", required=True)
+    parser.add_argument("--schema", default="graphile_worker")
+    parser.add_argument("--worker-id", required=True)
+    parser.add_argument("--concurrency", type=int, default=4)
+    parser.add_argument("--poll-interval", type=float, default=0.5)
+    parser.add_argument("--grace", type=float, default=5.0, help="shutdown_grace_period")
+    parser.add_argument("--lookahead", type=float)
+    parser.add_argument("--local-queue-size", type=int)
+    parser.add_argument("--heartbeat-interval", type=float)
+    parser.add_argument("--dead-after", type=float, help="dead_worker_after")
+    parser.add_argument("--sweep-interval", type=_pair, help="low,high seconds")
+    parser.add_argument("--max-recoveries", type=int)
+    return parser.parse_args(argv)
+
+
+def build_options(args: argparse.Namespace) -> WorkerOptions:
+    settings: dict[str, Any] = {
+        "schema": args.schema,
+        "worker_id": args.worker_id,
+        "concurrency": args.concurrency,
+        "poll_interval": args.poll_interval,
+        "shutdown_grace_period": args.grace,
+        "handle_signals": True,
+        "max_pool_size": args.concurrency + 4,
+    }
+    optional = {
+        "lookahead": args.lookahead,
+        "local_queue_size": args.local_queue_size,
+        "heartbeat_interval": args.heartbeat_interval,
+        "dead_worker_after": args.dead_after,
+        "sweep_interval": args.sweep_interval,
+        "max_recoveries": args.max_recoveries,
+    }
+    settings.update({name: value for name, value in optional.items() if value is not None})
+    return WorkerOptions(**settings)
+
+
+async def main(argv: list[str]) -> int:
+    args = parse_args(argv)
+    os.environ["CHAOS_DSN"] = args.dsn
+    worker = Worker(args.dsn, tasks=build_registry(), options=build_options(args))
+    async with worker:
+        connection = await asyncpg.connect(args.dsn)
+        try:
+            await connection.execute(
+                "insert into public.chaos_processes (worker_id, pid) values ($1, $2)", worker.worker_id, os.getpid()
+            )
+        finally:
+            await connection.close()
+        background = worker._background
+        assert background is not None
+        summary = await background
+    print("CHAOS-SUMMARY " + json.dumps(asdict(summary)), file=sys.stderr, flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    logging.basicConfig(
+        level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(process)d %(name)s %(levelname)s %(message)s"
+    )
+    sys.exit(asyncio.run(main(sys.argv[1:])))

@@ -39,6 +39,7 @@ START_TIMEOUT = 30.0
 LEDGER_DDL = """
     create table public.chaos_ledger (
       seq bigint generated always as identity primary key,
+      run_id text not null unique,
       job_key text not null,
       job_id bigint not null,
       task text not null,
@@ -430,8 +431,15 @@ async def check_ledger(
         failed_permanently=len(failed_keys),
         waiting=len(waiting_keys),
         elapsed_seconds=0.0 if started is None else time.monotonic() - started,
+        extra={"unexcused_duplicates": sum(unexcused.values())},
     )
     print(report.line())
+    for key in list(extra_runs)[:3]:
+        runs = [
+            (r.worker_id, r.attempt, r.outcome, r.started_at.time(), r.finished_at and r.finished_at.time())
+            for r in by_key[key]
+        ]
+        print(f"  duplicate {key}{' (excused)' if key in excused_keys else ''}: {runs}")
     assert not problems, f"{name}: " + "\n".join(problems)
     return report
 

@@ -26,6 +26,7 @@ import os
 import signal
 import sys
 import time
+import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict
 from typing import Any, TypeVar
@@ -39,17 +40,26 @@ logger = logging.getLogger("chaos.worker")
 
 T = TypeVar("T")
 
+# Idempotent by run_id (one per attempt, made here), so a retried write never records a run twice.
 _START = """
-    insert into public.chaos_ledger (job_key, job_id, task, attempt, max_attempts, pid, worker_id, queue_name)
-    values ($1, $2, $3, $4, $5, $6, $7, $8)
-    returning seq
+    insert into public.chaos_ledger (run_id, job_key, job_id, task, attempt, max_attempts, pid, worker_id, queue_name)
+    values ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+    on conflict (run_id) do nothing
 """
-_FINISH = "update public.chaos_ledger set finished_at = clock_timestamp(), outcome = $2 where seq = $1"
+_FINISH = "update public.chaos_ledger set finished_at = clock_timestamp(), outcome = $2 where run_id = $1"
 
 # The ledger is the test's instrument, not the code under test: its writes ride out a killed connection
-# (pg_terminate_backend, a PostgreSQL restart) instead of failing the attempt they describe.
+# (pg_terminate_backend, a PostgreSQL restart) instead of failing the attempt they describe. asyncpg's pool
+# raises InternalClientError ("cannot switch to state ...") when it resets a connection that died under a query.
 _LEDGER_RETRY_SECONDS = 60.0
-_RETRYABLE = (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError, asyncpg.CannotConnectNowError)
+_RETRYABLE = (
+    OSError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.exceptions.AdminShutdownError,
+)
 
 
 async def _retrying(what: str, operation: Callable[[], Awaitable[T]]) -> T:
@@ -58,7 +68,7 @@ async def _retrying(what: str, operation: Callable[[], Awaitable[T]]) -> T:
     while True:
         try:
             return await operation()
-        except (*_RETRYABLE, asyncpg.exceptions.AdminShutdownError) as error:
+        except _RETRYABLE as error:
             if time.monotonic() > deadline:
                 raise
             logger.info("ledger %s failed (%s); retrying", what, type(error).__name__)
@@ -66,30 +76,31 @@ async def _retrying(what: str, operation: Callable[[], Awaitable[T]]) -> T:
             delay = min(delay * 2, 1.0)
 
 
-async def ledger_start(ctx: JobContext, key: str, queue: str | None) -> int:
+async def ledger_start(ctx: JobContext, key: str, queue: str | None) -> str:
     job = ctx.job
+    run_id = uuid.uuid4().hex
 
-    async def insert() -> int:
-        return int(
-            await ctx.pool.fetchval(
-                _START,
-                key,
-                job.id,
-                job.task_identifier,
-                job.attempts,
-                job.max_attempts,
-                os.getpid(),
-                ctx.worker_id,
-                queue,
-            )
+    async def insert() -> None:
+        await ctx.pool.execute(
+            _START,
+            run_id,
+            key,
+            job.id,
+            job.task_identifier,
+            job.attempts,
+            job.max_attempts,
+            os.getpid(),
+            ctx.worker_id,
+            queue,
         )
 
-    return await _retrying("start", insert)
+    await _retrying("start", insert)
+    return run_id
 
 
-async def ledger_finish(ctx: JobContext, seq: int, outcome: str) -> None:
+async def ledger_finish(ctx: JobContext, run_id: str, outcome: str) -> None:
     async def update() -> None:
-        await ctx.pool.execute(_FINISH, seq, outcome)
+        await ctx.pool.execute(_FINISH, run_id, outcome)
 
     await _retrying("finish", update)
 
@@ -105,59 +116,60 @@ def build_registry() -> TaskRegistry:
     @registry.task("chaos_job")
     async def chaos_job(payload: dict[str, Any], ctx: JobContext) -> None:
         key = str(payload["key"])
-        seq = await ledger_start(ctx, key, payload.get("queue"))
+        run_id = await ledger_start(ctx, key, payload.get("queue"))
         if payload.get("kill_self"):
             os.kill(os.getpid(), signal.SIGKILL)
         if ctx.attempt <= int(payload.get("fail_times", 0)):
-            await ledger_finish(ctx, seq, "planned_failure")
+            await ledger_finish(ctx, run_id, "planned_failure")
             raise RuntimeError(f"planned failure {ctx.attempt} of {payload['fail_times']}")
         slow = ctx.attempt <= int(payload.get("slow_attempts", 0))
         sleep_ms = float(payload.get("slow_ms", 0) if slow else payload.get("sleep_ms", 0))
         if sleep_ms:
             await asyncio.sleep(sleep_ms / 1000)
-        await ledger_finish(ctx, seq, "ok")
+        await ledger_finish(ctx, run_id, "ok")
 
     @registry.task("chaos_validated")
     async def chaos_validated(payload: ValidatedPayload, ctx: JobContext) -> None:
-        seq = await ledger_start(ctx, payload.key, None)
-        await ledger_finish(ctx, seq, "ok")
+        run_id = await ledger_start(ctx, payload.key, None)
+        await ledger_finish(ctx, run_id, "ok")
 
     # A plain def runs in a thread, which cancellation cannot stop: it stands for a handler stuck in C code.
     @registry.task("chaos_stuck")
     def chaos_stuck(payload: dict[str, Any], ctx: JobContext) -> None:
-        seq = asyncio.run(_sync_ledger_start(ctx, str(payload["key"])))
+        run_id = asyncio.run(_sync_ledger_start(ctx, str(payload["key"])))
         time.sleep(float(payload["sleep_ms"]) / 1000)
-        asyncio.run(_sync_ledger_finish(ctx, seq))
+        asyncio.run(_sync_ledger_finish(ctx, run_id))
 
     return registry
 
 
-async def _sync_ledger_start(ctx: JobContext, key: str) -> int:
+async def _sync_ledger_start(ctx: JobContext, key: str) -> str:
     # A thread cannot use the worker's pool (it belongs to the worker's loop): a connection of its own.
     connection = await asyncpg.connect(os.environ["CHAOS_DSN"])
+    run_id = uuid.uuid4().hex
     try:
         job = ctx.job
-        return int(
-            await connection.fetchval(
-                _START,
-                key,
-                job.id,
-                job.task_identifier,
-                job.attempts,
-                job.max_attempts,
-                os.getpid(),
-                ctx.worker_id,
-                None,
-            )
+        await connection.execute(
+            _START,
+            run_id,
+            key,
+            job.id,
+            job.task_identifier,
+            job.attempts,
+            job.max_attempts,
+            os.getpid(),
+            ctx.worker_id,
+            None,
         )
     finally:
         await connection.close()
+    return run_id
 
 
-async def _sync_ledger_finish(ctx: JobContext, seq: int) -> None:
+async def _sync_ledger_finish(ctx: JobContext, run_id: str) -> None:
     connection = await asyncpg.connect(os.environ["CHAOS_DSN"])
     try:
-        await connection.execute(_FINISH, seq, "ok")
+        await connection.execute(_FINISH, run_id, "ok")
     finally:
         await connection.close()
 

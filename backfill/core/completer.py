@@ -50,18 +50,23 @@ class Completer:
         worker_id: str,
         *,
         on_queues_released: Callable[[], None] = lambda: None,
+        on_lost: Callable[[str, list[int]], None] = lambda action, job_ids: None,
     ) -> None:
         self._connection = PinnedConnection(pool)
         # Called after a write that unlocked named queues: their next jobs have just become fetchable.
         self._on_queues_released = on_queues_released
+        self._on_lost = on_lost  # (action, job ids) of results discarded because the lease was lost
         self._queries = queries
         self._worker_id = worker_id
         self._completed: list[Job] = []
         self._failed: list[Failure] = []
+        self._in_flight: tuple[Sequence[Job], Sequence[Failure]] = ((), ())
         self._pending = asyncio.Event()
         self._idle = asyncio.Event()
         self._idle.set()
         self.lost_leases = 0
+        self.lost_completions = 0  # the part of lost_leases that were successes
+        self.write_failures = 0  # failed writes so far; the worker reconciles its locks after one
 
     def complete(self, job: Job) -> None:
         self._completed.append(job)
@@ -72,6 +77,11 @@ class Completer:
         self._failed.append(failure)
         self._idle.clear()
         self._pending.set()
+
+    def owned_job_ids(self) -> set[int]:
+        """Jobs whose results are queued or being written: still locked by us, and rightly so."""
+        completed, failed = self._in_flight
+        return {job.id for job in (*self._completed, *completed)} | {f.job.id for f in (*self._failed, *failed)}
 
     async def drained(self) -> None:
         """Wait until every result queued so far has been written."""
@@ -85,9 +95,12 @@ class Completer:
             self._pending.clear()
             completed, self._completed = self._completed, []
             failed, self._failed = self._failed, []
+            self._in_flight = (completed, failed)
             try:
                 await self._write(completed, failed)
             except Exception as error:  # connection trouble above all; anything else is retried too
+                self._in_flight = ((), ())
+                self.write_failures += 1
                 # Put them back in front, and try again after a pause.
                 self._completed[:0] = completed
                 self._failed[:0] = failed
@@ -95,6 +108,7 @@ class Completer:
                 what = f"recording {len(completed) + len(failed)} job result(s)"
                 await asyncio.sleep(failures.failed(logger, what, error))
                 continue
+            self._in_flight = ((), ())
             failures.succeeded()
             if any(job.job_queue_id is not None for job in completed) or any(
                 f.job.job_queue_id is not None for f in failed
@@ -141,6 +155,12 @@ class Completer:
         written = {row["id"] for row in rows}
         lost = [job_id for job_id in ids if job_id not in written]
         self.lost_leases += len(lost)
+        if action == "complete":
+            self.lost_completions += len(lost)
         # The lock was taken from us (force-unlocked or released as stale): another worker may be running
         # these jobs now, so our result must not overwrite theirs.
         logger.warning("lost the lease on %s job(s) before %s; result discarded: %s", len(lost), action, lost[:20])
+        try:
+            self._on_lost(action, lost)
+        except Exception:  # an observer must not break result writing
+            logger.exception("lost-lease callback failed")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -22,8 +22,8 @@ from backfill.core.schema import SchemaName
 class JobContext:
     """Per-attempt context handed to a task handler that takes a second parameter.
 
-    ``abort_signal`` is set when the worker is shutting down and this job's grace period is running out;
-    long handlers may check it to stop early (they are cancelled when the period ends).
+    ``abort_signal`` is set when the job's timeout has passed or the worker's shutdown grace period has run
+    out; long handlers (synchronous ones above all, which cannot be cancelled) may check it to stop early.
     """
 
     job: Job
@@ -32,6 +32,8 @@ class JobContext:
     schema: SchemaName
     logger: logging.LoggerAdapter[logging.Logger]
     abort_signal: asyncio.Event = field(default_factory=asyncio.Event)
+    # The worker's before_schedule interceptors, applied to jobs enqueued through this context.
+    transform: Callable[[JobSpec], JobSpec | None] | None = None
 
     @property
     def attempt(self) -> int:
@@ -60,23 +62,37 @@ class JobContext:
         job_key_mode: JobKeyMode | str | None = None,
         priority: int | None = None,
         flags: Sequence[str] | None = None,
-    ) -> Job:
-        """Enqueue a follow-up job in the worker's schema."""
+        timeout: float | None = None,  # noqa: ASYNC109 - the job's timeout, not this call's
+    ) -> Job | None:
+        """Enqueue a follow-up job in the worker's schema; ``None`` when a before_schedule interceptor dropped it."""
+        spec: JobSpec | None = JobSpec(
+            identifier, payload, queue_name, run_at, max_attempts, job_key, priority, flags, timeout
+        )
+        if self.transform is not None:
+            spec = self.transform(spec) if spec is not None else None
+            if spec is None:
+                return None
+        assert spec is not None
         return await add_job(
             self.pool,
-            identifier,
-            payload,
-            queue_name=queue_name,
-            run_at=run_at,
-            max_attempts=max_attempts,
-            job_key=job_key,
+            spec.identifier,
+            spec.payload,
+            queue_name=spec.queue_name,
+            run_at=spec.run_at,
+            max_attempts=spec.max_attempts,
+            job_key=spec.job_key,
             job_key_mode=job_key_mode,
-            priority=priority,
-            flags=flags,
+            priority=spec.priority,
+            flags=spec.flags,
             schema=self.schema,
         )
 
     async def add_jobs(self, specs: Sequence[JobSpec], *, job_key_preserve_run_at: bool = False) -> list[Job]:
+        """Enqueue several jobs at once (jobs a before_schedule interceptor dropped are left out)."""
+        if self.transform is not None:
+            specs = [kept for spec in specs if (kept := self.transform(spec)) is not None]
+            if not specs:
+                return []
         return await add_jobs(self.pool, specs, job_key_preserve_run_at=job_key_preserve_run_at, schema=self.schema)
 
 

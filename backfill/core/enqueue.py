@@ -103,13 +103,15 @@ async def add_job(
     job_key_mode: JobKeyMode | str | None = None,
     priority: int | None = None,
     flags: Sequence[str] | None = None,
+    timeout: float | None = None,  # noqa: ASYNC109 - the job's timeout, not this call's
     schema: str | SchemaName | None = None,
 ) -> Job:
     """Enqueue one job and return its row (the existing row when a job key deduplicated it).
 
-    ``job_key_mode`` defaults to ``replace``; it only matters when ``job_key`` is given.
+    ``job_key_mode`` defaults to ``replace``; it only matters when ``job_key`` is given. ``timeout`` (seconds)
+    overrides the task's timeout for this job; it is stored as a flag.
     """
-    spec = JobSpec(identifier, payload, queue_name, run_at, max_attempts, job_key, priority, flags)
+    spec = JobSpec(identifier, payload, queue_name, run_at, max_attempts, job_key, priority, flags, timeout)
     mode = _check_job_key_mode(job_key_mode)
     schema_name = SchemaName.coerce(schema)
     async with connection_from(source) as connection:

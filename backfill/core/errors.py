@@ -10,6 +10,8 @@ Every error backfill raises on purpose derives from :class:`BackfillError`::
     ├── TaskDefinitionError         a task registered twice or with a handler of the wrong shape
     ├── PayloadValidationError      a payload that does not validate against its task's model
     ├── DatabaseError               a database call failed; ``__cause__`` keeps asyncpg's error
+    ├── JobTimeoutError             an attempt ran past its deadline and was cancelled (also a TimeoutError)
+    ├── BatchJobError               some items of a batch job failed; only those are retried
     └── TaskControl                 raised *by handlers* to steer the outcome of an attempt
         └── PermanentFailure        fail the job now, with no further attempts
 
@@ -60,6 +62,26 @@ class PayloadValidationError(BackfillError, ValueError):
 
 class DatabaseError(BackfillError):
     """A database operation failed; the asyncpg exception is kept as ``__cause__``."""
+
+
+class JobTimeoutError(BackfillError, TimeoutError):
+    """A handler ran past its task's or job's timeout and was cancelled; the attempt fails with this."""
+
+    def __init__(self, timeout: float, *, stuck: bool = False) -> None:
+        detail = " and ignored cancellation (reported as stuck)" if stuck else " and was cancelled"
+        super().__init__(f"timed out: the handler ran longer than its {timeout:g}s timeout{detail}")
+        self.timeout = timeout
+        self.stuck = stuck
+
+
+class BatchJobError(BackfillError):
+    """Some items of a batch job (an array payload, one result per item) failed. ``errors`` holds their errors;
+    the job is retried with only the failed items as its payload, as Graphile does."""
+
+    def __init__(self, errors: list[BaseException]) -> None:
+        # Graphile's last_error for a partial batch: a header line, then one message per failed item.
+        super().__init__("Batch failures:\n" + "\n".join(str(e) or type(e).__name__ for e in errors))
+        self.errors = errors
 
 
 class TaskControl(BackfillError):

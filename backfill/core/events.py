@@ -85,6 +85,8 @@ class Events:
         self._listeners: dict[str, list[EventListener]] = {}
         self._all: list[EventListener] = []
         self._pending: set[asyncio.Task[Any]] = set()  # async listeners' tasks, kept alive until done
+        # Bumped on every on()/off(), so a hot path can cache "does anyone listen to X" between changes.
+        self.revision = 0
 
     def on(self, name: str, listener: EventListener) -> Callable[[], None]:
         """Call ``listener`` for every ``name`` event (``"*"``: every event); returns an unsubscribe function."""
@@ -94,12 +96,14 @@ class Events:
             raise ConfigurationError(f"the listener for {name!r} is not callable")
         target = self._all if name == "*" else self._listeners.setdefault(name, [])
         target.append(listener)
+        self.revision += 1
         return lambda: self.off(name, listener)
 
     def off(self, name: str, listener: EventListener) -> None:
         target = self._all if name == "*" else self._listeners.get(name, [])
         if listener in target:
             target.remove(listener)
+            self.revision += 1
 
     def listens(self, name: str) -> bool:
         """Whether emitting ``name`` would reach anyone (lets callers skip building costly data)."""

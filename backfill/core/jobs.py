@@ -21,6 +21,22 @@ SMALLINT_MIN, SMALLINT_MAX = -32768, 32767
 MAX_IDENTIFIER_LENGTH = 128  # tasks_identifier_check / job_queues_queue_name_check
 MAX_JOB_KEY_LENGTH = 512  # jobs_key_check
 
+# A per-job timeout travels as a flag, because Graphile's jobs table has no column for it and its schema must
+# stay identical to Node's. Flags are returned with every claim already, and Node workers ignore unknown ones.
+TIMEOUT_FLAG_PREFIX = "backfill:timeout="
+MAX_TIMEOUT_SECONDS = 7 * 24 * 3600.0
+
+
+def timeout_flag(seconds: float) -> str:
+    """The flag that carries a job's timeout: ``backfill:timeout=<seconds>``."""
+    return f"{TIMEOUT_FLAG_PREFIX}{seconds:g}"
+
+
+def check_timeout(field_name: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= MAX_TIMEOUT_SECONDS:
+        raise JobSpecError(field_name, f"must be a number of seconds in (0, {MAX_TIMEOUT_SECONDS:g}], got {value!r}")
+    return float(value)
+
 
 class JobKeyMode(StrEnum):
     """What ``add_job`` does when a job with the same key already exists (see Graphile's docs)."""
@@ -77,6 +93,8 @@ class JobSpec:
     job_key: str | None = None
     priority: int | None = None
     flags: Sequence[str] | None = None
+    # Seconds the handler may run before it is cancelled; stored as a flag (see TIMEOUT_FLAG_PREFIX).
+    timeout: float | None = None
     # The payload as JSON text, computed once at construction (see __post_init__).
     payload_json: str = field(init=False, repr=False, compare=False)
 
@@ -105,6 +123,10 @@ class JobSpec:
             if not all(isinstance(f, str) for f in flags):
                 raise JobSpecError("flags", "must be a list of strings")
             object.__setattr__(self, "flags", flags)
+        if self.timeout is not None:
+            seconds = check_timeout("timeout", self.timeout)
+            others = tuple(f for f in (self.flags or ()) if not f.startswith(TIMEOUT_FLAG_PREFIX))
+            object.__setattr__(self, "flags", (*others, timeout_flag(seconds)))
         # Serialise now: an unserialisable payload is reported for this spec, not as a failed batch.
         object.__setattr__(self, "payload_json", encode_payload(self.payload))
 
@@ -191,6 +213,20 @@ class Job(NamedTuple):
     @property
     def is_permanently_failed(self) -> bool:
         return self.attempts >= self.max_attempts and self.locked_at is None
+
+    @property
+    def timeout(self) -> float | None:
+        """The per-job timeout in seconds given at enqueue (``None``: the task's, if any)."""
+        if not self.flags:
+            return None
+        for flag in self.flags:
+            if flag.startswith(TIMEOUT_FLAG_PREFIX):
+                try:
+                    seconds = float(flag[len(TIMEOUT_FLAG_PREFIX) :])
+                except ValueError:
+                    return None  # written by hand and unreadable: fall back to the task's timeout
+                return seconds if seconds > 0 else None
+        return None
 
 
 # typeshed types make_scanner's argument oddly; a JSONDecoder is what the C scanner reads its settings from.

@@ -43,6 +43,19 @@ class WorkerOptions:
       cannot cycle forever).
     * ``handle_signals`` — install SIGINT/SIGTERM handlers (first: graceful stop; second: stop now).
     * ``max_pool_size`` — size of the pool the worker creates from a DSN; handlers share it via ``ctx``.
+    * ``heartbeat_interval`` — seconds between this worker's heartbeats in ``backfill_workers``.
+    * ``dead_worker_after`` — a worker whose last heartbeat is older than this is declared dead by a sweeper,
+      which releases its jobs (attempt refunded) and queue locks. Each worker declares its own value, so
+      workers with different settings are each judged by theirs. Keep it several heartbeats long: a worker
+      declared dead while alive only loses its results (they are fenced), but its jobs run twice.
+    * ``sweep_interval`` — (low, high) seconds between sweeps for dead workers, jittered; one sweep at a time
+      runs across all workers (advisory lock), so many workers do not multiply the work.
+    * ``max_recoveries`` — a job rescued from this many dead workers and then found in a dead worker again is
+      failed permanently as a probable poison pill instead of being released once more.
+    * ``cancel_grace_period`` — seconds a handler gets to react to cancellation (a timeout, or the end of the
+      shutdown grace period) before it is reported as stuck and its slot given up.
+    * ``loop_block_threshold`` — the event loop stalled this many seconds (a handler doing blocking work in an
+      ``async def``) is reported with the stack that blocked it; ``None`` turns the watchdog off.
     """
 
     schema: str | SchemaName | None = None
@@ -58,6 +71,15 @@ class WorkerOptions:
     max_pool_size: int = 10
     # Graphile releases locks older than 4 hours every 8-10 minutes (jittered so workers do not align).
     stale_lock_check_interval: tuple[float, float] = (480.0, 600.0)
+    # A dead worker's jobs are back in about dead_worker_after + one sweep interval: 15-19 s by default.
+    # Two seconds between heartbeats is one cheap UPDATE per worker; fifteen tolerates ~7 missed beats
+    # (a long GC pause, a slow database) before anyone calls the worker dead.
+    heartbeat_interval: float = 2.0
+    dead_worker_after: float = 15.0
+    sweep_interval: tuple[float, float] = (2.0, 4.0)
+    max_recoveries: int = 3
+    cancel_grace_period: float = 1.0
+    loop_block_threshold: float | None = 1.0
     worker_id: str = field(default_factory=new_worker_id)
 
     def __post_init__(self) -> None:
@@ -77,6 +99,20 @@ class WorkerOptions:
         low, high = self.stale_lock_check_interval
         if not 0 < low <= high:
             raise ConfigurationError("stale_lock_check_interval must be (low, high) with 0 < low <= high")
+        _positive_number("heartbeat_interval", self.heartbeat_interval)
+        _positive_number("dead_worker_after", self.dead_worker_after)
+        if self.dead_worker_after < 2 * self.heartbeat_interval:
+            raise ConfigurationError(
+                f"dead_worker_after ({self.dead_worker_after}) must be at least twice heartbeat_interval "
+                f"({self.heartbeat_interval}), or live workers would be declared dead between two heartbeats"
+            )
+        low, high = self.sweep_interval
+        if not 0 < low <= high:
+            raise ConfigurationError("sweep_interval must be (low, high) with 0 < low <= high")
+        _positive_int("max_recoveries", self.max_recoveries)
+        _non_negative_number("cancel_grace_period", self.cancel_grace_period)
+        if self.loop_block_threshold is not None:
+            _positive_number("loop_block_threshold", self.loop_block_threshold)
         if isinstance(self.forbidden_flags, str) or not all(isinstance(f, str) for f in self.forbidden_flags):
             raise ConfigurationError("forbidden_flags must be a list of strings")
         object.__setattr__(self, "forbidden_flags", tuple(self.forbidden_flags))
@@ -114,6 +150,8 @@ class RunSummary:
     returned: int = 0  # claimed jobs handed back unstarted (shutdown)
     interrupted: int = 0  # running jobs cancelled at the end of the grace period
     lost_leases: int = 0  # results discarded because the job's lock was no longer ours
+    timed_out: int = 0  # attempts cancelled at their deadline (also counted in failed)
+    skipped: int = 0  # jobs an interceptor completed without running their handler
 
     @property
     def processed(self) -> int:

@@ -44,6 +44,7 @@ class WorkerQueries:
     fail_jobs: str
     return_jobs: str
     release_stale_locks: str
+    release_orphans: str
     ensure_tasks: str
     task_ids: str
     read_revisions: str
@@ -122,6 +123,31 @@ class WorkerQueries:
                   returning 1
                 )
                 select (select count(*) from stale_jobs) as jobs, (select count(*) from stale_queues) as queues
+            """,
+            # After a reconnect: rows still locked by us that no runner, local queue entry or pending result
+            # owns ($2) were claimed by a fetch whose reply never arrived. Nobody will ever run or release
+            # them, so hand them back now (they never started: refund the attempt) instead of after 4 hours.
+            # Queue locks of ours that guard none of the owned jobs are orphans of the same kind.
+            release_orphans=f"""
+                with orphans as (
+                  update {jobs} as jobs
+                     set attempts = greatest(0, jobs.attempts - 1), locked_by = null, locked_at = null
+                   where jobs.locked_by = $1::text
+                     and not (jobs.id = any($2::bigint[]))
+                  returning jobs.id
+                ), orphan_queues as (
+                  update {queues} as job_queues
+                     set locked_by = null, locked_at = null
+                   where job_queues.locked_by = $1::text
+                     and not exists (
+                       select 1 from {jobs} as owned
+                        where owned.job_queue_id = job_queues.id
+                          and owned.locked_by = $1::text
+                          and owned.id = any($2::bigint[])
+                     )
+                  returning job_queues.id
+                )
+                select array(select id from orphans) as jobs, (select count(*) from orphan_queues) as queues
             """,
             # Register our identifiers like add_job does (the not-exists guard keeps identity values), so a
             # job enqueued later by raw INSERT can reference them.

@@ -21,8 +21,8 @@ from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Any
 
-from backfill.core.errors import PayloadValidationError, TaskDefinitionError
-from backfill.core.jobs import MAX_IDENTIFIER_LENGTH
+from backfill.core.errors import JobSpecError, PayloadValidationError, TaskDefinitionError
+from backfill.core.jobs import MAX_IDENTIFIER_LENGTH, check_timeout
 
 Handler = Callable[..., Any]
 
@@ -36,6 +36,8 @@ class TaskDefinition:
     payload_model: type[Any] | None
     is_async: bool
     wants_context: bool
+    # Seconds an attempt may run before it is cancelled and failed; a job's own timeout overrides it.
+    timeout: float | None = None
 
     @property
     def module(self) -> str:
@@ -71,19 +73,32 @@ class TaskRegistry:
         for definition in definitions:
             self._add(definition)
 
-    def task(self, identifier: str, *, payload_model: type[Any] | None = None) -> Callable[[Handler], Handler]:
+    def task(
+        self, identifier: str, *, payload_model: type[Any] | None = None, timeout: float | None = None
+    ) -> Callable[[Handler], Handler]:
         """Decorator registering the decorated function as the handler of ``identifier``."""
 
         def decorate(handler: Handler) -> Handler:
-            self.register(identifier, handler, payload_model=payload_model)
+            self.register(identifier, handler, payload_model=payload_model, timeout=timeout)
             return handler
 
         return decorate
 
-    def register(self, identifier: str, handler: Handler, *, payload_model: type[Any] | None = None) -> TaskDefinition:
-        definition = define_task(identifier, handler, payload_model=payload_model)
+    def register(
+        self,
+        identifier: str,
+        handler: Handler,
+        *,
+        payload_model: type[Any] | None = None,
+        timeout: float | None = None,
+    ) -> TaskDefinition:
+        definition = define_task(identifier, handler, payload_model=payload_model, timeout=timeout)
         self._add(definition)
         return definition
+
+    def add(self, definition: TaskDefinition) -> None:
+        """Register an existing definition (from another registry, say) as it is."""
+        self._add(definition)
 
     def _add(self, definition: TaskDefinition) -> None:
         existing = self._tasks.get(definition.identifier)
@@ -121,16 +136,22 @@ class TaskRegistry:
 default_registry = TaskRegistry()
 
 
-def task(identifier: str, *, payload_model: type[Any] | None = None) -> Callable[[Handler], Handler]:
+def task(
+    identifier: str, *, payload_model: type[Any] | None = None, timeout: float | None = None
+) -> Callable[[Handler], Handler]:
     """Register the decorated ``async def`` (or plain ``def``) as the handler of ``identifier``.
 
-    >>> @task("send_email")
+    ``timeout`` (seconds) cancels an attempt that runs longer and fails it with a timeout error.
+
+    >>> @task("send_email", timeout=30)
     ... async def send_email(payload, ctx): ...
     """
-    return default_registry.task(identifier, payload_model=payload_model)
+    return default_registry.task(identifier, payload_model=payload_model, timeout=timeout)
 
 
-def define_task(identifier: str, handler: Handler, *, payload_model: type[Any] | None = None) -> TaskDefinition:
+def define_task(
+    identifier: str, handler: Handler, *, payload_model: type[Any] | None = None, timeout: float | None = None
+) -> TaskDefinition:
     """Check ``handler``'s shape and build its :class:`TaskDefinition` (no registration)."""
     if not isinstance(identifier, str) or not identifier:
         raise TaskDefinitionError("a task identifier must be a non-empty string")
@@ -142,6 +163,11 @@ def define_task(identifier: str, handler: Handler, *, payload_model: type[Any] |
     model = payload_model if payload_model is not None else _annotated_model(handler, positional[0])
     if model is not None and not callable(getattr(model, "model_validate", None)):
         raise TaskDefinitionError(f"payload model of task {identifier!r} has no model_validate()")
+    if timeout is not None:
+        try:
+            timeout = check_timeout("timeout", timeout)
+        except JobSpecError as error:
+            raise TaskDefinitionError(f"task {identifier!r}: {error}") from None
     return TaskDefinition(
         identifier=identifier,
         handler=handler,
@@ -151,6 +177,7 @@ def define_task(identifier: str, handler: Handler, *, payload_model: type[Any] |
             getattr(handler, "__call__", None)  # noqa: B004 - async callable objects
         ),
         wants_context=len(positional) == 2,
+        timeout=timeout,
     )
 
 

@@ -71,6 +71,12 @@ class DaemonThreadExecutor(Executor):
             del item, future, fn, args, kwargs  # do not keep the last job's objects alive while idle
             self._idle.release()
 
+    def add_thread(self) -> None:
+        """Allow one more thread: a handler abandoned as stuck keeps its thread, and must not keep another
+        job's synchronous handler from starting. The extra thread is reused once the stuck one returns."""
+        with self._lock:
+            self._max_workers += 1
+
     @property
     def busy(self) -> int:
         """How many callables are running right now."""

@@ -8,7 +8,15 @@ Moving parts, each a named asyncio task:
   started when a job arrives and a slot is free, and it keeps taking jobs until the queue is empty;
 * the **completer** writes results in batches (see :mod:`backfill.core.completer`);
 * the **listener** wakes the fetcher on ``jobs:insert`` and stops the worker on a breaking migration;
-* the **stale-lock sweeper** applies Graphile's 4-hour rule every 8-10 minutes.
+* the **stale-lock sweeper** applies Graphile's 4-hour rule every 8-10 minutes;
+* the **heartbeat** keeps this worker's row in ``backfill_workers`` fresh, and the **sweeper** releases the
+  jobs and queue locks of backfill workers whose heartbeat stopped (see :mod:`backfill.core.sweeper`);
+* the **loop monitor** reports handlers that block the event loop;
+* the **cron** scheduler, when the worker was given a crontab.
+
+Jobs run on a fast path (an ``async def`` taking only the payload is awaited directly) unless something
+needs the slower, observed path in :mod:`backfill.core.execution`: a timeout, an interceptor, a payload
+model, a context, or a listener for ``job:*`` events.
 
 The fetcher wakes on a notification, on a slot freeing up while more jobs are known to wait, or every
 ``poll_interval`` seconds — the safety net for jobs inserted without NOTIFY and for future ``run_at``.
@@ -31,9 +39,13 @@ import asyncpg
 
 from backfill.core.completer import Completer, Failure
 from backfill.core.context import JobContext, job_logger
-from backfill.core.errors import ConfigurationError, DatabaseError, PermanentFailure
+from backfill.core.errors import ConfigurationError, DatabaseError, JobTimeoutError, PermanentFailure
+from backfill.core.events import Events
+from backfill.core.execution import AttemptRunner, Outcome, settle_batch
+from backfill.core.hooks import Hooks
 from backfill.core.jobs import Job
 from backfill.core.listener import Listener, listener_connections
+from backfill.core.loop_monitor import LoopMonitor
 from backfill.core.maintenance import release_stale_locks_periodically
 from backfill.core.migrate import BREAKING_REVISIONS, LATEST_REVISION, migrate
 from backfill.core.options import MIN_CALLER_POOL_SIZE, RunSummary, WorkerOptions
@@ -41,7 +53,7 @@ from backfill.core.pinned import PinnedConnection
 from backfill.core.queries import WorkerQueries
 from backfill.core.retry import ConsecutiveFailures, backoff_delays
 from backfill.core.signals import StopSignals
-from backfill.core.tasks import TaskDefinition, TaskRegistry, call_handler, default_registry
+from backfill.core.tasks import TaskDefinition, TaskRegistry, default_registry
 from backfill.core.threads import DaemonThreadExecutor
 
 logger = logging.getLogger("backfill.worker")
@@ -49,6 +61,8 @@ logger = logging.getLogger("backfill.worker")
 # (priority, run_at, id, job): the local queue hands out jobs in the order the database would.
 _QueueItem = tuple[int, datetime, int, Job]
 _JOBS_BETWEEN_YIELDS = 8
+# Events that only the observed path emits: while anyone listens to one, every job takes that path.
+_JOB_EVENTS = ("job:start", "job:success", "job:error", "job:failed", "job:complete", "job:skipped", "job:timeout")
 
 # Claims are committed without waiting for the WAL flush: that wait (an fsync, ~0.5-1 ms here) sat on
 # every job's schedule-to-start path. It is safe: a claim lost in a database crash leaves the job
@@ -67,8 +81,12 @@ class Worker:
         *,
         tasks: TaskRegistry | Iterable[TaskDefinition] | None = None,
         options: WorkerOptions | None = None,
+        events: Events | None = None,
+        hooks: Hooks | None = None,
     ) -> None:
         self.options = options if options is not None else WorkerOptions()
+        self.events = events if events is not None else Events()
+        self.hooks = hooks if hooks is not None else Hooks()
         if isinstance(tasks, TaskRegistry):
             self.registry = tasks
         else:
@@ -82,12 +100,14 @@ class Worker:
         self._queries = WorkerQueries.for_schema(self._schema)
         self._identifiers = self.registry.identifiers
         self._task_names: dict[int, str] = {}  # task_id -> identifier, for the tasks we run
-        # Handlers the runner may call directly: async, payload only, no payload model.
+        # Handlers the runner may call directly: async, payload only, no payload model, no timeout.
         self._plain_async_handlers = {
             d.identifier: d.handler
             for d in self.registry
-            if d.is_async and not d.wants_context and d.payload_model is None
+            if d.is_async and not d.wants_context and d.payload_model is None and d.timeout is None
         }
+        self._observed_revision = -1
+        self._job_events_observed = False
         self.summary = RunSummary()
 
         # The local queue: a heap of claimed, unstarted jobs. Plain heapq rather than asyncio.Queue, because
@@ -103,6 +123,10 @@ class Worker:
         # Jobs whose handlers are running. A count, not a set of job ids: after a released lock, this worker
         # may be running two attempts of the same job at once (the stale one is fenced out when it ends).
         self._running = 0
+        self._running_ids: dict[int, int] = {}  # job id -> attempts of it running here (see above)
+        self._reconcile_needed = False
+        self._seen_reconnects = 0
+        self._seen_write_failures = 0
         self._more_available = False
         self._refill_below = 0
         self._fatal: BaseException | None = None
@@ -119,6 +143,7 @@ class Worker:
         self._completer: Completer | None = None
         self._listener: Listener | None = None
         self._executor: DaemonThreadExecutor | None = None
+        self._attempts: AttemptRunner | None = None
 
     @property
     def worker_id(self) -> str:
@@ -138,7 +163,11 @@ class Worker:
     def stop(self) -> None:
         """Ask for a graceful stop; a second call stops running jobs at once."""
         if self._stop_requested.is_set():
+            if not self._stop_now.is_set():
+                self.events.emit("forcefulShutdown", worker_id=self.worker_id)
             self._stop_now.set()
+        else:
+            self.events.emit("gracefulShutdown", worker_id=self.worker_id, signal=None)
         self._stop_requested.set()
         self._wake.set()
 
@@ -170,9 +199,22 @@ class Worker:
             await self._prepare(pool)
             self._pool = pool
             self._fetch_connection = PinnedConnection(pool, setup=_FETCH_CONNECTION_SETUP)
-            self._completer = Completer(pool, self._queries, self.worker_id, on_queues_released=self._wake.set)
+            self._completer = Completer(
+                pool, self._queries, self.worker_id, on_queues_released=self._wake.set, on_lost=self._on_lost_lease
+            )
             self._executor = DaemonThreadExecutor(self.options.concurrency, thread_name_prefix="backfill-sync-task")
+            self._attempts = AttemptRunner(
+                self.registry,
+                self.hooks,
+                self._executor,
+                context_for=self._context_for,
+                cancel_grace=self.options.cancel_grace_period,
+                on_stuck=self._on_stuck,
+            )
             side_tasks.append(self._supervised(self._completer.run(), "completer"))
+            if self.options.loop_block_threshold is not None:
+                monitor = LoopMonitor(self.options.loop_block_threshold, events=self.events, worker_id=self.worker_id)
+                side_tasks.append(self._supervised(monitor.run(), "loop-monitor"))
             if not once:
                 self._listener = self._make_listener(pool)
                 side_tasks.append(self._supervised(self._listener.run(), "listener"))
@@ -183,6 +225,7 @@ class Worker:
             if self.options.handle_signals:
                 signal_handlers.install()
             self._started.set()
+            self.events.emit("worker:create", worker_id=self.worker_id, tasks=list(self._identifiers))
             logger.info(
                 "worker %s started: %s task(s), concurrency %s, schema %s",
                 self.worker_id,
@@ -220,6 +263,8 @@ class Worker:
                 await self._completer.close()
             if owns_pool:
                 await pool.close()
+        self.events.emit("stop", worker_id=self.worker_id)
+        self.events.emit("worker:stop", worker_id=self.worker_id, summary=self.summary, error=self._fatal)
         if self._fatal is not None:
             raise DatabaseError(f"worker {self.worker_id} stopped after an internal failure") from self._fatal
         logger.info("worker %s stopped: %s", self.worker_id, self.summary)
@@ -266,6 +311,7 @@ class Worker:
             error = done.exception()
             logger.error("worker %s: %s failed; stopping", self.worker_id, name, exc_info=error)
             self._fatal = error
+            self.events.emit("worker:fatalError", worker_id=self.worker_id, error=error, where=name)
             self.stop()
 
         task.add_done_callback(on_done)
@@ -330,16 +376,58 @@ class Worker:
         while not self._stopping:
             self._wake.clear()
             try:
+                if self._needs_reconcile():
+                    await self._reconcile()
                 fetched = await self._fetch_into_local_queue()
             except Exception as error:  # connection trouble above all; whatever it is, retry after a pause
+                # The failed statement may have committed (a claim whose reply was lost): look for orphans.
+                self._reconcile_needed = True
+                self.events.emit("worker:getJob:error", worker_id=self.worker_id, error=error)
                 await self._wait_for_wake(failures.failed(logger, f"worker {self.worker_id}: fetching jobs", error))
                 continue
             failures.succeeded()
+            if fetched == 0:
+                self.events.emit("worker:getJob:empty", worker_id=self.worker_id)
             if fetched and self._more_available and len(self._local) <= self._refill_below:
                 continue  # a full batch came back and jobs were used meanwhile: more is waiting
             await self._wait_for_wake(self.options.poll_interval)
             if self._listener is not None:
                 self._listener.check_alive()
+
+    def _needs_reconcile(self) -> bool:
+        reconnects = self._listener.reconnects if self._listener is not None else 0
+        write_failures = self._completer.write_failures if self._completer is not None else 0
+        if reconnects != self._seen_reconnects or write_failures != self._seen_write_failures:
+            self._seen_reconnects, self._seen_write_failures = reconnects, write_failures
+            self._reconcile_needed = True
+        return self._reconcile_needed
+
+    async def _reconcile(self) -> None:
+        """Release rows locked by us that nothing here owns (claims whose reply was lost in a reconnect).
+
+        Runs in the fetcher, between fetches, so no claim is in flight that the owned set could miss.
+        """
+        assert self._fetch_connection is not None and self._completer is not None
+        owned = set(self._running_ids) | {item[2] for item in self._local} | self._completer.owned_job_ids()
+        connection = await self._fetch_connection.get()
+        try:
+            row = await connection.fetchrow(self._queries.release_orphans, self.worker_id, list(owned))
+        except BaseException:
+            await self._fetch_connection.discard()
+            raise
+        self._reconcile_needed = False
+        assert row is not None
+        released = list(row["jobs"])
+        if released or row["queues"]:
+            logger.warning(
+                "worker %s released %s job(s) and %s queue lock(s) it held without owning them (claims whose "
+                "reply was lost in a reconnect): %s",
+                self.worker_id,
+                len(released),
+                row["queues"],
+                released[:20],
+            )
+            self.events.emit("worker:reconciled", worker_id=self.worker_id, released=released)
 
     async def _wait_for_wake(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):
@@ -378,28 +466,38 @@ class Worker:
         """Run jobs from the local queue, best first, until it is empty or the worker is stopping."""
         local = self._local
         plain_async = self._plain_async_handlers
+        running_ids = self._running_ids
         completer = self._completer
         assert completer is not None  # created before any runner starts
         since_yield = 0
         while local and not self._stopping:
             job = heapq.heappop(local)[3]
             self._running += 1
+            running_ids[job.id] = running_ids.get(job.id, 0) + 1
             try:
-                handler = plain_async.get(job.task_identifier)
-                try:
-                    if handler is not None:
-                        # The common case (an async handler taking the payload alone, no model) without
-                        # _run_handler's extra coroutine per job.
-                        await handler(job.payload)
-                    else:
-                        await self._run_handler(job)
-                except (Exception, asyncio.CancelledError) as error:
-                    self._record_error(job, error)
+                handler = None if self._observed() or job.flags else plain_async.get(job.task_identifier)
+                if handler is None:
+                    await self._run_observed(job)
                 else:
-                    self.summary.succeeded += 1
-                    completer.complete(job)
+                    # The common case (an async handler taking the payload alone, nothing observing) without
+                    # the observed path's extra coroutines and bookkeeping per job.
+                    try:
+                        value = await handler(job.payload)
+                    except (Exception, asyncio.CancelledError) as error:
+                        self._record_error(job, error)
+                    else:
+                        if type(value) is list and type(job.payload) is list:
+                            self._record_outcome(job, await settle_batch(job, value), 0.0)
+                        else:
+                            self.summary.succeeded += 1
+                            completer.complete(job)
             finally:
                 self._running -= 1
+                left = running_ids[job.id] - 1
+                if left:
+                    running_ids[job.id] = left
+                else:
+                    del running_ids[job.id]
                 self._finished += 1
                 self._slot_freed.set()
                 if self._more_available and len(local) <= self._refill_below:
@@ -412,13 +510,48 @@ class Worker:
                 since_yield = 0
                 await asyncio.sleep(0)
 
-    async def _run_handler(self, job: Job) -> None:
-        definition = self.registry.get(job.task_identifier)
-        if definition is None:  # not reachable through our fetch, which filters on our identifiers
-            raise LookupError(f"Unsupported task '{job.task_identifier}'")
-        payload = job.payload if definition.payload_model is None else definition.parse_payload(job.payload)
-        context = self._context_for(job) if definition.wants_context else None
-        await call_handler(definition, payload, context, self._executor)
+    def _observed(self) -> bool:
+        """Whether jobs must take the observed path: an interceptor or a job:* listener is registered."""
+        if self.events.revision != self._observed_revision:
+            self._observed_revision = self.events.revision
+            self._job_events_observed = any(self.events.listens(name) for name in _JOB_EVENTS)
+        return self._job_events_observed or self.hooks.intercepts_runs
+
+    async def _run_observed(self, job: Job) -> None:
+        assert self._attempts is not None
+        self.events.emit("job:start", worker_id=self.worker_id, job=job)
+        started = time.monotonic()
+        try:
+            outcome = await self._attempts.run(job)
+        except asyncio.CancelledError as error:  # the worker is cancelling the job: recorded as interrupted
+            self._record_error(job, error)
+            raise
+        self._record_outcome(job, outcome, time.monotonic() - started)
+
+    def _record_outcome(self, job: Job, outcome: Outcome, duration: float) -> None:
+        assert self._completer is not None
+        if outcome.error is None:
+            if outcome.skipped is not None:
+                self.summary.skipped += 1
+                logger.info("job %s (%s) skipped: %s", job.id, job.task_identifier, outcome.skipped)
+                self.events.emit("job:skipped", worker_id=self.worker_id, job=job, reason=outcome.skipped)
+            else:
+                self.summary.succeeded += 1
+                self.events.emit("job:success", worker_id=self.worker_id, job=job, duration=duration)
+            self._completer.complete(job)
+            self.events.emit("job:complete", worker_id=self.worker_id, job=job, error=None)
+            return
+        if isinstance(outcome.error, JobTimeoutError):
+            self.summary.timed_out += 1
+            self.events.emit("job:timeout", worker_id=self.worker_id, job=job, timeout=outcome.error.timeout)
+        self._record_failure(
+            job,
+            _error_message(outcome.error),
+            error=outcome.error,
+            permanent=outcome.permanent,
+            replacement_payload=outcome.replacement_payload,
+            duration=duration,
+        )
 
     def _record_error(self, job: Job, error: BaseException) -> None:
         """Record how an attempt ended in error; re-raises when the worker itself is cancelling the job."""
@@ -441,14 +574,29 @@ class Worker:
             pool=self._pool,
             schema=self._schema,
             logger=job_logger(logging.getLogger("backfill.task"), job, self.worker_id),
+            transform=self.hooks.transform if self.hooks.before_schedule else None,
         )
 
-    def _record_failure(self, job: Job, message: str, *, error: BaseException | None, permanent: bool = False) -> None:
+    def _record_failure(
+        self,
+        job: Job,
+        message: str,
+        *,
+        error: BaseException | None,
+        permanent: bool = False,
+        replacement_payload: str | None = None,
+        retry_at: datetime | None = None,
+        duration: float | None = None,
+        interrupted: bool = False,
+    ) -> None:
         assert self._completer is not None
-        self.summary.failed += 1
         final = permanent or job.attempts >= job.max_attempts
-        if final:
-            self.summary.permanently_failed += 1
+        if interrupted:  # cut short by our shutdown, not by the job: counted apart from failures
+            self.summary.interrupted += 1
+        else:
+            self.summary.failed += 1
+            if final:
+                self.summary.permanently_failed += 1
         logger.warning(
             "job %s (%s) failed on attempt %s of %s%s: %s",
             job.id,
@@ -457,17 +605,30 @@ class Worker:
             job.max_attempts,
             " (permanently)" if final else "",
             message,
-            exc_info=error,
+            # A timeout's traceback would only show the worker's own waiting code.
+            exc_info=None if isinstance(error, JobTimeoutError) else error,
         )
-        self._completer.fail(Failure(job=job, message=message, permanent=permanent))
+        self._completer.fail(
+            Failure(
+                job=job,
+                message=message,
+                replacement_payload=replacement_payload,
+                permanent=permanent,
+                retry_at=retry_at,
+            )
+        )
+        events = self.events
+        failure = error if error is not None else RuntimeError(message)
+        events.emit("job:error", worker_id=self.worker_id, job=job, error=failure, duration=duration)
+        if final:
+            events.emit("job:failed", worker_id=self.worker_id, job=job, error=failure)
+        events.emit("job:complete", worker_id=self.worker_id, job=job, error=failure)
 
     def _record_interrupted(self, job: Job) -> None:
-        assert self._completer is not None
-        self.summary.interrupted += 1
         retry_at = datetime.now(UTC) + timedelta(seconds=self.options.interrupted_retry_delay)
         message = "Interrupted: the worker shut down before the job finished"
         logger.warning("job %s (%s) interrupted by shutdown; retry at %s", job.id, job.task_identifier, retry_at)
-        self._completer.fail(Failure(job=job, message=message, retry_at=retry_at))
+        self._record_failure(job, message, error=None, retry_at=retry_at, interrupted=True)
 
     # -- shutdown ---------------------------------------------------------------------------------------------
 
@@ -492,6 +653,8 @@ class Worker:
         except TimeoutError:
             logger.error("worker %s could not record every result before exiting; rows stay locked", self.worker_id)
         self.summary.lost_leases = self._completer.lost_leases
+        # A success whose lease was lost did not count: the job is someone else's now.
+        self.summary.succeeded -= self._completer.lost_completions
 
     async def _wait_for_running_jobs(self, grace: float) -> None:
         deadline = time.monotonic() + grace
@@ -536,6 +699,12 @@ class Worker:
         return Listener(
             connect, release, on_jobs=self._on_jobs_inserted, on_migrate=self._on_migrated, dsn_for_logs=dsn
         )
+
+    def _on_lost_lease(self, action: str, job_ids: list[int]) -> None:
+        self.events.emit("job:lostLease", worker_id=self.worker_id, job_ids=job_ids, action=action)
+
+    def _on_stuck(self, job: Job) -> None:
+        self.events.emit("job:stuck", worker_id=self.worker_id, job=job)
 
     def _on_jobs_inserted(self, _count: int) -> None:
         # One fetch serves any number of new jobs (it claims up to the free capacity), so the count only

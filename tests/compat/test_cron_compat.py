@@ -144,3 +144,53 @@ async def test_backfill_fills_from_where_node_left_off(
     rows = await _cron_jobs(conn)
     assert len(added) == 3
     assert [row["run_at"] for row in rows] == [node_minutes[0] + timedelta(minutes=n) for n in range(len(rows))]
+
+
+# Prints, for each pattern in argv[2] (a JSON list), whether Graphile's own matcher fires at each of the UTC
+# minutes described by argv[3]: {"start": ISO timestamp, "step": minutes, "count": n}.
+MATCH_SCRIPT = """
+import { pathToFileURL } from "node:url";
+
+const { parseCrontab } = await import(pathToFileURL(process.env.GRAPHILE_WORKER_ENTRY).href);
+const patterns = JSON.parse(process.argv[2]);
+const { start, step, count } = JSON.parse(process.argv[3]);
+const moments = Array.from({ length: count }, (_, n) => new Date(Date.parse(start) + n * step * 60000));
+const result = patterns.map((pattern) => {
+  const [item] = parseCrontab(`${pattern} task`);
+  return moments.map((d) => item.match({
+    min: d.getUTCMinutes(), hour: d.getUTCHours(), date: d.getUTCDate(), month: d.getUTCMonth() + 1,
+    dow: d.getUTCDay(),
+  }));
+});
+process.stdout.write(JSON.stringify(result) + "\\n");
+"""
+
+# The corners where cron dialects disagree: day-of-month with day-of-week, full ranges, 7 for Sunday, steps.
+PATTERNS = [
+    "0 0 15 * 1",
+    "0 0 2 * 0-6",
+    "0 0 1-31 * 1",
+    "0 0 */2 * 5",
+    "*/7 */5 * * 7",
+    "30 12 1,15 2-11 1-5",
+    "0 */3 13 * 5",
+    "15-45 4 * 1 *",
+]
+
+
+async def test_patterns_match_the_same_minutes_as_graphile(node: NodeRunner, tmp_path: Path) -> None:
+    start = datetime(2024, 1, 1, tzinfo=UTC)
+    # Every 7 minutes over a year: each weekday, day of month, month and many hour/minute pairs come up.
+    count = 366 * 24 * 60 // 7
+    moments = [start + timedelta(minutes=7 * n) for n in range(count)]
+    script = tmp_path / "match.mjs"
+    script.write_text(MATCH_SCRIPT)
+    sample = {"start": start.isoformat(), "step": 7, "count": count}
+    output = await node.run_argv(node.toolchain.command(script, json.dumps(PATTERNS), json.dumps(sample)))
+    graphile = json.loads(output.strip().splitlines()[-1])
+    for pattern, expected in zip(PATTERNS, graphile, strict=True):
+        [item] = parse_crontab(f"{pattern} task")
+        ours = [item.matches(moment) for moment in moments]
+        disagreements = [m.isoformat() for m, a, b in zip(moments, ours, expected, strict=True) if a != b]
+        assert not disagreements, f"{pattern!r} differs from Graphile at {disagreements[:5]}"
+        assert any(expected), f"{pattern!r} never fires in the sample; the comparison would prove nothing"

@@ -1,14 +1,8 @@
-"""The ``backfill`` command line (also ``python -m backfill``).
-
-Exit codes scripts can rely on: 0 success; 1 a runtime failure (database unreachable, worker crashed);
-2 bad usage or configuration; 57 the database holds a breaking schema revision newer than this backfill
-(the code Node's graphile-worker uses for the same refusal).
-"""
+"""``backfill migrate``, ``backfill worker`` and ``backfill demo``: install the schema and run tasks."""
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import importlib
 import logging
 import os
@@ -17,36 +11,33 @@ from collections.abc import Sequence
 
 import asyncpg
 
+from backfill.cli.common import Commands, add_database_options
+from backfill.cli.exit_codes import EXIT_FAILURE, EXIT_OK
 from backfill.core.db import database_url_from_env, redact_dsn
-from backfill.core.errors import BackfillError, ConfigurationError, IncompatibleSchemaError
+from backfill.core.errors import ConfigurationError
 from backfill.core.migrate import migrate
 from backfill.core.options import WorkerOptions
+from backfill.core.own_migrations import migrate_own
 from backfill.core.schema import SchemaName
 from backfill.core.tasks import TaskRegistry, default_registry
 from backfill.core.worker import Worker
 
-EXIT_OK = 0
-EXIT_FAILURE = 1
-EXIT_USAGE = 2
-EXIT_INCOMPATIBLE_SCHEMA = 57
-
 logger = logging.getLogger("backfill.cli")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="backfill",
-        description="PostgreSQL job queue compatible with Graphile Worker.",
-        epilog="DATABASE_URL and GRAPHILE_WORKER_SCHEMA are read from the environment unless given as options.",
+def register(commands: Commands) -> None:
+    migrate_parser = commands.add_parser(
+        "migrate",
+        help="install or upgrade the Graphile schema to revision 20, and backfill's own tables",
+        description="Install or upgrade the Graphile schema to revision 20, then backfill's own tables beside it.",
     )
-    parser.add_argument("--log-level", default=os.environ.get("BACKFILL_LOG_LEVEL", "INFO"), help="default: INFO")
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    add_database_options(migrate_parser)
+    migrate_parser.set_defaults(handler=_migrate_command)
 
-    migrate_parser = commands.add_parser("migrate", help="install or upgrade the Graphile schema to revision 20")
-    _add_database_options(migrate_parser)
-
-    worker_parser = commands.add_parser("worker", help="run the tasks of one or more modules")
-    _add_database_options(worker_parser)
+    worker_parser = commands.add_parser(
+        "worker", help="run the tasks of one or more modules", description="Run the tasks of one or more modules."
+    )
+    add_database_options(worker_parser)
     worker_parser.add_argument(
         "--tasks",
         action="append",
@@ -66,17 +57,13 @@ def build_parser() -> argparse.ArgumentParser:
     worker_parser.add_argument(
         "--shutdown-grace", type=float, default=30.0, help="seconds running jobs get after SIGTERM (default 30)"
     )
+    worker_parser.set_defaults(handler=_worker_command)
 
     demo_parser = commands.add_parser(
         "demo", help="enqueue sample jobs and run a worker on them (embedded PostgreSQL if DATABASE_URL is unset)"
     )
     demo_parser.add_argument("--jobs", type=int, default=200, help="how many sample jobs (default 200)")
-    return parser
-
-
-def _add_database_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--database-url", "-c", default=None, help="default: $DATABASE_URL")
-    parser.add_argument("--schema", "-s", default=None, help="default: $GRAPHILE_WORKER_SCHEMA or graphile_worker")
+    demo_parser.set_defaults(handler=_demo_command)
 
 
 def load_tasks(modules: Sequence[str]) -> TaskRegistry:
@@ -114,12 +101,16 @@ async def _migrate_command(args: argparse.Namespace) -> int:
         return EXIT_FAILURE
     try:
         report = await migrate(connection, schema)
+        # backfill's own tables (the worker registry) beside Graphile's: workers and `backfill workers` need them.
+        own = await migrate_own(connection, schema)
     finally:
         await connection.close()
     if report.applied:
         print(f"schema {schema}: revision {report.from_revision or 0} -> {report.to_revision}")
     else:
         print(f"schema {schema}: already at revision {report.to_revision}")
+    if own:
+        print(f"schema {schema}: backfill's own migrations applied: {', '.join(map(str, own))}")
     return EXIT_OK
 
 
@@ -150,29 +141,3 @@ async def _demo_command(args: argparse.Namespace) -> int:
     from backfill.demo import run_demo  # imports pgserver lazily: only the demo needs it
 
     return await run_demo(jobs=args.jobs)
-
-
-_COMMANDS = {"migrate": _migrate_command, "worker": _worker_command, "demo": _demo_command}
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=str(args.log_level).upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    try:
-        return asyncio.run(_COMMANDS[args.command](args))
-    except IncompatibleSchemaError as error:
-        logger.error("%s", error)
-        return EXIT_INCOMPATIBLE_SCHEMA
-    except ConfigurationError as error:
-        print(f"backfill: error: {error}", file=sys.stderr)
-        return EXIT_USAGE
-    except BackfillError as error:
-        logger.error("%s", error, exc_info=error.__cause__)
-        return EXIT_FAILURE
-    except KeyboardInterrupt:
-        return 130

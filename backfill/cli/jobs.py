@@ -1,0 +1,261 @@
+"""``backfill add`` and ``backfill jobs list|show|complete|fail|reschedule|remove``.
+
+Acting commands (complete, fail, reschedule, remove) use Graphile's SQL functions through WorkerUtils, so a job
+locked by a worker is left alone; ids that matched nothing are named on stderr, and when nothing at all
+matched the command exits 3.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Sequence
+
+from backfill.cli.common import (
+    Commands,
+    add_database_options,
+    add_json_option,
+    add_run_at_options,
+    open_utils,
+    parse_payload,
+    run_at_from,
+)
+from backfill.cli.exit_codes import EXIT_NOT_FOUND, EXIT_OK
+from backfill.cli.output import NONE, cell, note, plural, print_json, table, timestamp
+from backfill.core.admin_models import JobInfo, JobState
+from backfill.core.errors import ConfigurationError
+from backfill.core.jobs import Job, JobKeyMode
+
+_SKIPPED = "no such job, or locked by a worker"
+
+
+def register(commands: Commands) -> None:
+    add = commands.add_parser("add", help="enqueue a job", description="Enqueue one job and print it.")
+    add.add_argument("task", metavar="TASK", help="task identifier")
+    add.add_argument("payload", metavar="PAYLOAD_JSON", nargs="?", help="a JSON object or array (default {})")
+    add.add_argument("--queue", "-q", metavar="Q", help="named queue: its jobs run one at a time, in order")
+    add_run_at_options(add)
+    add.add_argument("--priority", type=int, metavar="N", help="lower runs first (default 0)")
+    add.add_argument("--max-attempts", type=int, metavar="N", help="attempts before failing for good (default 25)")
+    add.add_argument("--key", metavar="K", help="job key: a job with the same key is updated instead of added")
+    add.add_argument(
+        "--key-mode",
+        choices=[mode.value for mode in JobKeyMode],
+        help="what an existing keyed job gets (default replace)",
+    )
+    add.add_argument("--flag", action="append", metavar="F", help="a flag workers can be told to skip (repeatable)")
+    _common(add, _add_command)
+
+    jobs = commands.add_parser(
+        "jobs", help="list, inspect and act on jobs", description="List, inspect and act on jobs."
+    )
+    actions = jobs.add_subparsers(dest="jobs_command", required=True, metavar="ACTION")
+
+    listing = actions.add_parser("list", help="jobs matching every filter, by id", description="List jobs by id.")
+    listing.add_argument("--task", metavar="T", help="task identifier")
+    listing.add_argument("--queue", metavar="Q", help="queue name")
+    listing.add_argument("--state", choices=[state.value for state in JobState], help="derived state (see docs)")
+    listing.add_argument("--locked-by", metavar="W", help="worker id holding the job")
+    listing.add_argument("--key", metavar="K", help="job key")
+    listing.add_argument("--limit", type=int, default=100, metavar="N", help="at most N jobs (default 100)")
+    listing.add_argument("--after", type=int, metavar="ID", help="only ids above ID: the next page")
+    _common(listing, _list_command)
+
+    show = actions.add_parser("show", help="one job, payload included", description="Show one job and its payload.")
+    show.add_argument("id", type=int, metavar="ID")
+    _common(show, _show_command)
+
+    complete = actions.add_parser("complete", help="delete jobs as done", description="Mark jobs done (deletes them).")
+    complete.add_argument("ids", type=int, nargs="+", metavar="ID")
+    _common(complete, _complete_command)
+
+    fail = actions.add_parser(
+        "fail", help="fail jobs for good", description="Fail jobs permanently: attempts = max_attempts."
+    )
+    fail.add_argument("ids", type=int, nargs="+", metavar="ID")
+    fail.add_argument("--reason", required=True, metavar="TEXT", help="stored as the job's last_error")
+    _common(fail, _fail_command)
+
+    reschedule = actions.add_parser(
+        "reschedule", help="change when and how jobs run", description="Change the given fields of jobs."
+    )
+    reschedule.add_argument("ids", type=int, nargs="+", metavar="ID")
+    add_run_at_options(reschedule)
+    reschedule.add_argument("--priority", type=int, metavar="N")
+    reschedule.add_argument("--attempts", type=int, metavar="N", help="e.g. 0 to give a failed job a fresh start")
+    reschedule.add_argument("--max-attempts", type=int, metavar="N")
+    _common(reschedule, _reschedule_command)
+
+    remove = actions.add_parser(
+        "remove",
+        help="remove the job with a key",
+        description="Remove the job with this key (a running one is disarmed).",
+    )
+    remove.add_argument("key", metavar="KEY")
+    _common(remove, _remove_command)
+
+
+def _common(parser: argparse.ArgumentParser, handler: object) -> None:
+    add_database_options(parser)
+    add_json_option(parser)
+    parser.set_defaults(handler=handler)
+
+
+async def _add_command(args: argparse.Namespace) -> int:
+    if args.key_mode is not None and args.key is None:
+        raise ConfigurationError("--key-mode needs --key")
+    payload = parse_payload(args.payload)
+    run_at = run_at_from(args)
+    async with open_utils(args) as utils:
+        job = await utils.add_job(
+            args.task,
+            payload,
+            queue_name=args.queue,
+            run_at=run_at,
+            max_attempts=args.max_attempts,
+            job_key=args.key,
+            job_key_mode=args.key_mode,
+            priority=args.priority,
+            flags=args.flag,
+        )
+    assert job is not None  # no transform here
+    if args.json:
+        print_json(job)
+    else:
+        queue = job.queue_name or NONE
+        print(f"added job {job.id}: task {job.task_identifier}, queue {queue}, run at {timestamp(job.run_at)}")
+    return EXIT_OK
+
+
+_LIST_HEADERS = ("ID", "TASK", "QUEUE", "STATE", "PRIORITY", "ATTEMPTS", "RUN_AT", "LOCKED_BY", "KEY", "LAST_ERROR")
+
+
+async def _list_command(args: argparse.Namespace) -> int:
+    async with open_utils(args) as utils:
+        found = await utils.list_jobs(
+            task=args.task,
+            queue=args.queue,
+            state=args.state,
+            locked_by=args.locked_by,
+            key=args.key,
+            limit=args.limit,
+            after_id=args.after,
+        )
+    if args.json:
+        print_json(found)
+        return EXIT_OK
+    rows = [
+        (
+            job.id,
+            job.task_identifier,
+            job.queue_name,
+            job.state,
+            job.priority,
+            f"{job.attempts}/{job.max_attempts}",
+            job.run_at,
+            job.locked_by,
+            job.key,
+            job.last_error,
+        )
+        for job in found
+    ]
+    print(table(_LIST_HEADERS, rows, right=("ID", "PRIORITY", "ATTEMPTS")))
+    if len(found) == args.limit:
+        note(f"{plural(len(found), 'job')} shown; the next page: --after {found[-1].id}")
+    return EXIT_OK
+
+
+async def _show_command(args: argparse.Namespace) -> int:
+    async with open_utils(args) as utils:
+        job = await utils.get_job(args.id)
+    if args.json:
+        print_json(job)
+    elif job is not None:
+        print(_describe(job))
+    if job is None:
+        note(f"no job with id {args.id}")
+        return EXIT_NOT_FOUND
+    return EXIT_OK
+
+
+def _describe(job: JobInfo) -> str:
+    fields: list[tuple[str, object]] = [
+        ("id", job.id),
+        ("task", job.task_identifier),
+        ("queue", job.queue_name),
+        ("state", job.state),
+        ("priority", job.priority),
+        ("attempts", f"{job.attempts}/{job.max_attempts}"),
+        ("run_at", job.run_at),
+        ("created_at", job.created_at),
+        ("updated_at", job.updated_at),
+        ("key", job.key),
+        ("locked_by", job.locked_by),
+        ("locked_at", job.locked_at),
+        ("flags", job.flags),
+        ("revision", job.revision),
+    ]
+    width = max(len(name) for name, _ in fields)
+    lines = [f"{name.ljust(width)}  {cell(value)}" for name, value in fields]
+    # The whole error and the whole payload: this is the one place a person asked to read them.
+    error_lines = (job.last_error or NONE).splitlines() or [NONE]
+    lines.append(f"{'last_error'.ljust(width)}  {error_lines[0]}")
+    lines.extend(" " * (width + 2) + line for line in error_lines[1:])
+    lines.append("payload:")
+    lines.append(json.dumps(job.payload, indent=2, ensure_ascii=False))
+    return "\n".join(lines)
+
+
+def _report_acted(args: argparse.Namespace, verb: str, asked: Sequence[int], done: Sequence[Job]) -> int:
+    """Print the jobs acted on; name the ids that were not; exit 3 when none was."""
+    if args.json:
+        print_json(done)
+    elif done:
+        print(f"{verb} {plural(len(done), 'job')}: {', '.join(str(job.id) for job in done)}")
+    done_ids = {job.id for job in done}
+    missed = [job_id for job_id in dict.fromkeys(asked) if job_id not in done_ids]
+    if missed:
+        note(f"not {verb} ({_SKIPPED}): {', '.join(map(str, missed))}")
+    return EXIT_OK if done else EXIT_NOT_FOUND
+
+
+async def _complete_command(args: argparse.Namespace) -> int:
+    async with open_utils(args) as utils:
+        done = await utils.complete_jobs(args.ids)
+    return _report_acted(args, "completed", args.ids, done)
+
+
+async def _fail_command(args: argparse.Namespace) -> int:
+    async with open_utils(args) as utils:
+        done = await utils.permanently_fail_jobs(args.ids, args.reason)
+    return _report_acted(args, "failed", args.ids, done)
+
+
+async def _reschedule_command(args: argparse.Namespace) -> int:
+    run_at = run_at_from(args)
+    if run_at is None and args.priority is None and args.attempts is None and args.max_attempts is None:
+        raise ConfigurationError(
+            "jobs reschedule: give at least one of --run-at/--delay, --priority, --attempts, --max-attempts"
+        )
+    async with open_utils(args) as utils:
+        done = await utils.reschedule_jobs(
+            args.ids, run_at=run_at, priority=args.priority, attempts=args.attempts, max_attempts=args.max_attempts
+        )
+    return _report_acted(args, "rescheduled", args.ids, done)
+
+
+async def _remove_command(args: argparse.Namespace) -> int:
+    async with open_utils(args) as utils:
+        job = await utils.remove_job(args.key)
+    if args.json:
+        print_json(job)
+    if job is None:
+        note(f"no job with key {args.key!r}")
+        return EXIT_NOT_FOUND
+    if not args.json:
+        if job.locked_by is not None:
+            # remove_job cannot delete a job under its worker: it cleared the key and spent its attempts.
+            print(f"job {job.id} is running on {job.locked_by}: its key was cleared and it will not run again")
+        else:
+            print(f"removed job {job.id} (task {job.task_identifier})")
+    return EXIT_OK

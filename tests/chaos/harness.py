@@ -223,10 +223,25 @@ def new_key(prefix: str = "k") -> str:
     return f"{prefix}-{secrets.token_hex(6)}"
 
 
-def chaos_spec(key: str, *, queue: str | None = None, max_attempts: int | None = None, **payload: Any) -> JobSpec:
+def chaos_spec(
+    key: str,
+    *,
+    queue: str | None = None,
+    max_attempts: int | None = None,
+    priority: int | None = None,
+    timeout: float | None = None,
+    task: str = "chaos_job",
+    **payload: Any,
+) -> JobSpec:
     """A ``chaos_job`` keyed ``key`` (payload ``key`` and ``job_key``) that does what ``payload`` says."""
     return JobSpec(
-        "chaos_job", {"key": key, "queue": queue, **payload}, queue_name=queue, job_key=key, max_attempts=max_attempts
+        task,
+        {"key": key, "queue": queue, **payload},
+        queue_name=queue,
+        job_key=key,
+        max_attempts=max_attempts,
+        priority=priority,
+        timeout=timeout,
     )
 
 

@@ -31,7 +31,7 @@ import json
 import logging
 import signal
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -39,9 +39,12 @@ import asyncpg
 
 from backfill.core.completer import Completer, Failure
 from backfill.core.context import JobContext, job_logger
+from backfill.core.cron import CronScheduler
+from backfill.core.crontab import CronItem, parse_crontab
 from backfill.core.errors import ConfigurationError, DatabaseError, JobTimeoutError, PermanentFailure
 from backfill.core.events import Events
 from backfill.core.execution import AttemptRunner, Outcome, settle_batch
+from backfill.core.heartbeat import Heartbeat
 from backfill.core.hooks import Hooks
 from backfill.core.jobs import Job
 from backfill.core.listener import Listener, listener_connections
@@ -49,10 +52,12 @@ from backfill.core.loop_monitor import LoopMonitor
 from backfill.core.maintenance import release_stale_locks_periodically
 from backfill.core.migrate import BREAKING_REVISIONS, LATEST_REVISION, migrate
 from backfill.core.options import MIN_CALLER_POOL_SIZE, RunSummary, WorkerOptions
+from backfill.core.own_migrations import migrate_own
 from backfill.core.pinned import PinnedConnection
 from backfill.core.queries import WorkerQueries
 from backfill.core.retry import ConsecutiveFailures, backoff_delays
 from backfill.core.signals import StopSignals
+from backfill.core.sweeper import sweep_periodically
 from backfill.core.tasks import TaskDefinition, TaskRegistry, default_registry
 from backfill.core.threads import DaemonThreadExecutor
 
@@ -83,6 +88,7 @@ class Worker:
         options: WorkerOptions | None = None,
         events: Events | None = None,
         hooks: Hooks | None = None,
+        crontab: str | Sequence[CronItem] | None = None,
     ) -> None:
         self.options = options if options is not None else WorkerOptions()
         self.events = events if events is not None else Events()
@@ -96,6 +102,10 @@ class Worker:
         if not isinstance(database, (str, asyncpg.Pool)):
             raise ConfigurationError("database must be a DSN string or an asyncpg.Pool")
         self._database = database
+        # Parsed now, so that a malformed line stops start-up with its line number before anything connects.
+        self.cron_items: tuple[CronItem, ...] = tuple(
+            parse_crontab(crontab) if isinstance(crontab, str) else (crontab or ())
+        )
         self._schema = self.options.schema_name
         self._queries = WorkerQueries.for_schema(self._schema)
         self._identifiers = self.registry.identifiers
@@ -144,6 +154,7 @@ class Worker:
         self._listener: Listener | None = None
         self._executor: DaemonThreadExecutor | None = None
         self._attempts: AttemptRunner | None = None
+        self._heartbeat: Heartbeat | None = None
 
     @property
     def worker_id(self) -> str:
@@ -215,6 +226,10 @@ class Worker:
             if self.options.loop_block_threshold is not None:
                 monitor = LoopMonitor(self.options.loop_block_threshold, events=self.events, worker_id=self.worker_id)
                 side_tasks.append(self._supervised(monitor.run(), "loop-monitor"))
+            # Registered before the first claim, so that a crash at any point after it can be rescued.
+            self._heartbeat = self._make_heartbeat(pool)
+            await self._heartbeat.register()
+            side_tasks.append(self._supervised(self._heartbeat.run(), "heartbeat"))
             if not once:
                 self._listener = self._make_listener(pool)
                 side_tasks.append(self._supervised(self._listener.run(), "listener"))
@@ -222,6 +237,25 @@ class Worker:
                     pool, self._queries.release_stale_locks, self.options.stale_lock_check_interval
                 )
                 side_tasks.append(self._supervised(stale_locks, "stale-locks"))
+                dead_workers = sweep_periodically(
+                    pool,
+                    self._schema,
+                    interval=self.options.sweep_interval,
+                    max_recoveries=self.options.max_recoveries,
+                    events=self.events,
+                    worker_id=self.worker_id,
+                )
+                side_tasks.append(self._supervised(dead_workers, "sweeper"))
+                if self.cron_items:
+                    cron = CronScheduler(
+                        pool,
+                        self._schema,
+                        self.cron_items,
+                        events=self.events,
+                        worker_id=self.worker_id,
+                        transform=self.hooks.transform if self.hooks.before_schedule else None,
+                    )
+                    side_tasks.append(self._supervised(cron.run(), "cron"))
             if self.options.handle_signals:
                 signal_handlers.install()
             self._started.set()
@@ -241,7 +275,10 @@ class Worker:
                 self._stopping = True
                 self._wake.set()
                 await fetcher  # lets an in-flight fetch finish: its jobs are then returned, not lost
-            await self._shut_down()
+            if await self._shut_down():
+                # Nothing of ours is locked any more. When something is (results could not be written), the
+                # row stays, so that a sweeper rescues those jobs once our heartbeat is stale.
+                await self._heartbeat.deregister()
         finally:
             signal_handlers.remove()
             leftovers = [*side_tasks, *self._runners]
@@ -292,9 +329,11 @@ class Worker:
         return pool, True
 
     async def _prepare(self, pool: asyncpg.Pool[Any]) -> None:
-        """Bring the schema to revision 20 (a no-op when it is) and register our task identifiers."""
+        """Bring the schema to revision 20 and backfill's own tables up to date (no-ops when they are), and
+        register our task identifiers."""
         try:
             await migrate(pool, self._schema)
+            await migrate_own(pool, self._schema)
             async with pool.acquire() as connection:
                 await connection.execute(self._queries.ensure_tasks, self._identifiers)
                 await self._load_task_names(connection)
@@ -632,10 +671,12 @@ class Worker:
 
     # -- shutdown ---------------------------------------------------------------------------------------------
 
-    async def _shut_down(self) -> None:
+    async def _shut_down(self) -> bool:
+        """Return unstarted jobs, let running ones finish or interrupt them, write every result; ``True`` when
+        all of it was recorded (nothing is left locked by us)."""
         assert self._completer is not None
         self._stopping = True  # runners finish their current job and take no other
-        await self._return_unstarted()
+        recorded = await self._return_unstarted()
         if self._running:
             logger.info(
                 "worker %s waiting up to %ss for %s running job(s)",
@@ -651,10 +692,17 @@ class Worker:
         try:
             await asyncio.wait_for(self._completer.drained(), timeout=30.0)
         except TimeoutError:
-            logger.error("worker %s could not record every result before exiting; rows stay locked", self.worker_id)
+            recorded = False
+            logger.error(
+                "worker %s could not record every result before exiting; its rows stay locked until a sweeper "
+                "declares it dead (dead_worker_after=%ss)",
+                self.worker_id,
+                self.options.dead_worker_after,
+            )
         self.summary.lost_leases = self._completer.lost_leases
         # A success whose lease was lost did not count: the job is someone else's now.
         self.summary.succeeded -= self._completer.lost_completions
+        return recorded
 
     async def _wait_for_running_jobs(self, grace: float) -> None:
         deadline = time.monotonic() + grace
@@ -669,11 +717,12 @@ class Worker:
             stop_now.cancel()
             freed.cancel()
 
-    async def _return_unstarted(self) -> None:
+    async def _return_unstarted(self) -> bool:
+        """Give claimed, unstarted jobs back (attempt refunded); ``False`` if that could not be done."""
         jobs = [item[3] for item in self._local]
         self._local.clear()
         if not jobs:
-            return
+            return True
         assert self._pool is not None
         ids = [job.id for job in jobs]
         for delay in backoff_delays(initial=0.05, maximum=1.0):
@@ -686,12 +735,25 @@ class Worker:
             except Exception as error:  # retried until it works or a second stop request
                 if self._stop_now.is_set():
                     logger.error("worker %s could not return %s unstarted job(s): %s", self.worker_id, len(ids), error)
-                    return
+                    return False
                 await asyncio.sleep(delay)
         self.summary.returned += len(rows)
         logger.info("worker %s returned %s unstarted job(s)", self.worker_id, len(rows))
+        return True
 
     # -- side tasks -----------------------------------------------------------------------------------------
+
+    def _make_heartbeat(self, pool: asyncpg.Pool[Any]) -> Heartbeat:
+        return Heartbeat(
+            pool,
+            self._schema,
+            self.worker_id,
+            interval=self.options.heartbeat_interval,
+            dead_after=self.options.dead_worker_after,
+            concurrency=self.options.concurrency,
+            tasks=self._identifiers,
+            events=self.events,
+        )
 
     def _make_listener(self, pool: asyncpg.Pool[Any]) -> Listener:
         connect, release = listener_connections(self._database, pool)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import sys
@@ -187,3 +188,38 @@ async def test_sigterm_exits_promptly_even_if_a_sync_handler_outlives_the_grace_
             process.kill()
             await process.wait()
     assert code == 0
+
+
+async def test_migrate_also_installs_backfills_own_tables(empty_database_url: str) -> None:
+    code, stdout, stderr = await run_cli(["migrate"], empty_database_url)
+    assert code == 0, stderr
+    assert "backfill's own migrations applied: 1" in stdout
+    connection = await asyncpg.connect(empty_database_url)
+    try:
+        assert await connection.fetchval("select to_regclass('graphile_worker.backfill_workers') is not null")
+    finally:
+        await connection.close()
+
+
+async def test_add_then_jobs_show_through_the_entry_point_with_json_on_stdout_only(database_url: str) -> None:
+    code, stdout, stderr = await run_cli(["add", "cli_record", '{"n": 7}', "--queue", "q", "--json"], database_url)
+    assert code == 0, stderr
+    added = json.loads(stdout)
+    assert (added["task_identifier"], added["payload"], added["queue_name"]) == ("cli_record", {"n": 7}, "q")
+
+    code, stdout, stderr = await run_cli(["jobs", "show", str(added["id"]), "--json"], database_url)
+    assert code == 0, stderr
+    shown = json.loads(stdout)
+    assert (shown["id"], shown["state"], shown["payload"]) == (added["id"], "waiting", {"n": 7})
+
+
+@pytest.mark.parametrize(
+    ("command", "code"),
+    [(["jobs", "show", "999999"], 3), (["jobs", "remove", "no-such-key"], 3), (["jobs", "list", "--limit", "x"], 2)],
+    ids=["unknown-id", "unknown-key", "bad-option"],
+)
+async def test_scripts_can_trust_the_exit_code(database_url: str, command: list[str], code: int) -> None:
+    exit_code, stdout, stderr = await run_cli(command, database_url)
+    assert exit_code == code, stderr
+    assert stdout == ""
+    assert stderr  # says what was wrong

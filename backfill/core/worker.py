@@ -32,18 +32,18 @@ import logging
 import signal
 import time
 from collections.abc import Iterable, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 import asyncpg
 
-from backfill.core.completer import Completer, Failure
+from backfill.core.completer import Completer
 from backfill.core.context import JobContext, job_logger
 from backfill.core.cron import CronScheduler
 from backfill.core.crontab import CronItem, parse_crontab
-from backfill.core.errors import ConfigurationError, DatabaseError, JobTimeoutError, PermanentFailure
+from backfill.core.errors import ConfigurationError, DatabaseError
 from backfill.core.events import Events
-from backfill.core.execution import AttemptRunner, Outcome, settle_batch
+from backfill.core.execution import AttemptRunner, settle_batch
 from backfill.core.heartbeat import Heartbeat
 from backfill.core.hooks import Hooks
 from backfill.core.jobs import Job
@@ -55,6 +55,7 @@ from backfill.core.options import MIN_CALLER_POOL_SIZE, RunSummary, WorkerOption
 from backfill.core.own_migrations import migrate_own
 from backfill.core.pinned import PinnedConnection
 from backfill.core.queries import WorkerQueries
+from backfill.core.recorder import OutcomeRecorder
 from backfill.core.retry import ConsecutiveFailures, backoff_delays
 from backfill.core.signals import StopSignals
 from backfill.core.sweeper import sweep_periodically
@@ -154,6 +155,7 @@ class Worker:
         self._listener: Listener | None = None
         self._executor: DaemonThreadExecutor | None = None
         self._attempts: AttemptRunner | None = None
+        self._recorder: OutcomeRecorder | None = None
         self._heartbeat: Heartbeat | None = None
 
     @property
@@ -212,6 +214,13 @@ class Worker:
             self._fetch_connection = PinnedConnection(pool, setup=_FETCH_CONNECTION_SETUP)
             self._completer = Completer(
                 pool, self._queries, self.worker_id, on_queues_released=self._wake.set, on_lost=self._on_lost_lease
+            )
+            self._recorder = OutcomeRecorder(
+                self._completer,
+                self.summary,
+                self.events,
+                worker_id=self.worker_id,
+                interrupted_retry_delay=self.options.interrupted_retry_delay,
             )
             self._executor = DaemonThreadExecutor(self.options.concurrency, thread_name_prefix="backfill-sync-task")
             self._attempts = AttemptRunner(
@@ -507,7 +516,8 @@ class Worker:
         plain_async = self._plain_async_handlers
         running_ids = self._running_ids
         completer = self._completer
-        assert completer is not None  # created before any runner starts
+        recorder = self._recorder
+        assert completer is not None and recorder is not None  # created before any runner starts
         since_yield = 0
         while local and not self._stopping:
             job = heapq.heappop(local)[3]
@@ -523,10 +533,10 @@ class Worker:
                     try:
                         value = await handler(job.payload)
                     except (Exception, asyncio.CancelledError) as error:
-                        self._record_error(job, error)
+                        recorder.error(job, error)
                     else:
                         if type(value) is list and type(job.payload) is list:
-                            self._record_outcome(job, await settle_batch(job, value), 0.0)
+                            recorder.outcome(job, await settle_batch(job, value), 0.0)
                         else:
                             self.summary.succeeded += 1
                             completer.complete(job)
@@ -557,53 +567,15 @@ class Worker:
         return self._job_events_observed or self.hooks.intercepts_runs
 
     async def _run_observed(self, job: Job) -> None:
-        assert self._attempts is not None
+        assert self._attempts is not None and self._recorder is not None
         self.events.emit("job:start", worker_id=self.worker_id, job=job)
         started = time.monotonic()
         try:
             outcome = await self._attempts.run(job)
         except asyncio.CancelledError as error:  # the worker is cancelling the job: recorded as interrupted
-            self._record_error(job, error)
+            self._recorder.error(job, error)
             raise
-        self._record_outcome(job, outcome, time.monotonic() - started)
-
-    def _record_outcome(self, job: Job, outcome: Outcome, duration: float) -> None:
-        assert self._completer is not None
-        if outcome.error is None:
-            if outcome.skipped is not None:
-                self.summary.skipped += 1
-                logger.info("job %s (%s) skipped: %s", job.id, job.task_identifier, outcome.skipped)
-                self.events.emit("job:skipped", worker_id=self.worker_id, job=job, reason=outcome.skipped)
-            else:
-                self.summary.succeeded += 1
-                self.events.emit("job:success", worker_id=self.worker_id, job=job, duration=duration)
-            self._completer.complete(job)
-            self.events.emit("job:complete", worker_id=self.worker_id, job=job, error=None)
-            return
-        if isinstance(outcome.error, JobTimeoutError):
-            self.summary.timed_out += 1
-            self.events.emit("job:timeout", worker_id=self.worker_id, job=job, timeout=outcome.error.timeout)
-        self._record_failure(
-            job,
-            _error_message(outcome.error),
-            error=outcome.error,
-            permanent=outcome.permanent,
-            replacement_payload=outcome.replacement_payload,
-            duration=duration,
-        )
-
-    def _record_error(self, job: Job, error: BaseException) -> None:
-        """Record how an attempt ended in error; re-raises when the worker itself is cancelling the job."""
-        if isinstance(error, asyncio.CancelledError):
-            current = asyncio.current_task()
-            if current is not None and current.cancelling():
-                self._record_interrupted(job)
-                raise error
-            self._record_failure(job, "CancelledError: the handler was cancelled", error=None)
-        elif isinstance(error, PermanentFailure):
-            self._record_failure(job, _error_message(error), error=error, permanent=True)
-        else:
-            self._record_failure(job, _error_message(error), error=error)
+        self._recorder.outcome(job, outcome, time.monotonic() - started)
 
     def _context_for(self, job: Job) -> JobContext:
         assert self._pool is not None
@@ -615,59 +587,6 @@ class Worker:
             logger=job_logger(logging.getLogger("backfill.task"), job, self.worker_id),
             transform=self.hooks.transform if self.hooks.before_schedule else None,
         )
-
-    def _record_failure(
-        self,
-        job: Job,
-        message: str,
-        *,
-        error: BaseException | None,
-        permanent: bool = False,
-        replacement_payload: str | None = None,
-        retry_at: datetime | None = None,
-        duration: float | None = None,
-        interrupted: bool = False,
-    ) -> None:
-        assert self._completer is not None
-        final = permanent or job.attempts >= job.max_attempts
-        if interrupted:  # cut short by our shutdown, not by the job: counted apart from failures
-            self.summary.interrupted += 1
-        else:
-            self.summary.failed += 1
-            if final:
-                self.summary.permanently_failed += 1
-        logger.warning(
-            "job %s (%s) failed on attempt %s of %s%s: %s",
-            job.id,
-            job.task_identifier,
-            job.attempts,
-            job.max_attempts,
-            " (permanently)" if final else "",
-            message,
-            # A timeout's traceback would only show the worker's own waiting code.
-            exc_info=None if isinstance(error, JobTimeoutError) else error,
-        )
-        self._completer.fail(
-            Failure(
-                job=job,
-                message=message,
-                replacement_payload=replacement_payload,
-                permanent=permanent,
-                retry_at=retry_at,
-            )
-        )
-        events = self.events
-        failure = error if error is not None else RuntimeError(message)
-        events.emit("job:error", worker_id=self.worker_id, job=job, error=failure, duration=duration)
-        if final:
-            events.emit("job:failed", worker_id=self.worker_id, job=job, error=failure)
-        events.emit("job:complete", worker_id=self.worker_id, job=job, error=failure)
-
-    def _record_interrupted(self, job: Job) -> None:
-        retry_at = datetime.now(UTC) + timedelta(seconds=self.options.interrupted_retry_delay)
-        message = "Interrupted: the worker shut down before the job finished"
-        logger.warning("job %s (%s) interrupted by shutdown; retry at %s", job.id, job.task_identifier, retry_at)
-        self._record_failure(job, message, error=None, retry_at=retry_at, interrupted=True)
 
     # -- shutdown ---------------------------------------------------------------------------------------------
 
@@ -795,8 +714,3 @@ class Worker:
             "stopping gracefully (send again to stop now)" if first else "stopping now",
         )
         self.stop()
-
-
-def _error_message(error: BaseException) -> str:
-    """What goes into ``last_error``: the exception's message, like Node writes ``err.message``."""
-    return str(error) or type(error).__name__

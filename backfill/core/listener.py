@@ -83,12 +83,15 @@ class Listener:
         *,
         on_jobs: Callable[[int], None],
         on_migrate: Callable[[dict[str, Any]], None],
+        on_state: Callable[[str, BaseException | None], None] = lambda state, error: None,
         dsn_for_logs: str = "",
     ) -> None:
         self._connect = connect
         self._release = release
         self._on_jobs = on_jobs
         self._on_migrate = on_migrate
+        # Told "connecting", "success" and "error" (with the error): the worker turns them into pool:listen:*.
+        self._on_state = on_state
         self._dsn_for_logs = redact_dsn(dsn_for_logs) if dsn_for_logs else "the database"
         self._connection: Any = None
         self._lost = asyncio.Event()
@@ -100,11 +103,14 @@ class Listener:
         failures = ConsecutiveFailures()
         try:
             while True:
+                self._on_state("connecting", None)
                 try:
                     await self._open()
                 except CONNECTION_ERRORS as error:
+                    self._on_state("error", error)
                     await asyncio.sleep(failures.failed(logger, f"LISTEN connection to {self._dsn_for_logs}", error))
                     continue
+                self._on_state("success", None)
                 if failures.succeeded() or self.reconnects:
                     logger.info("LISTEN connection to %s re-established", self._dsn_for_logs)
                 # Notifications sent while we were away are lost: fetch once to catch up.
@@ -112,6 +118,7 @@ class Listener:
                 await self._lost.wait()
                 self.connected.clear()
                 self.reconnects += 1
+                self._on_state("error", ConnectionError("the LISTEN connection was lost"))
                 logger.warning("LISTEN connection to %s lost; reconnecting", self._dsn_for_logs)
                 await self._discard()
         finally:

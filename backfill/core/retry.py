@@ -2,14 +2,22 @@
 
 The listener's reconnects, the fetcher and the completer all retry the same way: wait a little longer after
 each failure in a row (with jitter, so many workers do not retry in step after a database restart), say the
-first failure of an outage at warning level and the rest at debug, and start over once it works again.
+first failure of an outage at warning level, then at most one warning every 30 seconds (the rest at debug),
+and start over once it works again.
+
+Not tenacity: ``backfill.core`` depends on the standard library, asyncpg and croniter only, and these loops
+need two behaviours tenacity does not give directly — retrying forever while logging by rate, and telling
+the caller when an outage ended (the fetcher then releases orphaned locks).
 """
 
 from __future__ import annotations
 
 import logging
 import random
+import time
 from collections.abc import Iterator
+
+WARNING_INTERVAL_SECONDS = 30.0
 
 
 def backoff_delays(*, initial: float = 0.05, maximum: float = 5.0, factor: float = 2.0) -> Iterator[float]:
@@ -32,12 +40,18 @@ class ConsecutiveFailures:
         self._maximum = maximum
         self.count = 0
         self._delays = backoff_delays(initial=initial, maximum=maximum)
+        self._last_warning = 0.0
 
     def failed(self, logger: logging.Logger, what: str, error: BaseException) -> float:
-        """Count a failure, log it (warning for the first of an outage, debug after) and return the delay."""
+        """Count a failure, log it (a warning for the first of an outage and then every 30 s at most, debug
+        otherwise) and return the delay before the next try."""
         self.count += 1
-        log = logger.warning if self.count == 1 else logger.debug
-        log("%s failed (%s in a row): %s", what, self.count, error)
+        now = time.monotonic()
+        if self.count == 1 or now - self._last_warning >= WARNING_INTERVAL_SECONDS:
+            self._last_warning = now
+            logger.warning("%s failed (%s in a row): %s", what, self.count, error)
+        else:
+            logger.debug("%s failed (%s in a row): %s", what, self.count, error)
         return next(self._delays)
 
     def succeeded(self) -> bool:

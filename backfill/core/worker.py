@@ -678,8 +678,19 @@ class Worker:
         connect, release = listener_connections(self._database, pool)
         dsn = self._database if isinstance(self._database, str) else ""
         return Listener(
-            connect, release, on_jobs=self._on_jobs_inserted, on_migrate=self._on_migrated, dsn_for_logs=dsn
+            connect,
+            release,
+            on_jobs=self._on_jobs_inserted,
+            on_migrate=self._on_migrated,
+            on_state=self._on_listen_state,
+            dsn_for_logs=dsn,
         )
+
+    def _on_listen_state(self, state: str, error: BaseException | None) -> None:
+        if error is None:
+            self.events.emit(f"pool:listen:{state}", worker_id=self.worker_id)
+        else:
+            self.events.emit(f"pool:listen:{state}", worker_id=self.worker_id, error=error)
 
     def _on_lost_lease(self, action: str, job_ids: list[int]) -> None:
         self.events.emit("job:lostLease", worker_id=self.worker_id, job_ids=job_ids, action=action)

@@ -535,7 +535,8 @@ class Worker:
                     except (Exception, asyncio.CancelledError) as error:
                         recorder.error(job, error)
                     else:
-                        if type(value) is list and type(job.payload) is list:
+                        # Batch jobs (see execution.settle_batch); the type check keeps the common case cheap.
+                        if type(job.payload) is list and isinstance(value, (list, tuple)):
                             recorder.outcome(job, await settle_batch(job, value), 0.0)
                         else:
                             self.summary.succeeded += 1

@@ -163,15 +163,7 @@ async def test_a_handler_that_raises_fails_the_whole_batch_with_its_payload_inta
 @pytest.mark.parametrize(
     "observed",
     [
-        pytest.param(
-            False,
-            id="unobserved",
-            marks=pytest.mark.xfail(
-                reason="bug: Worker._runner's fast path settles batches only for type(value) is list, while "
-                "settle_batch (observed path) accepts tuples: unobserved, a tuple's failed items are dropped",
-                strict=True,
-            ),
-        ),
+        pytest.param(False, id="unobserved"),
         pytest.param(True, id="with-a-listener"),
     ],
 )

@@ -186,3 +186,45 @@ async def test_jobs_complete_on_the_observed_path_many_at_once(
 
 async def _deleted(conn: asyncpg.Connection[Any], job_id: int) -> bool:
     return await job_row(conn, job_id) is None
+
+
+@pytest.mark.parametrize("observed", [False, True], ids=["fast-path", "observed-path"])
+async def test_a_success_discarded_as_a_lost_lease_is_not_counted_as_succeeded(
+    database_url: str, pool: asyncpg.Pool[Any], conn: asyncpg.Connection[Any], observed: bool
+) -> None:
+    started = asyncio.Event()
+    lock_taken = asyncio.Event()
+    registry = TaskRegistry()
+
+    @registry.task("long")
+    async def long(payload: dict[str, Any]) -> None:
+        if payload.get("wait"):
+            started.set()
+            await lock_taken.wait()
+
+    events = Events()
+    lost: list[Event] = []
+    events.on("job:lostLease", lost.append)
+    if observed:
+        events.on("job:success", lambda event: None)
+    stolen = await add_job(pool, "long", {"wait": True}, queue_name="fenced")
+    kept = await add_job(pool, "long", {"wait": False})
+    worker = Worker(database_url, tasks=registry, options=fast_options(concurrency=2), events=events)
+    run = asyncio.create_task(worker.run_once())
+    await wait_for_event(started, timeout=5, message="handler start")
+    await wait_for(lambda: _deleted(conn, kept.id), timeout=5, message="the other job completes")
+
+    # As if the job had been rescued and claimed by someone else while our handler ran.
+    await conn.execute(
+        "update graphile_worker._private_jobs set locked_by = 'someone-else', locked_at = now() where id = $1",
+        stolen.id,
+    )
+    lock_taken.set()
+    summary = await asyncio.wait_for(run, 10)
+
+    assert (summary.succeeded, summary.lost_leases, summary.failed) == (1, 1, 0)
+    assert summary.processed == 1
+    assert [(event["action"], event["job_ids"]) for event in lost] == [("complete", [stolen.id])]
+    row = await job_row(conn, stolen.id)
+    assert row is not None
+    assert row["locked_by"] == "someone-else"

@@ -360,6 +360,7 @@ async def check_ledger(
     expect_failed: Iterable[str] = (),
     expect_waiting: Iterable[str] = (),
     started: float | None = None,
+    recovery_seconds: float | None = None,
 ) -> Report:
     """Check the ledger against what was enqueued (see docs/chaos.md) and return the figures.
 
@@ -446,6 +447,7 @@ async def check_ledger(
         failed_permanently=len(failed_keys),
         waiting=len(waiting_keys),
         elapsed_seconds=0.0 if started is None else time.monotonic() - started,
+        recovery_seconds=recovery_seconds,
         extra={"unexcused_duplicates": sum(unexcused.values())},
     )
     print(report.line())

@@ -10,8 +10,8 @@ The payload drives what an attempt does:
 
 * ``key`` — the ledger key (also the job's ``job_key``), joining the ledger to what the test enqueued;
 * ``queue`` — the named queue, recorded so serial runs can be checked for overlap;
-* ``sleep_ms`` — how long the attempt works; ``slow_ms`` with ``slow_attempts`` — work that long instead
-  on attempts up to ``slow_attempts``;
+* ``sleep_ms`` — how long the attempt works (times ``--sleep-factor``); ``slow_ms`` with ``slow_attempts`` —
+  work that long instead on attempts up to ``slow_attempts``;
 * ``kill_self`` — SIGKILL this process right after the start row is written;
 * ``fail_times`` — the first ``fail_times`` attempts raise (outcome ``planned_failure``).
 """
@@ -39,6 +39,9 @@ from backfill.core import JobContext, TaskRegistry, Worker, WorkerOptions
 logger = logging.getLogger("chaos.worker")
 
 T = TypeVar("T")
+
+# --sleep-factor: this process's jobs work this many times longer (a rescuer that outlasts a stale worker).
+SLEEP_FACTOR = 1.0
 
 # Idempotent by run_id (one per attempt, made here), so a retried write never records a run twice.
 _START = """
@@ -123,7 +126,7 @@ def build_registry() -> TaskRegistry:
             await ledger_finish(ctx, run_id, "planned_failure")
             raise RuntimeError(f"planned failure {ctx.attempt} of {payload['fail_times']}")
         slow = ctx.attempt <= int(payload.get("slow_attempts", 0))
-        sleep_ms = float(payload.get("slow_ms", 0) if slow else payload.get("sleep_ms", 0))
+        sleep_ms = float(payload.get("slow_ms", 0) if slow else payload.get("sleep_ms", 0)) * SLEEP_FACTOR
         if sleep_ms:
             await asyncio.sleep(sleep_ms / 1000)
         await ledger_finish(ctx, run_id, "ok")
@@ -193,6 +196,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--dead-after", type=float, help="dead_worker_after")
     parser.add_argument("--sweep-interval", type=_pair, help="low,high seconds")
     parser.add_argument("--max-recoveries", type=int)
+    parser.add_argument("--sleep-factor", type=float, default=1.0)
     return parser.parse_args(argv)
 
 
@@ -219,7 +223,9 @@ def build_options(args: argparse.Namespace) -> WorkerOptions:
 
 
 async def main(argv: list[str]) -> int:
+    global SLEEP_FACTOR  # noqa: PLW0603 - one process, one setting
     args = parse_args(argv)
+    SLEEP_FACTOR = args.sleep_factor
     os.environ["CHAOS_DSN"] = args.dsn
     worker = Worker(args.dsn, tasks=build_registry(), options=build_options(args))
     async with worker:

@@ -131,6 +131,13 @@ def build_registry() -> TaskRegistry:
             await asyncio.sleep(sleep_ms / 1000)
         await ledger_finish(ctx, run_id, "ok")
 
+    # Past its 1 s timeout the handler is cancelled and the attempt fails with a timeout error.
+    @registry.task("chaos_timed", timeout=1.0)
+    async def chaos_timed(payload: dict[str, Any], ctx: JobContext) -> None:
+        run_id = await ledger_start(ctx, str(payload["key"]), None)
+        await asyncio.sleep(float(payload.get("sleep_ms", 0)) / 1000)
+        await ledger_finish(ctx, run_id, "ok")
+
     @registry.task("chaos_validated")
     async def chaos_validated(payload: ValidatedPayload, ctx: JobContext) -> None:
         run_id = await ledger_start(ctx, payload.key, None)

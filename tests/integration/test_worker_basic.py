@@ -108,6 +108,7 @@ async def test_context_gives_job_attempt_logger_pool_and_add_job(
         seen["from_pool"] = await ctx.pool.fetchval("select $1::int + 1", 41)
         ctx.logger.info("parent says hello")
         child = await ctx.add_job("child", {"from": ctx.job.id}, queue_name="children")
+        assert child is not None  # None only when a before_schedule interceptor drops the job
         seen["child_id"] = child.id
 
     @registry.task("child")

@@ -52,20 +52,26 @@ async def test_sigkilled_workers_lose_nothing_and_their_jobs_are_rescued_in_seco
     victims = random.sample(workers, kills)
     excused: set[str] = set()
     running_at_kill: set[str] = set()
-    recoveries: list[asyncio.Task[float]] = []
+    recoveries: list[asyncio.Task[tuple[float, float]]] = []
 
-    async def recovered(held: set[str], killed_at: float) -> float:
+    async def recovered(victim: WorkerProcess, held: set[str], killed_at: float) -> tuple[float, float]:
+        """Seconds from the kill until the victim's jobs were released, and until they had all run again."""
         own = await asyncpg.connect(fleet.dsn)  # runs beside the test's other queries: a connection of its own
+
+        async def released() -> bool:
+            return bool(await own.fetchval(f"select count(*) from {JOBS} where locked_by = $1", victim.worker_id) == 0)
 
         async def done() -> bool:
             left = await own.fetchval(f"select count(*) from {JOBS} where key = any($1)", list(held))
             return bool(left == 0)
 
         try:
+            await wait_for(released, timeout=RECOVERY_BOUND + 30, interval=0.05, message="the victim's jobs released")
+            released_after = time.monotonic() - killed_at
             await wait_for(done, timeout=RECOVERY_BOUND + 30, interval=0.05, message="the killed worker's jobs re-run")
         finally:
             await own.close()
-        return time.monotonic() - killed_at
+        return released_after, time.monotonic() - killed_at
 
     for victim in victims:
         await asyncio.sleep(random.uniform(0.3, 1.5))  # a random moment mid-run, chosen by the test
@@ -79,9 +85,10 @@ async def test_sigkilled_workers_lose_nothing_and_their_jobs_are_rescued_in_seco
         excused |= held
         running_at_kill |= unfinished & held
         if held:
-            recoveries.append(asyncio.create_task(recovered(held, killed_at)))
+            recoveries.append(asyncio.create_task(recovered(victim, held, killed_at)))
 
-    recovery_times = await asyncio.gather(*recoveries)
+    recovery_pairs = await asyncio.gather(*recoveries)
+    recovery_times = [done for _released, done in recovery_pairs]
     await wait_all_done(admin, keys, timeout=60 * max(1.0, job_count / 800), fleet=fleet)
     survivors = [w for w in workers if w not in victims]
     assert all(w.alive for w in survivors)
@@ -99,7 +106,8 @@ async def test_sigkilled_workers_lose_nothing_and_their_jobs_are_rescued_in_seco
     )
     print(
         f"CHAOS sigkill: {kills} workers killed, {len(excused)} jobs held by them ({len(running_at_kill)} running),"
-        f" recovery {[round(t, 2) for t in recovery_times]}s, duplicates {report.duplicates}"
+        f" released after {[round(r, 2) for r, _ in recovery_pairs]}s, all re-run after"
+        f" {[round(t, 2) for t in recovery_times]}s, duplicates {report.duplicates}"
     )
     assert report.duplicates <= len(running_at_kill) + len(excused)
     assert all(t < RECOVERY_BOUND for t in recovery_times), recovery_times

@@ -13,6 +13,7 @@ import asyncpg
 
 from backfill.cli.common import Commands, add_database_options
 from backfill.cli.exit_codes import EXIT_FAILURE, EXIT_OK
+from backfill.core.crontab import CronItem, load_crontab_file
 from backfill.core.db import database_url_from_env, redact_dsn
 from backfill.core.errors import ConfigurationError
 from backfill.core.migrate import migrate
@@ -57,6 +58,12 @@ def register(commands: Commands) -> None:
     worker_parser.add_argument(
         "--shutdown-grace", type=float, default=30.0, help="seconds running jobs get after SIGTERM (default 30)"
     )
+    worker_parser.add_argument(
+        "--crontab",
+        metavar="FILE",
+        default=None,
+        help=f"Graphile crontab file to schedule from (default: ./{DEFAULT_CRONTAB} when it exists; see docs/cron.md)",
+    )
     worker_parser.set_defaults(handler=_worker_command)
 
     demo_parser = commands.add_parser(
@@ -64,6 +71,9 @@ def register(commands: Commands) -> None:
     )
     demo_parser.add_argument("--jobs", type=int, default=200, help="how many sample jobs (default 200)")
     demo_parser.set_defaults(handler=_demo_command)
+
+
+DEFAULT_CRONTAB = "crontab"
 
 
 def load_tasks(modules: Sequence[str]) -> TaskRegistry:
@@ -77,13 +87,11 @@ def load_tasks(modules: Sequence[str]) -> TaskRegistry:
         except ImportError as error:
             raise ConfigurationError(f"--tasks {name}: cannot import module: {error}") from error
         for definition in default_registry.from_modules([name]):
-            collected.register(definition.identifier, definition.handler, payload_model=definition.payload_model)
+            collected.add(definition)  # as defined: payload model and timeout included
         for value in vars(module).values():
             if isinstance(value, TaskRegistry) and value is not default_registry:
                 for definition in value:
-                    collected.register(
-                        definition.identifier, definition.handler, payload_model=definition.payload_model
-                    )
+                    collected.add(definition)
     if len(collected) == 0:
         raise ConfigurationError(
             f"--tasks {', '.join(modules)}: no tasks found (decorate handlers with @backfill.task)"
@@ -126,15 +134,27 @@ async def _worker_command(args: argparse.Namespace) -> int:
         shutdown_grace_period=args.shutdown_grace,
         handle_signals=True,
     )
-    worker = Worker(dsn, tasks=registry, options=options)
+    worker = Worker(dsn, tasks=registry, options=options, crontab=_crontab_items(args.crontab))
     logger.info("worker %s on %s running %s", worker.worker_id, redact_dsn(dsn), ", ".join(registry.identifiers))
     summary = await (worker.run_once() if args.once else worker.run())
     print(
         f"succeeded={summary.succeeded} failed={summary.failed} permanently_failed={summary.permanently_failed} "
-        f"returned={summary.returned} interrupted={summary.interrupted}",
+        f"returned={summary.returned} interrupted={summary.interrupted} timed_out={summary.timed_out} "
+        f"skipped={summary.skipped} lost_leases={summary.lost_leases}",
         file=sys.stderr,
     )
     return EXIT_OK
+
+
+def _crontab_items(path: str | None) -> list[CronItem]:
+    """The crontab to run: ``--crontab FILE``, else ``./crontab`` when present (as Node's CLI does), else none.
+    A malformed line raises CrontabError (exit 2) naming the file, the line and the reason."""
+    if path is not None:
+        return load_crontab_file(path)
+    if os.path.isfile(DEFAULT_CRONTAB):
+        logger.info("using the crontab file ./%s", DEFAULT_CRONTAB)
+        return load_crontab_file(DEFAULT_CRONTAB)
+    return []
 
 
 async def _demo_command(args: argparse.Namespace) -> int:

@@ -3,54 +3,87 @@
 Imports only the standard library, asyncpg, croniter and itself; the convenience layer builds on this.
 """
 
+from backfill.core.admin_models import CleanupReport, JobInfo, JobState, QueueStats, TaskStats, WorkerInfo
 from backfill.core.context import JobContext
+from backfill.core.crontab import CronItem, CrontabError, cron_item, load_crontab_file, parse_crontab
 from backfill.core.enqueue import add_job, add_jobs
 from backfill.core.errors import (
     BackfillError,
+    BatchJobError,
     ConfigurationError,
     DatabaseError,
     IncompatibleSchemaError,
     JobSpecError,
+    JobTimeoutError,
     MigrationError,
     PayloadValidationError,
     PermanentFailure,
     TaskControl,
     TaskDefinitionError,
 )
+from backfill.core.events import EVENT_NAMES, Event, Events
+from backfill.core.hooks import Fail, Hooks, JobResult, Skip
 from backfill.core.jobs import Job, JobKeyMode, JobSpec
 from backfill.core.migrate import LATEST_REVISION, MigrationReport, current_revision, migrate
 from backfill.core.options import RunSummary, WorkerOptions
+from backfill.core.own_migrations import migrate_own
 from backfill.core.schema import SchemaName
+from backfill.core.sweeper import SweepReport, sweep
 from backfill.core.tasks import TaskDefinition, TaskRegistry, default_registry, task
+from backfill.core.utils import WorkerUtils
 from backfill.core.worker import Worker
 
 __all__ = [  # noqa: RUF022 - plain sorted order, checked by tests/unit/test_public_api.py
     "BackfillError",
+    "BatchJobError",
+    "CleanupReport",
     "ConfigurationError",
+    "CronItem",
+    "CrontabError",
     "DatabaseError",
+    "EVENT_NAMES",
+    "Event",
+    "Events",
+    "Fail",
+    "Hooks",
     "IncompatibleSchemaError",
     "Job",
     "JobContext",
+    "JobInfo",
     "JobKeyMode",
+    "JobResult",
     "JobSpec",
     "JobSpecError",
+    "JobState",
+    "JobTimeoutError",
     "LATEST_REVISION",
     "MigrationError",
     "MigrationReport",
     "PayloadValidationError",
     "PermanentFailure",
+    "QueueStats",
     "RunSummary",
     "SchemaName",
+    "Skip",
+    "SweepReport",
     "TaskControl",
     "TaskDefinition",
     "TaskDefinitionError",
     "TaskRegistry",
+    "TaskStats",
     "Worker",
+    "WorkerInfo",
     "WorkerOptions",
+    "WorkerUtils",
     "add_job",
     "add_jobs",
+    "cron_item",
     "current_revision",
     "default_registry",
+    "load_crontab_file",
     "migrate",
+    "migrate_own",
+    "parse_crontab",
+    "sweep",
     "task",
 ]

@@ -223,3 +223,14 @@ async def test_scripts_can_trust_the_exit_code(database_url: str, command: list[
     assert exit_code == code, stderr
     assert stdout == ""
     assert stderr  # says what was wrong
+
+
+async def test_a_malformed_crontab_stops_the_worker_at_start_with_exit_2_naming_file_and_line(
+    database_url: str, tmp_path: Path
+) -> None:
+    crontab = tmp_path / "crontab"
+    crontab.write_text("# nightly\n0 4 * * * cli_record ?fil=1d\n")
+    code, _, stderr = await run_cli(["worker", "--tasks", TASKS_MODULE, "--crontab", str(crontab)], database_url)
+    assert code == 2, stderr
+    assert f"{crontab} line 2" in stderr
+    assert "unknown option 'fil'" in stderr

@@ -10,13 +10,23 @@ from typing import Any
 import asyncpg
 import pytest
 
-from tests.chaos.harness import Fleet, create_ledger
+from tests.chaos.harness import SCALE, Fleet, create_ledger
+
+# pyproject's 120 s per test suits scale 1; a soak (BACKFILL_CHAOS_SCALE=10) gets proportionally longer.
+_TIMEOUT = 120.0
 
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "chaos: real worker processes under injected faults, checked against a ledger (tests/chaos)"
     )
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    if SCALE > 1:
+        for item in items:
+            if item.get_closest_marker("chaos") is not None:
+                item.add_marker(pytest.mark.timeout(_TIMEOUT * SCALE))
 
 
 @pytest.hookimpl(wrapper=True)

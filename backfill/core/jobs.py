@@ -24,6 +24,9 @@ MAX_JOB_KEY_LENGTH = 512  # jobs_key_check
 # A per-job timeout travels as a flag, because Graphile's jobs table has no column for it and its schema must
 # stay identical to Node's. Flags are returned with every claim already, and Node workers ignore unknown ones.
 TIMEOUT_FLAG_PREFIX = "backfill:timeout="
+# Set by the sweeper on a job found in two dead workers: it may be what killed them, so a backfill worker runs
+# it alone (see Worker's isolation), which makes the next death, if any, conclusive evidence against it.
+SUSPECT_FLAG = "backfill:suspect"
 MAX_TIMEOUT_SECONDS = 7 * 24 * 3600.0
 
 

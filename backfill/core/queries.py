@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from backfill.core.jobs import SUSPECT_FLAG
 from backfill.core.schema import SchemaName
 
 # The columns of a claimed job handed to Python. Payload and flags come as text so that no JSON codec is
@@ -82,6 +83,11 @@ class WorkerQueries:
                          end,
                          attempts = case when f.permanent then jobs.max_attempts else jobs.attempts end,
                          payload = coalesce(f.payload, jobs.payload),
+                         -- An attempt that ended, even in failure, did not kill its worker: no longer a suspect.
+                         flags = case
+                           when jobs.flags ? '{SUSPECT_FLAG}' then nullif(jobs.flags - '{SUSPECT_FLAG}', '{{}}'::jsonb)
+                           else jobs.flags
+                         end,
                          locked_by = null,
                          locked_at = null
                     from unnest(

@@ -10,6 +10,14 @@ older than the ``dead_after`` its worker declared, any worker's sweeper, in one 
 * unlocks the named queues they held;
 * forgets recovery counts of jobs that no longer exist.
 
+Telling the culprit from its company. A worker that dies holds every job it was running, and only one of them
+may be the poison. Counting a death against all of them would, after enough deaths, fail innocent jobs that
+happened to run beside the poison each time (a long job, a small deployment). So a job found in a second dead
+worker (``isolate_after`` recoveries) is released with the flag ``backfill:suspect``, and a backfill worker
+runs a suspect alone, with nothing else claimed or running. From then on a death while running a suspect is
+evidence against that job only; an innocent suspect finishes (or fails normally, which clears the flag) and is
+never counted again, while the poison keeps dying alone until it passes ``max_recoveries``.
+
 Locks held by owners that never registered (Node workers, ``worker-…``, or a backfill worker older than the
 registry) are not touched: nothing says whether they are alive, so they are left to Graphile's four-hour rule
 (:mod:`backfill.core.maintenance`).
@@ -48,6 +56,7 @@ import asyncpg
 from backfill.core.db import ConnectionSource, Executor, connection_from
 from backfill.core.errors import ConfigurationError
 from backfill.core.events import Events
+from backfill.core.jobs import SUSPECT_FLAG
 from backfill.core.own_migrations import ADVISORY_LOCK_CLASS
 from backfill.core.retry import ConsecutiveFailures
 from backfill.core.schema import SchemaName
@@ -56,6 +65,10 @@ logger = logging.getLogger("backfill.sweeper")
 
 # Enough to name what happened in a log line without flooding it when a big worker dies.
 _LOGGED_ITEMS = 20
+# A job found in this many dead workers is run alone from then on (see "Telling the culprit" above). Two, not
+# one: a single death is usually not the job's doing (a deploy, an OOM elsewhere, a node going away), and
+# isolating every job of every dead worker would serialise the whole backlog after each crash.
+ISOLATE_AFTER_RECOVERIES = 2
 # Orphaned recovery counts forgotten per sweep: bounds the sweep's work after a mass deletion of jobs; the
 # rest go at the next sweeps.
 _GC_BATCH = 1000
@@ -122,8 +135,14 @@ def _statements(schema: SchemaName) -> _Statements:
                set attempts = greatest(jobs.attempts - 1, 0),
                    locked_by = null,
                    locked_at = null,
+                   flags = case
+                     when rescued.suspect
+                       then coalesce(jobs.flags, '{{}}'::jsonb) || jsonb_build_object('{SUSPECT_FLAG}', true)
+                     else jobs.flags
+                   end,
                    updated_at = now()
-             where jobs.id = any($1::bigint[])
+              from unnest($1::bigint[], $2::boolean[]) as rescued(id, suspect)
+             where jobs.id = rescued.id
         """,
         poison_jobs=f"""
             update {jobs} as jobs
@@ -208,7 +227,10 @@ async def _sweep_in_transaction(
             released = sorted(row["id"] for row in rows if row["id"] not in over_ids)
             poisoned = sorted(over_ids)
             if released:
-                await connection.execute(statements.release_jobs, released)
+                recoveries = {row["job_id"]: row["recoveries"] for row in counted}
+                isolate_after = min(ISOLATE_AFTER_RECOVERIES, max_recoveries)
+                suspects = [recoveries[job_id] >= isolate_after for job_id in released]
+                await connection.execute(statements.release_jobs, released, suspects)
             if over:
                 await connection.execute(
                     statements.poison_jobs,

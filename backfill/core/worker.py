@@ -46,7 +46,7 @@ from backfill.core.events import Events
 from backfill.core.execution import AttemptRunner, settle_batch
 from backfill.core.heartbeat import Heartbeat
 from backfill.core.hooks import Hooks
-from backfill.core.jobs import Job
+from backfill.core.jobs import SUSPECT_FLAG, Job
 from backfill.core.listener import Listener, listener_connections
 from backfill.core.loop_monitor import LoopMonitor
 from backfill.core.maintenance import release_stale_locks_periodically
@@ -136,6 +136,9 @@ class Worker:
         self._running = 0
         self._running_ids: dict[int, int] = {}  # job id -> attempts of it running here (see above)
         self._reconcile_needed = False
+        # A suspect job (SUSPECT_FLAG) claimed to run alone; started once nothing else runs here.
+        self._isolated: Job | None = None
+        self._isolated_started = False
         self._seen_reconnects = 0
         self._seen_write_failures = 0
         self._more_available = False
@@ -409,15 +412,59 @@ class Worker:
 
     async def _fetch_into_local_queue(self) -> int | None:
         """One fetch round; the number of jobs claimed, or ``None`` when there was no room to fetch."""
+        if self._isolated is not None:
+            return self._start_isolated_when_idle()
         want = self._fetch_size()
         if want <= 0:
             return None
         jobs = await self._fetch(want)
         self._more_available = len(jobs) >= want
+        suspect = next((job for job in jobs if job.flags and SUSPECT_FLAG in job.flags), None)
+        if suspect is not None:
+            await self._isolate(suspect, jobs)
+            return self._start_isolated_when_idle()
         for job in jobs:  # when stopping, _shut_down returns whatever is left here
             heapq.heappush(self._local, (job.priority, job.run_at, job.id, job))
         self._start_runners()
         return len(jobs)
+
+    async def _isolate(self, suspect: Job, claimed: list[Job]) -> None:
+        """Run ``suspect`` alone (see :mod:`backfill.core.sweeper`): hand back every other claimed, unstarted job,
+        fetch nothing more, and start it once the jobs already running have finished."""
+        others = [job for job in claimed if job is not suspect] + [item[3] for item in self._local]
+        self._local.clear()
+        self._isolated = suspect
+        self._isolated_started = False
+        logger.warning(
+            "worker %s: job %s (%s) was running in two or more workers that died; running it alone, after the %s "
+            "job(s) running here finish, so that another death is evidence against it only",
+            self.worker_id,
+            suspect.id,
+            suspect.task_identifier,
+            self._running,
+        )
+        if not others:
+            return
+        assert self._fetch_connection is not None
+        connection = await self._fetch_connection.get()
+        try:
+            await connection.fetch(
+                self._queries.return_jobs, [job.id for job in others], self.worker_id, [job.locked_at for job in others]
+            )
+        except Exception as error:
+            # They stay locked by us without being owned: the reconciliation after this outage releases them.
+            await self._fetch_connection.discard()
+            self._reconcile_needed = True
+            logger.warning("worker %s could not hand back %s job(s): %s", self.worker_id, len(others), error)
+
+    def _start_isolated_when_idle(self) -> int | None:
+        if self._isolated is None or self._isolated_started or self._running or self._local:
+            return None
+        self._isolated_started = True
+        job = self._isolated
+        heapq.heappush(self._local, (job.priority, job.run_at, job.id, job))
+        self._start_runners()
+        return 1
 
     async def _fetch_loop(self) -> None:
         failures = ConsecutiveFailures(initial=0.1, maximum=self.options.poll_interval)
@@ -548,6 +595,10 @@ class Worker:
                     running_ids[job.id] = left
                 else:
                     del running_ids[job.id]
+                if self._isolated is not None:
+                    if self._isolated is job:
+                        self._isolated = None  # the suspect ended without killing us: back to normal
+                    self._wake.set()  # either fetch normally again, or start the suspect once idle
                 self._finished += 1
                 self._slot_freed.set()
                 if self._more_available and len(local) <= self._refill_below:
@@ -640,6 +691,9 @@ class Worker:
     async def _return_unstarted(self) -> bool:
         """Give claimed, unstarted jobs back (attempt refunded); ``False`` if that could not be done."""
         jobs = [item[3] for item in self._local]
+        if self._isolated is not None and not self._isolated_started:
+            jobs.append(self._isolated)
+            self._isolated = None
         self._local.clear()
         if not jobs:
             return True

@@ -196,6 +196,13 @@ class Worker:
             self._background.result()  # raises the start-up error
         return self
 
+    async def wait(self) -> RunSummary:
+        """Inside ``async with worker:``, wait until the worker stops (``stop()``, a signal with
+        ``handle_signals``, or an internal failure, which is raised here) and return its summary."""
+        if self._background is None:
+            raise RuntimeError("wait() is for a worker started with 'async with'; use run() otherwise")
+        return await asyncio.shield(self._background)
+
     async def __aexit__(self, *exc_info: object) -> None:
         self.stop()
         if self._background is not None:

@@ -230,11 +230,6 @@ async def test_a_job_that_kills_every_worker_is_failed_as_a_poison_pill(
     assert MAX_RECOVERIES <= len(poison_runs) <= MAX_RECOVERIES + 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="backfill counts a recovery against every job the dead worker held, so an innocent job that keeps "
-    "running beside a poison pill is failed as a poison pill too (reported to the lead)",
-)
 async def test_jobs_running_beside_a_poison_pill_are_not_failed_with_it(
     fleet: Fleet, admin: asyncpg.Connection[Any]
 ) -> None:

@@ -243,9 +243,7 @@ async def main(argv: list[str]) -> int:
             )
         finally:
             await connection.close()
-        background = worker._background
-        assert background is not None
-        summary = await background
+        summary = await worker.wait()
     print("CHAOS-SUMMARY " + json.dumps(asdict(summary)), file=sys.stderr, flush=True)
     return 0
 

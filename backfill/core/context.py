@@ -13,7 +13,7 @@ from typing import Any
 import asyncpg
 
 from backfill.core.db import Executor
-from backfill.core.enqueue import add_job, add_jobs
+from backfill.core.enqueue import add_job_spec, add_jobs
 from backfill.core.jobs import Job, JobKeyMode, JobSpec
 from backfill.core.schema import SchemaName
 
@@ -68,24 +68,11 @@ class JobContext:
         spec: JobSpec | None = JobSpec(
             identifier, payload, queue_name, run_at, max_attempts, job_key, priority, flags, timeout
         )
-        if self.transform is not None:
-            spec = self.transform(spec) if spec is not None else None
-            if spec is None:
-                return None
-        assert spec is not None
-        return await add_job(
-            self.pool,
-            spec.identifier,
-            spec.payload,
-            queue_name=spec.queue_name,
-            run_at=spec.run_at,
-            max_attempts=spec.max_attempts,
-            job_key=spec.job_key,
-            job_key_mode=job_key_mode,
-            priority=spec.priority,
-            flags=spec.flags,
-            schema=self.schema,
-        )
+        if self.transform is not None and spec is not None:
+            spec = self.transform(spec)
+        if spec is None:
+            return None
+        return await add_job_spec(self.pool, spec, job_key_mode=job_key_mode, schema=self.schema)
 
     async def add_jobs(self, specs: Sequence[JobSpec], *, job_key_preserve_run_at: bool = False) -> list[Job]:
         """Enqueue several jobs at once (jobs a before_schedule interceptor dropped are left out)."""

@@ -112,6 +112,20 @@ async def add_job(
     overrides the task's timeout for this job; it is stored as a flag.
     """
     spec = JobSpec(identifier, payload, queue_name, run_at, max_attempts, job_key, priority, flags, timeout)
+    return await add_job_spec(source, spec, job_key_mode=job_key_mode, schema=schema)
+
+
+async def add_job_spec(
+    source: ConnectionSource,
+    spec: JobSpec,
+    *,
+    job_key_mode: JobKeyMode | str | None = None,
+    schema: str | SchemaName | None = None,
+) -> Job:
+    """:func:`add_job` for a :class:`JobSpec` already built (by an interceptor, say)."""
+    if not isinstance(spec, JobSpec):
+        raise JobSpecError("spec", f"must be a JobSpec, not {type(spec).__name__}")
+    identifier, job_key = spec.identifier, spec.job_key
     mode = _check_job_key_mode(job_key_mode)
     schema_name = SchemaName.coerce(schema)
     async with connection_from(source) as connection:

@@ -27,7 +27,7 @@ import asyncpg
 from backfill.core import admin_queries
 from backfill.core.admin_models import CleanupReport, JobInfo, JobState, QueueStats, TaskStats, WorkerInfo
 from backfill.core.db import Executor, redact_dsn
-from backfill.core.enqueue import add_job, add_jobs
+from backfill.core.enqueue import add_job_spec, add_jobs
 from backfill.core.errors import ConfigurationError, DatabaseError, JobSpecError
 from backfill.core.jobs import SMALLINT_MAX, SMALLINT_MIN, Job, JobKeyMode, JobSpec
 from backfill.core.migrate import MigrationReport, migrate
@@ -193,26 +193,15 @@ class WorkerUtils:
         job_key_mode: JobKeyMode | str | None = None,
         priority: int | None = None,
         flags: Sequence[str] | None = None,
+        timeout: float | None = None,  # noqa: ASYNC109 - the job's timeout, not this call's
     ) -> Job | None:
         """Enqueue one job (see :func:`backfill.core.enqueue.add_job`); ``None`` if ``transform`` dropped it."""
         spec = self._transformed(
-            JobSpec(identifier, payload, queue_name, run_at, max_attempts, job_key, priority, flags)
+            JobSpec(identifier, payload, queue_name, run_at, max_attempts, job_key, priority, flags, timeout)
         )
         if spec is None:
             return None
-        return await add_job(
-            await self._get_pool(),
-            spec.identifier,
-            spec.payload,
-            queue_name=spec.queue_name,
-            run_at=spec.run_at,
-            max_attempts=spec.max_attempts,
-            job_key=spec.job_key,
-            job_key_mode=job_key_mode,
-            priority=spec.priority,
-            flags=spec.flags,
-            schema=self.schema,
-        )
+        return await add_job_spec(await self._get_pool(), spec, job_key_mode=job_key_mode, schema=self.schema)
 
     async def add_jobs(self, specs: Sequence[JobSpec], *, job_key_preserve_run_at: bool = False) -> list[Job]:
         """Enqueue many jobs in one statement; the jobs ``transform`` dropped are left out of the result."""

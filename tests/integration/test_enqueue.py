@@ -10,7 +10,7 @@ import asyncpg
 import pydantic
 import pytest
 
-from backfill.core.enqueue import add_job, add_jobs
+from backfill.core.enqueue import add_job, add_job_spec, add_jobs
 from backfill.core.errors import JobSpecError
 from backfill.core.jobs import Job, JobSpec
 
@@ -227,3 +227,16 @@ async def test_known_task_and_queue_names_do_not_burn_identity_values(conn: asyn
     assert other.task_id == 2
     assert other.job_queue_id == 2
     assert await conn.fetchval("select count(*) from graphile_worker._private_tasks") == 2
+
+
+async def test_add_job_spec_enqueues_a_built_spec_with_its_timeout_flag(pool: asyncpg.Pool[Any]) -> None:
+    spec = JobSpec("report", {"day": 1}, priority=3, flags=["nightly"], timeout=90)
+    job = await add_job_spec(pool, spec)
+    assert (job.task_identifier, job.payload, job.priority) == ("report", {"day": 1}, 3)
+    assert job.flags == frozenset({"nightly", "backfill:timeout=90"})
+    assert job.timeout == 90.0
+
+
+async def test_add_job_spec_refuses_anything_but_a_job_spec(pool: asyncpg.Pool[Any]) -> None:
+    with pytest.raises(JobSpecError, match="spec: must be a JobSpec, not dict"):
+        await add_job_spec(pool, {"identifier": "report"})  # type: ignore[arg-type]

@@ -37,6 +37,7 @@ from typing import Any
 
 import asyncpg
 
+from backfill.core.claims import Claims
 from backfill.core.completer import Completer
 from backfill.core.context import JobContext, job_logger
 from backfill.core.cron import CronScheduler
@@ -53,7 +54,6 @@ from backfill.core.maintenance import release_stale_locks_periodically
 from backfill.core.migrate import BREAKING_REVISIONS, LATEST_REVISION, migrate
 from backfill.core.options import MIN_CALLER_POOL_SIZE, RunSummary, WorkerOptions
 from backfill.core.own_migrations import migrate_own
-from backfill.core.pinned import PinnedConnection
 from backfill.core.queries import WorkerQueries
 from backfill.core.recorder import OutcomeRecorder
 from backfill.core.retry import ConsecutiveFailures, backoff_delays
@@ -69,13 +69,6 @@ _QueueItem = tuple[int, datetime, int, Job]
 _JOBS_BETWEEN_YIELDS = 8
 # Events that only the observed path emits: while anyone listens to one, every job takes that path.
 _JOB_EVENTS = ("job:start", "job:success", "job:error", "job:failed", "job:complete", "job:skipped", "job:timeout")
-
-# Claims are committed without waiting for the WAL flush: that wait (an fsync, ~0.5-1 ms here) sat on
-# every job's schedule-to-start path. It is safe: a claim lost in a database crash leaves the job
-# available, so it runs again and this worker's late result is fenced out (at-least-once holds, and the
-# duplicate is one the crash excuses). Results keep synchronous commits: losing a completion would
-# re-run a finished job without any crash of ours to excuse it.
-_FETCH_CONNECTION_SETUP = "set synchronous_commit = off"
 
 
 class Worker:
@@ -110,7 +103,6 @@ class Worker:
         self._schema = self.options.schema_name
         self._queries = WorkerQueries.for_schema(self._schema)
         self._identifiers = self.registry.identifiers
-        self._task_names: dict[int, str] = {}  # task_id -> identifier, for the tasks we run
         # Handlers the runner may call directly: async, payload only, no payload model, no timeout.
         self._plain_async_handlers = {
             d.identifier: d.handler
@@ -153,7 +145,7 @@ class Worker:
         self._rate_mark = (time.monotonic(), 0)
 
         self._pool: asyncpg.Pool[Any] | None = None
-        self._fetch_connection: PinnedConnection | None = None
+        self._claims: Claims | None = None
         self._completer: Completer | None = None
         self._listener: Listener | None = None
         self._executor: DaemonThreadExecutor | None = None
@@ -221,7 +213,6 @@ class Worker:
         try:
             await self._prepare(pool)
             self._pool = pool
-            self._fetch_connection = PinnedConnection(pool, setup=_FETCH_CONNECTION_SETUP)
             self._completer = Completer(
                 pool, self._queries, self.worker_id, on_queues_released=self._wake.set, on_lost=self._on_lost_lease
             )
@@ -313,8 +304,8 @@ class Worker:
                         self._executor.busy,
                     )
                 self._executor.shutdown(wait=False, cancel_futures=True)
-            if self._fetch_connection is not None:
-                await self._fetch_connection.close()
+            if self._claims is not None:
+                await self._claims.close()
             if self._completer is not None:
                 await self._completer.close()
             if owns_pool:
@@ -355,7 +346,7 @@ class Worker:
             await migrate_own(pool, self._schema)
             async with pool.acquire() as connection:
                 await connection.execute(self._queries.ensure_tasks, self._identifiers)
-                await self._load_task_names(connection)
+                await self._claims_for(pool).load_task_names(connection)
         except asyncpg.PostgresError as error:
             raise DatabaseError(f"worker start-up failed: {error}") from error
 
@@ -392,30 +383,16 @@ class Worker:
         self._refill_below = ahead - ahead // 4
         return min(self.options.local_queue_size, max(0, free_slots + ahead - len(self._local)))
 
-    async def _fetch(self, count: int) -> list[Job]:
-        assert self._fetch_connection is not None
-        flags = self.options.forbidden_flags
-        connection = await self._fetch_connection.get()
-        try:
-            if flags:
-                rows = await connection.fetch(
-                    self._queries.fetch_jobs_with_forbidden_flags, self.worker_id, self._identifiers, count, list(flags)
-                )
-            else:
-                rows = await connection.fetch(self._queries.fetch_jobs, self.worker_id, self._identifiers, count)
-            if any(row["task_id"] not in self._task_names for row in rows):
-                # A task row re-created under a new id (GC_TASK_IDENTIFIERS cleanup, say): the fetch found
-                # it by identifier, so learn the new id.
-                await self._load_task_names(connection)
-        except BaseException:
-            await self._fetch_connection.discard()
-            raise
-        names = self._task_names
-        return [Job.from_record(row, task_identifier=names[row["task_id"]]) for row in rows]
-
-    async def _load_task_names(self, connection: Any) -> None:
-        rows = await connection.fetch(self._queries.task_ids, self._identifiers)
-        self._task_names = {row["id"]: row["identifier"] for row in rows}
+    def _claims_for(self, pool: asyncpg.Pool[Any]) -> Claims:
+        if self._claims is None:
+            self._claims = Claims(
+                pool,
+                self._queries,
+                self.worker_id,
+                self._identifiers,
+                forbidden_flags=self.options.forbidden_flags,
+            )
+        return self._claims
 
     async def _fetch_into_local_queue(self) -> int | None:
         """One fetch round; the number of jobs claimed, or ``None`` when there was no room to fetch."""
@@ -424,7 +401,8 @@ class Worker:
         want = self._fetch_size()
         if want <= 0:
             return None
-        jobs = await self._fetch(want)
+        assert self._claims is not None
+        jobs = await self._claims.claim(want)
         self._more_available = len(jobs) >= want
         suspect = next((job for job in jobs if job.flags and SUSPECT_FLAG in job.flags), None)
         if suspect is not None:
@@ -450,17 +428,11 @@ class Worker:
             suspect.task_identifier,
             self._running,
         )
-        if not others:
-            return
-        assert self._fetch_connection is not None
-        connection = await self._fetch_connection.get()
+        assert self._claims is not None
         try:
-            await connection.fetch(
-                self._queries.return_jobs, [job.id for job in others], self.worker_id, [job.locked_at for job in others]
-            )
+            await self._claims.hand_back(others)
         except Exception as error:
             # They stay locked by us without being owned: the reconciliation after this outage releases them.
-            await self._fetch_connection.discard()
             self._reconcile_needed = True
             logger.warning("worker %s could not hand back %s job(s): %s", self.worker_id, len(others), error)
 
@@ -509,24 +481,17 @@ class Worker:
 
         Runs in the fetcher, between fetches, so no claim is in flight that the owned set could miss.
         """
-        assert self._fetch_connection is not None and self._completer is not None
+        assert self._claims is not None and self._completer is not None
         owned = set(self._running_ids) | {item[2] for item in self._local} | self._completer.owned_job_ids()
-        connection = await self._fetch_connection.get()
-        try:
-            row = await connection.fetchrow(self._queries.release_orphans, self.worker_id, list(owned))
-        except BaseException:
-            await self._fetch_connection.discard()
-            raise
+        released, queues = await self._claims.release_orphans(owned)
         self._reconcile_needed = False
-        assert row is not None
-        released = list(row["jobs"])
-        if released or row["queues"]:
+        if released or queues:
             logger.warning(
                 "worker %s released %s job(s) and %s queue lock(s) it held without owning them (claims whose "
                 "reply was lost in a reconnect): %s",
                 self.worker_id,
                 len(released),
-                row["queues"],
+                queues,
                 released[:20],
             )
             self.events.emit("worker:reconciled", worker_id=self.worker_id, released=released)
@@ -704,22 +669,18 @@ class Worker:
         self._local.clear()
         if not jobs:
             return True
-        assert self._pool is not None
-        ids = [job.id for job in jobs]
+        assert self._claims is not None
         for delay in backoff_delays(initial=0.05, maximum=1.0):
             try:
-                async with self._pool.acquire() as connection:
-                    rows = await connection.fetch(
-                        self._queries.return_jobs, ids, self.worker_id, [job.locked_at for job in jobs]
-                    )
+                returned = await self._claims.hand_back(jobs)
                 break
             except Exception as error:  # retried until it works or a second stop request
                 if self._stop_now.is_set():
-                    logger.error("worker %s could not return %s unstarted job(s): %s", self.worker_id, len(ids), error)
+                    logger.error("worker %s could not return %s unstarted job(s): %s", self.worker_id, len(jobs), error)
                     return False
                 await asyncio.sleep(delay)
-        self.summary.returned += len(rows)
-        logger.info("worker %s returned %s unstarted job(s)", self.worker_id, len(rows))
+        self.summary.returned += returned
+        logger.info("worker %s returned %s unstarted job(s)", self.worker_id, returned)
         return True
 
     # -- side tasks -----------------------------------------------------------------------------------------

@@ -1,0 +1,100 @@
+"""The worker's claims, on the connection it fetches with: claim jobs, hand unstarted ones back, release orphans.
+
+One pinned connection carries every statement that takes or gives back a claim, so the fetcher's statements
+run one at a time; that is what lets the orphan release compute "what we own" without a claim in flight.
+
+Claims are committed without waiting for the WAL flush: that wait (an fsync, ~0.5-1 ms here) sat on every
+job's schedule-to-start path. It is safe: a claim lost in a database crash leaves the job available, so it runs
+again and this worker's late result is fenced out (at-least-once holds, and the duplicate is one the crash
+excuses). Results keep synchronous commits (the completer's connection): losing a completion would re-run a
+finished job without any crash of ours to excuse it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+from typing import Any
+
+import asyncpg
+
+from backfill.core.jobs import Job
+from backfill.core.pinned import PinnedConnection
+from backfill.core.queries import WorkerQueries
+
+_CLAIM_CONNECTION_SETUP = "set synchronous_commit = off"
+
+
+class Claims:
+    """Claims for one worker id over one pinned connection; a statement that fails discards the connection."""
+
+    def __init__(
+        self,
+        pool: asyncpg.Pool[Any],
+        queries: WorkerQueries,
+        worker_id: str,
+        identifiers: Sequence[str],
+        *,
+        forbidden_flags: Sequence[str] = (),
+    ) -> None:
+        self._connection = PinnedConnection(pool, setup=_CLAIM_CONNECTION_SETUP)
+        self._queries = queries
+        self._worker_id = worker_id
+        self._identifiers = list(identifiers)
+        self._forbidden_flags = list(forbidden_flags)
+        self._task_names: dict[int, str] = {}  # task_id -> identifier, for the tasks we run
+
+    async def load_task_names(self, connection: Any) -> None:
+        rows = await connection.fetch(self._queries.task_ids, self._identifiers)
+        self._task_names = {row["id"]: row["identifier"] for row in rows}
+
+    async def claim(self, count: int) -> list[Job]:
+        """Lock up to ``count`` runnable jobs of our tasks for this worker (one per named queue)."""
+        connection = await self._connection.get()
+        try:
+            if self._forbidden_flags:
+                rows = await connection.fetch(
+                    self._queries.fetch_jobs_with_forbidden_flags,
+                    self._worker_id,
+                    self._identifiers,
+                    count,
+                    self._forbidden_flags,
+                )
+            else:
+                rows = await connection.fetch(self._queries.fetch_jobs, self._worker_id, self._identifiers, count)
+            if any(row["task_id"] not in self._task_names for row in rows):
+                # A task row re-created under a new id (GC_TASK_IDENTIFIERS cleanup, say): the claim found it
+                # by identifier, so learn the new id.
+                await self.load_task_names(connection)
+        except BaseException:
+            await self._connection.discard()
+            raise
+        names = self._task_names
+        return [Job.from_record(row, task_identifier=names[row["task_id"]]) for row in rows]
+
+    async def hand_back(self, jobs: Sequence[Job]) -> int:
+        """Unlock claimed jobs that never started, refunding their attempt; how many were still ours."""
+        if not jobs:
+            return 0
+        connection = await self._connection.get()
+        try:
+            rows = await connection.fetch(
+                self._queries.return_jobs, [job.id for job in jobs], self._worker_id, [job.locked_at for job in jobs]
+            )
+        except BaseException:
+            await self._connection.discard()
+            raise
+        return len(rows)
+
+    async def release_orphans(self, owned: Collection[int]) -> tuple[list[int], int]:
+        """Unlock rows locked by us whose id is not in ``owned``; the jobs released and the queue locks freed."""
+        connection = await self._connection.get()
+        try:
+            row = await connection.fetchrow(self._queries.release_orphans, self._worker_id, list(owned))
+        except BaseException:
+            await self._connection.discard()
+            raise
+        assert row is not None
+        return list(row["jobs"]), int(row["queues"])
+
+    async def close(self) -> None:
+        await self._connection.close()

@@ -3,8 +3,8 @@
 An ``async def`` handler that calls blocking code (``time.sleep``, a synchronous HTTP client, a CPU-bound
 loop) stops everything else on the loop: fetching, result writing, the LISTEN connection and the heartbeat
 — long enough, and a sweeper declares the worker dead. Such code is a bug in the handler; the watchdog's job
-is to make it obvious. A coroutine on the loop stamps the time every ``threshold / 4`` seconds; a daemon
-thread checks the stamp, and when it is older than ``threshold`` it logs the loop thread's current stack
+is to make it obvious. A coroutine on the loop stamps the time every ``threshold / 2`` seconds; a daemon
+thread checks the stamp as often, and when it is older than ``threshold`` it logs the loop thread's current stack
 (which names the blocking function) once per stall, and emits ``loop:blocked`` when the loop is back.
 """
 
@@ -46,13 +46,15 @@ class LoopMonitor:
         try:
             while True:
                 self._last_tick = time.monotonic()
-                await asyncio.sleep(self._threshold / 4)
+                # Half the threshold: a stall is seen within 1.5 thresholds, and the thread, which must take the
+                # GIL to look, wakes only twice per threshold (it competes with the loop for the GIL when it does).
+                await asyncio.sleep(self._threshold / 2)
         finally:
             self._stopped.set()
 
     def _watch(self, loop: asyncio.AbstractEventLoop, loop_thread: int) -> None:
         reported = False
-        while not self._stopped.wait(self._threshold / 4):
+        while not self._stopped.wait(self._threshold / 2):
             stalled_for = time.monotonic() - self._last_tick
             if stalled_for < self._threshold:
                 reported = False

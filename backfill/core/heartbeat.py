@@ -85,9 +85,13 @@ class Heartbeat:
                    dead_after = excluded.dead_after,
                    concurrency = excluded.concurrency,
                    tasks = excluded.tasks,
-                   version = excluded.version
+                   version = excluded.version,
+                   declared_dead_at = null
         """
-        self._beat_sql = f"update {table} set last_heartbeat_at = now() where worker_id = $1::text"
+        # A row declared dead takes no more beats: the worker must learn that its jobs were released.
+        self._beat_sql = (
+            f"update {table} set last_heartbeat_at = now() where worker_id = $1::text and declared_dead_at is null"
+        )
         self._deregister_sql = f"delete from {table} where worker_id = $1::text"
 
     @property

@@ -3,7 +3,9 @@
 A backfill worker keeps its row in ``backfill_workers`` fresh (:mod:`backfill.core.heartbeat`). Once a row is
 older than the ``dead_after`` its worker declared, any worker's sweeper, in one transaction:
 
-* deletes the dead workers' rows;
+* marks the dead workers' rows ``declared_dead_at`` (kept an hour, then deleted: until then every sweep
+  also releases whatever such a worker took after it was declared dead, in the seconds before its next
+  heartbeat told it);
 * releases their jobs at once, giving back the attempt the dead claim took (the job did not fail, its worker
   died), unless the job has now been rescued from more than ``max_recoveries`` dead workers: a job that kills
   every worker that runs it is a probable poison pill, and is failed permanently instead;
@@ -34,9 +36,10 @@ The races, and why each is safe:
   Both sides lock the job before its queue, so they cannot deadlock on that pair; two jobs locked in
   opposite orders can deadlock, and PostgreSQL then aborts one side: the sweeper retries at its next
   interval, the completer retries and finds its lease lost.
-* A heartbeat racing the sweep: the dead rows are found by ``delete ... where last_heartbeat_at + dead_after <
+* A heartbeat racing the sweep: the dead rows are found by ``update ... where last_heartbeat_at + dead_after <
   now()``, which locks each row and re-checks the condition if a heartbeat committed meanwhile, so a worker
-  that beat in time is not declared dead. A heartbeat that waits for our delete then finds no row.
+  that beat in time is not declared dead. A heartbeat that waits for our update then finds the row declared
+  dead, which its ``where declared_dead_at is null`` refuses: the worker learns it and registers again.
 * Two sweepers: one transaction-level advisory lock per schema, taken with ``try``; the loser reports
   ``skipped`` and does nothing.
 """
@@ -69,6 +72,8 @@ _LOGGED_ITEMS = 20
 # one: a single death is usually not the job's doing (a deploy, an OOM elsewhere, a node going away), and
 # isolating every job of every dead worker would serialise the whole backlog after each crash.
 ISOLATE_AFTER_RECOVERIES = 2
+# How long the row of a worker declared dead is kept: every sweep meanwhile releases whatever it still holds.
+_FORGET_DEAD_WORKERS_AFTER = "1 hour"
 # Orphaned recovery counts forgotten per sweep: bounds the sweep's work after a mass deletion of jobs; the
 # rest go at the next sweeps.
 _GC_BATCH = 1000
@@ -93,7 +98,8 @@ class SweepReport:
 @dataclass(frozen=True, slots=True)
 class _Statements:
     try_lock: str
-    delete_dead_workers: str
+    declare_dead: str
+    forget_dead_workers: str
     lock_jobs: str
     count_recoveries: str
     release_jobs: str
@@ -110,8 +116,15 @@ def _statements(schema: SchemaName) -> _Statements:
     recoveries = schema.qualify("backfill_job_recoveries")
     return _Statements(
         try_lock="select pg_try_advisory_xact_lock($1::int, hashtext($2::text || ':sweep'))",
-        delete_dead_workers=f"""
-            delete from {workers} where last_heartbeat_at + dead_after < now() returning worker_id
+        # Every stale row, newly or already declared dead: a worker declared dead may have claimed more before
+        # it died for good. now() is the transaction's start, so "= now()" marks the rows declared here.
+        declare_dead=f"""
+            update {workers} set declared_dead_at = coalesce(declared_dead_at, now())
+             where last_heartbeat_at + dead_after < now()
+            returning worker_id, declared_dead_at = now() as newly
+        """,
+        forget_dead_workers=f"""
+            delete from {workers} where declared_dead_at < now() - interval '{_FORGET_DEAD_WORKERS_AFTER}'
         """,
         # Locked in id order, a fixed order (see the races above). _private_jobs has no index on locked_by, so
         # this scans the table; it runs only when some worker died.
@@ -212,10 +225,12 @@ async def _sweep_in_transaction(
     if not await connection.fetchval(statements.try_lock, ADVISORY_LOCK_CLASS, schema.name):
         return SweepReport([], [], [], [], dry_run=dry_run, skipped=True)
 
-    dead = sorted(row["worker_id"] for row in await connection.fetch(statements.delete_dead_workers))
+    stale = await connection.fetch(statements.declare_dead)
+    dead = sorted(row["worker_id"] for row in stale)
     released: list[int] = []
     poisoned: list[int] = []
     queues: list[str] = []
+    rows: list[Any] = []
     if dead:
         rows = await connection.fetch(statements.lock_jobs, dead)
         if rows:
@@ -240,7 +255,11 @@ async def _sweep_in_transaction(
         # After the jobs: complete/fail lock a job before its queue, and so do we.
         queues = sorted(row["queue_name"] for row in await connection.fetch(statements.unlock_queues, dead))
     await connection.execute(statements.forget_recoveries)
-    return SweepReport(dead, released, poisoned, queues, dry_run=dry_run)
+    await connection.execute(statements.forget_dead_workers)
+    # Report the workers declared dead now, and earlier ones only when they had taken something since.
+    held = {row["locked_by"] for row in rows}
+    reported = sorted(row["worker_id"] for row in stale if row["newly"] or row["worker_id"] in held)
+    return SweepReport(reported, released, poisoned, queues, dry_run=dry_run)
 
 
 def _preview(items: Sequence[object]) -> str:

@@ -119,9 +119,11 @@ async def test_a_worker_declared_dead_notices_reports_and_registers_again(
     await heartbeat.register()
 
     async with _running(heartbeat):
-        # What a sweeper does to a worker it declares dead.
-        await conn.execute(f"delete from {WORKERS} where worker_id = 'hb-1'")
-        await wait_for(lambda: conn.fetchval(f"select count(*) from {WORKERS}"), timeout=5, message="row back")
+        # What a sweeper does to a worker it declares dead (the row stays, marked, for later sweeps).
+        await conn.execute(f"update {WORKERS} set declared_dead_at = now() where worker_id = 'hb-1'")
+        await wait_for(
+            lambda: conn.fetchval(f"select declared_dead_at is null from {WORKERS}"), timeout=5, message="cleared"
+        )
 
     assert [event.data for event in seen] == [{"worker_id": "hb-1"}]
     assert heartbeat.declared_dead_count == 1
@@ -129,6 +131,18 @@ async def test_a_worker_declared_dead_notices_reports_and_registers_again(
     row = await conn.fetchrow(f"select * from {WORKERS}")
     assert row is not None
     assert (row["worker_id"], row["concurrency"], row["tasks"]) == ("hb-1", 7, ["send_email", "resize"])
+
+
+async def test_a_row_deleted_outright_is_also_noticed_and_registered_again(
+    own_pool: asyncpg.Pool[Any], conn: asyncpg.Connection[Any]
+) -> None:
+    heartbeat = _heartbeat(own_pool)
+    await heartbeat.register()
+    await conn.execute(f"delete from {WORKERS} where worker_id = 'hb-1'")  # by hand, or an hour after death
+
+    assert await heartbeat.beat() is False
+    assert heartbeat.declared_dead_count == 1
+    assert await conn.fetchval(f"select count(*) from {WORKERS} where declared_dead_at is null") == 1
 
 
 async def test_the_heartbeat_survives_a_failing_database(

@@ -50,6 +50,7 @@ async def test_a_fresh_apply_creates_the_tables_and_tracking_rows(conn: asyncpg.
         ("concurrency", "integer"),
         ("tasks", "ARRAY"),
         ("version", "text"),
+        ("declared_dead_at", "timestamp with time zone"),
     ]
 
 

@@ -96,7 +96,8 @@ async def test_a_dead_workers_jobs_and_queues_are_released(
         assert job["is_available"]
     assert (await _job(conn, plain.id))["run_at"] == run_at_before
     assert await conn.fetchval(f"select locked_by is null and locked_at is null from {QUEUES}")
-    assert await conn.fetchval(f"select count(*) from {WORKERS}") == 0
+    # Declared dead, not deleted: later sweeps still release what it might take before it learns of it.
+    assert await conn.fetchval(f"select declared_dead_at is not null from {WORKERS} where worker_id = 'dead-1'")
     counts = await conn.fetch(f"select job_id, recoveries, last_worker_id from {RECOVERIES} order by job_id")
     assert [tuple(row) for row in counts] == [(job_id, 1, "dead-1") for job_id in sorted([in_queue.id, plain.id])]
 
@@ -126,7 +127,9 @@ async def test_each_worker_is_judged_by_its_own_dead_after(
     report = await sweep(own_pool, SCHEMA)
 
     assert report.dead_workers == ["strict"]
-    assert await conn.fetchval(f"select array_agg(worker_id) from {WORKERS}") == ["patient"]
+    assert await conn.fetchval(f"select array_agg(worker_id) from {WORKERS} where declared_dead_at is null") == [
+        "patient"
+    ]
 
 
 async def test_a_job_rescued_more_than_max_recoveries_times_fails_as_a_poison_pill(
@@ -310,3 +313,37 @@ async def test_sweeping_periodically_survives_errors_and_emits_what_it_recovered
         }
     ]
     assert any("dead-1" in r.getMessage() and "declared dead" in r.getMessage() for r in caplog.records)
+
+
+async def test_what_a_worker_claims_after_being_declared_dead_is_released_by_the_next_sweep(
+    own_pool: asyncpg.Pool[Any], conn: asyncpg.Connection[Any]
+) -> None:
+    """The window between a sweep declaring a worker dead and its next heartbeat telling it: if it claims a
+    job then and dies for good, the job must not wait for Graphile's four hours."""
+    first = await add_job(own_pool, "t")
+    late = await add_job(own_pool, "t")
+    await _dead(conn, "dead-1")
+    await _claim(conn, first.id, "dead-1")
+    assert (await sweep(own_pool, SCHEMA)).released_jobs == [first.id]
+
+    await _claim(conn, late.id, "dead-1")  # it had not heard yet
+    report = await sweep(own_pool, SCHEMA)
+
+    assert report.dead_workers == ["dead-1"] and report.released_jobs == [late.id]
+    assert (await _job(conn, late.id))["locked_by"] is None
+    # With nothing new taken, an already-declared worker is not reported again.
+    assert (await sweep(own_pool, SCHEMA)).recovered_anything is False
+
+
+async def test_rows_of_workers_declared_dead_an_hour_ago_are_deleted(
+    own_pool: asyncpg.Pool[Any], conn: asyncpg.Connection[Any]
+) -> None:
+    await _dead(conn, "long-gone")
+    await _dead(conn, "just-died")
+    await conn.execute(
+        f"update {WORKERS} set declared_dead_at = now() - interval '61 minutes' where worker_id = $1", "long-gone"
+    )
+
+    await sweep(own_pool, SCHEMA)
+
+    assert await conn.fetchval(f"select array_agg(worker_id) from {WORKERS}") == ["just-died"]

@@ -13,7 +13,12 @@ create table @schema@.backfill_workers (
   dead_after interval not null,
   concurrency int,
   tasks text[] not null default '{}',
-  version text
+  version text,
+  -- Set by the sweeper that found the heartbeat stale. The row is kept (for an hour) rather than deleted, so
+  -- that locks the worker takes after being declared dead (it does not know until its next beat) are still
+  -- released by later sweeps if it then really dies; a worker that was only slow finds its beat refused,
+  -- and registers again, which clears it.
+  declared_dead_at timestamptz
 );
 
 -- How often each job was rescued from a dead worker, so a job that kills every worker running it can be

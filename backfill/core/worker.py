@@ -40,7 +40,6 @@ import asyncpg
 from backfill.core.claims import Claims
 from backfill.core.completer import Completer
 from backfill.core.context import JobContext, job_logger
-from backfill.core.cron import CronScheduler
 from backfill.core.crontab import CronItem, parse_crontab
 from backfill.core.errors import ConfigurationError, DatabaseError
 from backfill.core.events import Events
@@ -49,8 +48,7 @@ from backfill.core.heartbeat import Heartbeat
 from backfill.core.hooks import Hooks
 from backfill.core.jobs import SUSPECT_FLAG, Job
 from backfill.core.listener import Listener, listener_connections
-from backfill.core.loop_monitor import LoopMonitor
-from backfill.core.maintenance import release_stale_locks_periodically
+from backfill.core.maintenance import upkeep_tasks
 from backfill.core.migrate import BREAKING_REVISIONS, LATEST_REVISION, migrate
 from backfill.core.options import MIN_CALLER_POOL_SIZE, RunSummary, WorkerOptions
 from backfill.core.own_migrations import migrate_own
@@ -58,7 +56,6 @@ from backfill.core.queries import WorkerQueries
 from backfill.core.recorder import OutcomeRecorder
 from backfill.core.retry import ConsecutiveFailures, backoff_delays
 from backfill.core.signals import StopSignals
-from backfill.core.sweeper import sweep_periodically
 from backfill.core.tasks import TaskDefinition, TaskRegistry, default_registry
 from backfill.core.threads import DaemonThreadExecutor
 
@@ -233,9 +230,6 @@ class Worker:
                 on_stuck=self._on_stuck,
             )
             side_tasks.append(self._supervised(self._completer.run(), "completer"))
-            if self.options.loop_block_threshold is not None:
-                monitor = LoopMonitor(self.options.loop_block_threshold, events=self.events, worker_id=self.worker_id)
-                side_tasks.append(self._supervised(monitor.run(), "loop-monitor"))
             # Registered before the first claim, so that a crash at any point after it can be rescued.
             self._heartbeat = self._make_heartbeat(pool)
             await self._heartbeat.register()
@@ -243,29 +237,17 @@ class Worker:
             if not once:
                 self._listener = self._make_listener(pool)
                 side_tasks.append(self._supervised(self._listener.run(), "listener"))
-                stale_locks = release_stale_locks_periodically(
-                    pool, self._queries.release_stale_locks, self.options.stale_lock_check_interval
-                )
-                side_tasks.append(self._supervised(stale_locks, "stale-locks"))
-                dead_workers = sweep_periodically(
-                    pool,
-                    self._schema,
-                    interval=self.options.sweep_interval,
-                    max_recoveries=self.options.max_recoveries,
-                    events=self.events,
-                    worker_id=self.worker_id,
-                )
-                side_tasks.append(self._supervised(dead_workers, "sweeper"))
-                if self.cron_items:
-                    cron = CronScheduler(
-                        pool,
-                        self._schema,
-                        self.cron_items,
-                        events=self.events,
-                        worker_id=self.worker_id,
-                        transform=self.hooks.transform if self.hooks.before_schedule else None,
-                    )
-                    side_tasks.append(self._supervised(cron.run(), "cron"))
+            upkeep = upkeep_tasks(
+                pool,
+                self.options,
+                self._queries,
+                events=self.events,
+                worker_id=self.worker_id,
+                hooks=self.hooks,
+                cron_items=self.cron_items,
+                once=once,
+            )
+            side_tasks.extend(self._supervised(coroutine, name) for name, coroutine in upkeep)
             if self.options.handle_signals:
                 signal_handlers.install()
             self._started.set()

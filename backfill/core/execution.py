@@ -41,10 +41,6 @@ class Outcome:
     replacement_payload: str | None = None  # batch jobs: JSON of the items to retry
     skipped: str | None = None  # an interceptor completed the job without running it; the reason
 
-    @property
-    def timed_out(self) -> bool:
-        return isinstance(self.error, JobTimeoutError)
-
 
 class AttemptRunner:
     """Runs attempts for one worker. ``on_stuck(job)`` is told about handlers abandoned after a timeout."""
@@ -164,6 +160,14 @@ def _log_late_end(job: Job) -> Callable[[asyncio.Future[Any]], None]:
     return on_done
 
 
+def is_batch_result(payload: Any, value: Any) -> bool:
+    """Whether a handler's return value is a batch job's per-item results (see :func:`settle_batch`).
+
+    The one test both paths use: the fast path calls it on every job, so it stays two type checks.
+    """
+    return type(payload) is list and isinstance(value, (list, tuple))
+
+
 async def settle_batch(job: Job, value: Any) -> Outcome:
     """A handler's return value as an outcome, treating one result per item of an array payload as a batch.
 
@@ -172,7 +176,7 @@ async def settle_batch(job: Job, value: Any) -> Outcome:
     the job is retried with only the failed items as its payload. Any other return value is a plain success.
     """
     payload = job.payload
-    if type(payload) is not list or not isinstance(value, (list, tuple)):
+    if not is_batch_result(payload, value):
         return Outcome(value=value)
     if len(value) != len(payload):
         logger.warning(

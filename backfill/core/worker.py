@@ -43,7 +43,7 @@ from backfill.core.context import JobContext, job_logger
 from backfill.core.crontab import CronItem, parse_crontab
 from backfill.core.errors import ConfigurationError, DatabaseError
 from backfill.core.events import Events
-from backfill.core.execution import AttemptRunner, settle_batch
+from backfill.core.execution import AttemptRunner, is_batch_result, settle_batch
 from backfill.core.heartbeat import Heartbeat
 from backfill.core.hooks import Hooks
 from backfill.core.jobs import SUSPECT_FLAG, Job
@@ -536,8 +536,7 @@ class Worker:
                     except (Exception, asyncio.CancelledError) as error:
                         recorder.error(job, error)
                     else:
-                        # Batch jobs (see execution.settle_batch); the type check keeps the common case cheap.
-                        if type(job.payload) is list and isinstance(value, (list, tuple)):
+                        if is_batch_result(job.payload, value):
                             recorder.outcome(job, await settle_batch(job, value), 0.0)
                         else:
                             self.summary.succeeded += 1

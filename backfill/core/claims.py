@@ -35,12 +35,14 @@ class Claims:
         identifiers: Sequence[str],
         *,
         forbidden_flags: Sequence[str] = (),
+        required_flags: Sequence[str] = (),
     ) -> None:
         self._connection = PinnedConnection(pool, setup=_CLAIM_CONNECTION_SETUP)
         self._queries = queries
         self._worker_id = worker_id
         self._identifiers = list(identifiers)
-        self._forbidden_flags = list(forbidden_flags)
+        # The flag arrays follow worker id, identifiers and limit, in the order FetchFilter numbers them.
+        self._flag_arguments: list[list[str]] = [list(f) for f in (forbidden_flags, required_flags) if f]
         self._task_names: dict[int, str] = {}  # task_id -> identifier, for the tasks we run
 
     async def load_task_names(self, connection: Any) -> None:
@@ -51,16 +53,9 @@ class Claims:
         """Lock up to ``count`` runnable jobs of our tasks for this worker (one per named queue)."""
         connection = await self._connection.get()
         try:
-            if self._forbidden_flags:
-                rows = await connection.fetch(
-                    self._queries.fetch_jobs_with_forbidden_flags,
-                    self._worker_id,
-                    self._identifiers,
-                    count,
-                    self._forbidden_flags,
-                )
-            else:
-                rows = await connection.fetch(self._queries.fetch_jobs, self._worker_id, self._identifiers, count)
+            rows = await connection.fetch(
+                self._queries.fetch_jobs, self._worker_id, self._identifiers, count, *self._flag_arguments
+            )
             if any(row["task_id"] not in self._task_names for row in rows):
                 # A task row re-created under a new id (GC_TASK_IDENTIFIERS cleanup, say): the claim found it
                 # by identifier, so learn the new id.

@@ -16,7 +16,6 @@ import asyncio
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 import asyncpg
@@ -37,7 +36,12 @@ class Failure:
     message: str
     replacement_payload: str | None = None  # JSON text; batch jobs keep only their failed items
     permanent: bool = False
-    retry_at: datetime | None = None  # overrides Graphile's backoff when set
+    retry_delay: float | None = None  # seconds until the next attempt; overrides Graphile's backoff when set
+
+    @property
+    def final(self) -> bool:
+        """No attempt is left after this one: the job is now permanently failed."""
+        return self.permanent or self.job.attempts >= self.job.max_attempts
 
 
 class Completer:
@@ -51,11 +55,14 @@ class Completer:
         *,
         on_queues_released: Callable[[], None] = lambda: None,
         on_lost: Callable[[str, list[int]], None] = lambda action, job_ids: None,
+        on_written: Callable[[Sequence[Job], Sequence[Failure]], None] | None = None,
     ) -> None:
         self._connection = PinnedConnection(pool)
         # Called after a write that unlocked named queues: their next jobs have just become fetchable.
         self._on_queues_released = on_queues_released
         self._on_lost = on_lost  # (action, job ids) of results discarded because the lease was lost
+        # Told the results that were committed (lost leases excluded), once per write; None costs nothing.
+        self._on_written = on_written
         self._queries = queries
         self._worker_id = worker_id
         self._completed: list[Job] = []
@@ -129,25 +136,48 @@ class Completer:
             raise
 
     async def _write_on(self, connection: Any, completed: Sequence[Job], failed: Sequence[Failure]) -> None:
+        completed_rows: Sequence[asyncpg.Record] = ()
+        failed_rows: Sequence[asyncpg.Record] = ()
         if completed:
             ids = [job.id for job in completed]
-            rows = await connection.fetch(
+            completed_rows = await connection.fetch(
                 self._queries.complete_jobs, ids, self._worker_id, [job.locked_at for job in completed]
             )
-            self._note_lost("complete", ids, rows)
+            self._note_lost("complete", ids, completed_rows)
         if failed:
             ids = [f.job.id for f in failed]
-            rows = await connection.fetch(
+            failed_rows = await connection.fetch(
                 self._queries.fail_jobs,
                 ids,
                 [f.message for f in failed],
                 [f.replacement_payload for f in failed],
                 [f.permanent for f in failed],
-                [f.retry_at for f in failed],
+                [f.retry_delay for f in failed],
                 self._worker_id,
                 [f.job.locked_at for f in failed],
             )
-            self._note_lost("fail", ids, rows)
+            self._note_lost("fail", ids, failed_rows)
+        if self._on_written is not None:
+            self._tell_written(completed, completed_rows, failed, failed_rows)
+
+    def _tell_written(
+        self,
+        completed: Sequence[Job],
+        completed_rows: Sequence[asyncpg.Record],
+        failed: Sequence[Failure],
+        failed_rows: Sequence[asyncpg.Record],
+    ) -> None:
+        assert self._on_written is not None
+        if len(completed_rows) != len(completed):
+            kept = {row["id"] for row in completed_rows}
+            completed = [job for job in completed if job.id in kept]
+        if len(failed_rows) != len(failed):
+            kept = {row["id"] for row in failed_rows}
+            failed = [f for f in failed if f.job.id in kept]
+        try:
+            self._on_written(completed, failed)
+        except Exception:  # an observer must not break result writing
+            logger.exception("results-written callback failed")
 
     def _note_lost(self, action: str, ids: list[int], rows: Sequence[asyncpg.Record]) -> None:
         if len(rows) == len(ids):

@@ -10,6 +10,10 @@ Three points of interception, each a list of callables applied in order:
   new :class:`JobResult` to replace it (turn an expected error into a success, or a success that returned
   something wrong into a failure). May be async. An interceptor that raises is logged and the result it was
   given stands: the handler's work is done, and failing it because an observer broke would run it again.
+* ``retry_planner(job, error)`` — one callable (not a list), asked after every failed attempt except one cut
+  short by shutdown. Return a :class:`RetryDecision` to choose the delay before the next attempt or to fail
+  the job permanently, or ``None`` for Graphile's backoff. Synchronous; one that raises is logged and ignored.
+  The backfill layer's retry policies are built on it.
 * ``before_schedule(spec)`` — before a job is enqueued through the worker (``ctx.add_job``, cron) or through
   :class:`~backfill.core.utils.WorkerUtils`. Return the spec, a changed spec, or ``None`` to drop the job.
   Synchronous, because enqueueing is often done inside the caller's transaction, where a slow hook would
@@ -45,6 +49,21 @@ class Fail:
 
 
 @dataclass(frozen=True, slots=True)
+class RetryDecision:
+    """``retry_planner`` verdict: the next attempt runs ``delay`` seconds after the failure is recorded
+    (``None``: Graphile's backoff); ``permanent`` fails the job now, with no further attempts."""
+
+    delay: float | None = None
+    permanent: bool = False
+
+    def __post_init__(self) -> None:
+        if self.delay is not None and (
+            isinstance(self.delay, bool) or not isinstance(self.delay, (int, float)) or not 0 <= self.delay < 1e9
+        ):
+            raise ValueError(f"RetryDecision.delay must be a non-negative number of seconds, got {self.delay!r}")
+
+
+@dataclass(frozen=True, slots=True)
 class JobResult:
     """How an attempt ended: ``error`` is ``None`` on success; ``value`` is what the handler returned."""
 
@@ -59,6 +78,7 @@ class JobResult:
 BeforeRun = Callable[[Job], "Skip | Fail | Awaitable[Skip | Fail | None] | None"]
 AfterRun = Callable[[Job, JobResult], "JobResult | Awaitable[JobResult | None] | None"]
 BeforeSchedule = Callable[[JobSpec], "JobSpec | None"]
+RetryPlanner = Callable[[Job, "BaseException | None"], "RetryDecision | None"]
 
 
 @dataclass(slots=True)
@@ -68,6 +88,7 @@ class Hooks:
     before_run: list[BeforeRun] = field(default_factory=list)
     after_run: list[AfterRun] = field(default_factory=list)
     before_schedule: list[BeforeSchedule] = field(default_factory=list)
+    retry_planner: RetryPlanner | None = None
 
     def __post_init__(self) -> None:
         self.before_run = list(self.before_run)

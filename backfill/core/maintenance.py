@@ -62,13 +62,13 @@ def upkeep_tasks(
     """The named side tasks a worker supervises besides its completer, listener and heartbeat.
 
     ``run_once`` gets only the loop monitor: it is short-lived, and sweeping or scheduling cron belongs to the
-    long-running workers.
+    long-running workers. So does a worker with ``options.upkeep`` off (a second lane of the same process).
     """
     tasks: list[tuple[str, Coroutine[Any, Any, None]]] = []
     if options.loop_block_threshold is not None:
         monitor = LoopMonitor(options.loop_block_threshold, events=events, worker_id=worker_id)
         tasks.append(("loop-monitor", monitor.run()))
-    if once:
+    if once or not options.upkeep:
         return tasks
     stale_locks = release_stale_locks_periodically(pool, queries.release_stale_locks, options.stale_lock_check_interval)
     tasks.append(("stale-locks", stale_locks))

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from backfill.core.errors import ConfigurationError
+from backfill.core.queries import FetchFilter
 from backfill.core.schema import SchemaName
 
 # Connections a worker holds for its whole run: the fetcher's and the completer's (pinned), plus one the
@@ -37,6 +38,11 @@ class WorkerOptions:
     * ``prepared_statements`` — off for PgBouncer in transaction mode (disables asyncpg's statement cache on
       the pool the worker creates; a pool you pass in keeps its own settings).
     * ``forbidden_flags`` — jobs carrying any of these flags are not fetched.
+    * ``required_flags`` — when given, only jobs carrying at least one of these flags are fetched.
+    * ``min_priority`` / ``max_priority`` — when given, only jobs whose priority lies within these inclusive
+      bounds are fetched. With the flags, this is what gives a lane of jobs its own worker and concurrency.
+    * ``upkeep`` — run the shared upkeep (stale-lock release, dead-worker sweeper, cron). Several workers in
+      one process (one per lane) need it only once; the heartbeat and loop monitor run regardless.
     * ``shutdown_grace_period`` — seconds running jobs get to finish after a stop is requested; jobs still
       running then are cancelled and failed with an "interrupted" error, retried after
       ``interrupted_retry_delay`` seconds (the attempt counts, so a job that never fits the grace period
@@ -65,6 +71,10 @@ class WorkerOptions:
     lookahead: float = 0.1
     prepared_statements: bool = True
     forbidden_flags: Sequence[str] = ()
+    required_flags: Sequence[str] = ()
+    min_priority: int | None = None
+    max_priority: int | None = None
+    upkeep: bool = True
     shutdown_grace_period: float = 30.0
     interrupted_retry_delay: float = 0.0
     handle_signals: bool = False
@@ -113,9 +123,19 @@ class WorkerOptions:
         _non_negative_number("cancel_grace_period", self.cancel_grace_period)
         if self.loop_block_threshold is not None:
             _positive_number("loop_block_threshold", self.loop_block_threshold)
-        if isinstance(self.forbidden_flags, str) or not all(isinstance(f, str) for f in self.forbidden_flags):
-            raise ConfigurationError("forbidden_flags must be a list of strings")
-        object.__setattr__(self, "forbidden_flags", tuple(self.forbidden_flags))
+        for name in ("forbidden_flags", "required_flags"):
+            flags = getattr(self, name)
+            if isinstance(flags, str) or not all(isinstance(f, str) for f in flags):
+                raise ConfigurationError(f"{name} must be a list of strings")
+            object.__setattr__(self, name, tuple(flags))
+        for name in ("min_priority", "max_priority"):
+            bound = getattr(self, name)
+            if bound is not None and (isinstance(bound, bool) or not isinstance(bound, int)):
+                raise ConfigurationError(f"{name} must be an integer or None, got {bound!r}")
+        if self.min_priority is not None and self.max_priority is not None and self.min_priority > self.max_priority:
+            raise ConfigurationError(
+                f"min_priority ({self.min_priority}) must not be above max_priority ({self.max_priority})"
+            )
         if not isinstance(self.worker_id, str) or not self.worker_id:
             raise ConfigurationError("worker_id must be a non-empty string")
 
@@ -123,6 +143,15 @@ class WorkerOptions:
     def schema_name(self) -> SchemaName:
         assert isinstance(self.schema, SchemaName)  # __post_init__ coerced it
         return self.schema
+
+    @property
+    def fetch_filter(self) -> FetchFilter:
+        return FetchFilter(
+            min_priority=self.min_priority,
+            max_priority=self.max_priority,
+            forbidden_flags=bool(self.forbidden_flags),
+            required_flags=bool(self.required_flags),
+        )
 
 
 def _positive_int(name: str, value: object) -> None:

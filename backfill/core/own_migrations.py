@@ -47,7 +47,10 @@ class OwnMigration:
     sql_file: str
 
 
-CORE_MIGRATIONS: tuple[OwnMigration, ...] = (OwnMigration(1, "workers", "backfill_001_workers.sql"),)
+CORE_MIGRATIONS: tuple[OwnMigration, ...] = (
+    OwnMigration(1, "workers", "backfill_001_workers.sql"),
+    OwnMigration(2, "job errors", "backfill_002_job_errors.sql"),
+)
 
 
 async def migrate_own(

@@ -36,11 +36,26 @@ _CLAIMED_COLUMNS = """
 
 
 @dataclass(frozen=True, slots=True)
+class FetchFilter:
+    """Which runnable jobs a fetch may claim beyond "our tasks": how a lane gets its share of the jobs table.
+
+    Priority bounds are inclusive and spliced into the statement as integer literals (they are fixed for a
+    worker's life, and a literal lets the planner use the ``(priority, run_at)`` index range). Flags are
+    passed as parameters: after ``$1`` worker id, ``$2`` identifiers and ``$3`` limit come the forbidden flags
+    (a job carrying any of them is skipped), then the required flags (a job must carry at least one).
+    """
+
+    min_priority: int | None = None
+    max_priority: int | None = None
+    forbidden_flags: bool = False
+    required_flags: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class WorkerQueries:
     """SQL text of every worker statement for one schema."""
 
     fetch_jobs: str
-    fetch_jobs_with_forbidden_flags: str
     complete_jobs: str
     fail_jobs: str
     return_jobs: str
@@ -51,14 +66,16 @@ class WorkerQueries:
     read_revisions: str
 
     @classmethod
-    def for_schema(cls, schema: SchemaName) -> WorkerQueries:
+    def for_schema(cls, schema: SchemaName, fetch_filter: FetchFilter | None = None) -> WorkerQueries:
+        """The statements for ``schema``; ``fetch_filter`` narrows what the fetch may claim (a lane)."""
+        fetch_filter = fetch_filter if fetch_filter is not None else FetchFilter()
         jobs = schema.qualify("_private_jobs")
         queues = schema.qualify("_private_job_queues")
         tasks = schema.qualify("_private_tasks")
+        errors = schema.qualify("backfill_job_errors")
         claimed = _CLAIMED_COLUMNS.format(queues=queues)
         return cls(
-            fetch_jobs=_fetch_sql(jobs, queues, tasks, claimed, with_flags=False),
-            fetch_jobs_with_forbidden_flags=_fetch_sql(jobs, queues, tasks, claimed, with_flags=True),
+            fetch_jobs=_fetch_sql(jobs, queues, tasks, claimed, fetch_filter),
             complete_jobs=f"""
                 with done as (
                   delete from {jobs} as jobs
@@ -70,14 +87,17 @@ class WorkerQueries:
                 ){_unlock_queues_of(queues, "done", worker_param="$2")}
             """,
             # Graphile's backoff: the next attempt waits exp(min(attempts, 10)) seconds (e^1 ≈ 2.7 s after
-            # the first failure, capped at e^10 ≈ 6 h). A permanent failure uses up the remaining attempts.
-            # A replacement payload (batch jobs) keeps only the items that failed.
+            # the first failure, capped at e^10 ≈ 6 h), unless the worker chose a delay (a retry policy, or
+            # an interrupted job); that delay counts from the database's clock, so app clock skew is moot.
+            # A permanent failure uses up the remaining attempts.
+            # A replacement payload (batch jobs) keeps only the items that failed. Every failure's error is
+            # also kept in backfill_job_errors, in the same statement (the dead-letter queue shows them all).
             fail_jobs=f"""
                 with failed as (
                   update {jobs} as jobs
                      set last_error = f.message,
                          run_at = case
-                           when f.retry_at is not null then f.retry_at
+                           when f.retry_delay is not null then now() + f.retry_delay * interval '1 second'
                            else greatest(now(), jobs.run_at)
                                 + exp(least(jobs.attempts, 10)) * interval '1 second'
                          end,
@@ -91,12 +111,15 @@ class WorkerQueries:
                          locked_by = null,
                          locked_at = null
                     from unnest(
-                           $1::bigint[], $2::text[], $3::json[], $4::boolean[], $5::timestamptz[], $7::timestamptz[]
-                         ) as f(id, message, payload, permanent, retry_at, locked_at)
+                           $1::bigint[], $2::text[], $3::json[], $4::boolean[], $5::float8[], $7::timestamptz[]
+                         ) as f(id, message, payload, permanent, retry_delay, locked_at)
                    where jobs.id = f.id
                      and jobs.locked_by = $6::text
                      and jobs.locked_at = f.locked_at
-                  returning jobs.id, jobs.job_queue_id
+                  returning jobs.id, jobs.job_queue_id, jobs.attempts, jobs.last_error
+                ), history as (
+                  insert into {errors} (job_id, attempt, error)
+                  select failed.id, failed.attempts, failed.last_error from failed
                 ){_unlock_queues_of(queues, "failed", worker_param="$6")}
             """,
             # Jobs claimed but never started (shutdown, or dropped from the local queue) get their attempt
@@ -185,8 +208,19 @@ def _unlock_queues_of(queues: str, cte: str, *, worker_param: str) -> str:
     """
 
 
-def _fetch_sql(jobs: str, queues: str, tasks: str, claimed: str, *, with_flags: bool) -> str:
-    flags_clause = "and (jobs.flags ?| $4::text[]) is not true" if with_flags else ""
+def _fetch_sql(jobs: str, queues: str, tasks: str, claimed: str, fetch_filter: FetchFilter) -> str:
+    clauses: list[str] = []
+    if fetch_filter.min_priority is not None:
+        clauses.append(f"and jobs.priority >= {int(fetch_filter.min_priority)}")
+    if fetch_filter.max_priority is not None:
+        clauses.append(f"and jobs.priority <= {int(fetch_filter.max_priority)}")
+    parameter = 4
+    if fetch_filter.forbidden_flags:
+        clauses.append(f"and (jobs.flags ?| ${parameter}::text[]) is not true")
+        parameter += 1
+    if fetch_filter.required_flags:
+        clauses.append(f"and jobs.flags ?| ${parameter}::text[]")
+    flags_clause = "\n             ".join(clauses)
     # Eligible named queues are locked up front with SKIP LOCKED, so two workers fetching at once never
     # take jobs of the same queue. A batch may still find several jobs of one queue; only the first
     # (by priority, run_at) is kept, because a named queue runs one job at a time. The rest stay untouched

@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from datetime import UTC, datetime, timedelta
 
 from backfill.core.completer import Completer, Failure
 from backfill.core.errors import JobTimeoutError, PermanentFailure
 from backfill.core.events import Events
 from backfill.core.execution import Outcome
+from backfill.core.hooks import RetryDecision, RetryPlanner
 from backfill.core.jobs import Job
 from backfill.core.options import RunSummary
 
@@ -30,12 +30,14 @@ class OutcomeRecorder:
         *,
         worker_id: str,
         interrupted_retry_delay: float,
+        retry_planner: RetryPlanner | None = None,
     ) -> None:
         self._completer = completer
         self.summary = summary
         self._events = events
         self._worker_id = worker_id
         self._interrupted_retry_delay = interrupted_retry_delay
+        self._retry_planner = retry_planner
 
     def outcome(self, job: Job, outcome: Outcome, duration: float) -> None:
         if outcome.error is None:
@@ -82,10 +84,16 @@ class OutcomeRecorder:
         error: BaseException | None,
         permanent: bool = False,
         replacement_payload: str | None = None,
-        retry_at: datetime | None = None,
+        retry_delay: float | None = None,
         duration: float | None = None,
         interrupted: bool = False,
     ) -> None:
+        planner = self._retry_planner
+        if planner is not None and not interrupted:
+            decision = _planned(planner, job, error)
+            if decision is not None:
+                permanent = permanent or decision.permanent
+                retry_delay = decision.delay
         final = permanent or job.attempts >= job.max_attempts
         if interrupted:  # cut short by our shutdown, not by the job: counted apart from failures
             self.summary.interrupted += 1
@@ -110,7 +118,7 @@ class OutcomeRecorder:
                 message=message,
                 replacement_payload=replacement_payload,
                 permanent=permanent,
-                retry_at=retry_at,
+                retry_delay=retry_delay,
             )
         )
         events = self._events
@@ -121,12 +129,26 @@ class OutcomeRecorder:
         events.emit("job:complete", worker_id=self._worker_id, job=job, error=failure)
 
     def interrupted(self, job: Job) -> None:
-        retry_at = datetime.now(UTC) + timedelta(seconds=self._interrupted_retry_delay)
+        delay = self._interrupted_retry_delay
         message = "Interrupted: the worker shut down before the job finished"
-        logger.warning("job %s (%s) interrupted by shutdown; retry at %s", job.id, job.task_identifier, retry_at)
-        self.failure(job, message, error=None, retry_at=retry_at, interrupted=True)
+        logger.warning("job %s (%s) interrupted by shutdown; retry in %ss", job.id, job.task_identifier, delay)
+        self.failure(job, message, error=None, retry_delay=delay, interrupted=True)
 
 
 def error_message(error: BaseException) -> str:
     """What goes into ``last_error``: the exception's message, like Node writes ``err.message``."""
     return str(error) or type(error).__name__
+
+
+def _planned(planner: RetryPlanner, job: Job, error: BaseException | None) -> RetryDecision | None:
+    """The planner's decision; a planner that raises or answers nonsense leaves Graphile's backoff in charge
+    (the failure must be recorded either way, or the job would stay locked)."""
+    try:
+        decision = planner(job, error)
+    except Exception:
+        logger.exception("retry planner %r raised on job %s; using Graphile's backoff", planner, job.id)
+        return None
+    if decision is not None and not isinstance(decision, RetryDecision):
+        logger.error("retry planner %r returned %r, not a RetryDecision; using Graphile's backoff", planner, decision)
+        return None
+    return decision

@@ -106,6 +106,7 @@ class _Statements:
     poison_jobs: str
     unlock_queues: str
     forget_recoveries: str
+    forget_errors: str
 
 
 @cache
@@ -114,6 +115,7 @@ def _statements(schema: SchemaName) -> _Statements:
     queues = schema.qualify("_private_job_queues")
     workers = schema.qualify("backfill_workers")
     recoveries = schema.qualify("backfill_job_recoveries")
+    errors = schema.qualify("backfill_job_errors")
     return _Statements(
         try_lock="select pg_try_advisory_xact_lock($1::int, hashtext($2::text || ':sweep'))",
         # Every stale row, newly or already declared dead: a worker declared dead may have claimed more before
@@ -158,14 +160,19 @@ def _statements(schema: SchemaName) -> _Statements:
              where jobs.id = rescued.id
         """,
         poison_jobs=f"""
-            update {jobs} as jobs
-               set attempts = jobs.max_attempts,
-                   last_error = poisoned.message,
-                   locked_by = null,
-                   locked_at = null,
-                   updated_at = now()
-              from unnest($1::bigint[], $2::text[]) as poisoned(id, message)
-             where jobs.id = poisoned.id
+            with poisoned_jobs as (
+              update {jobs} as jobs
+                 set attempts = jobs.max_attempts,
+                     last_error = poisoned.message,
+                     locked_by = null,
+                     locked_at = null,
+                     updated_at = now()
+                from unnest($1::bigint[], $2::text[]) as poisoned(id, message)
+               where jobs.id = poisoned.id
+              returning jobs.id, jobs.attempts, jobs.last_error
+            )
+            insert into {errors} (job_id, attempt, error)
+            select id, attempts, last_error from poisoned_jobs
         """,
         unlock_queues=f"""
             update {queues} set locked_by = null, locked_at = null
@@ -177,6 +184,15 @@ def _statements(schema: SchemaName) -> _Statements:
              where job_id in (
                select r.job_id from {recoveries} as r
                 where not exists (select 1 from {jobs} as jobs where jobs.id = r.job_id)
+                limit {_GC_BATCH}
+             )
+        """,
+        # Error history of jobs that finished (deleted by whoever completed them, Node included).
+        forget_errors=f"""
+            delete from {errors}
+             where id in (
+               select e.id from {errors} as e
+                where not exists (select 1 from {jobs} as jobs where jobs.id = e.job_id)
                 limit {_GC_BATCH}
              )
         """,
@@ -255,6 +271,7 @@ async def _sweep_in_transaction(
         # After the jobs: complete/fail lock a job before its queue, and so do we.
         queues = sorted(row["queue_name"] for row in await connection.fetch(statements.unlock_queues, dead))
     await connection.execute(statements.forget_recoveries)
+    await connection.execute(statements.forget_errors)
     await connection.execute(statements.forget_dead_workers)
     # Report the workers declared dead now, and earlier ones only when they had taken something since.
     held = {row["locked_by"] for row in rows}

@@ -38,9 +38,10 @@ from typing import Any
 import asyncpg
 
 from backfill.core.claims import Claims
-from backfill.core.completer import Completer
+from backfill.core.completer import Completer, Failure
 from backfill.core.context import JobContext, job_logger
 from backfill.core.crontab import CronItem, parse_crontab
+from backfill.core.current import current_job
 from backfill.core.errors import ConfigurationError, DatabaseError
 from backfill.core.events import Events
 from backfill.core.execution import AttemptRunner, is_batch_result, settle_batch
@@ -64,6 +65,7 @@ logger = logging.getLogger("backfill.worker")
 # (priority, run_at, id, job): the local queue hands out jobs in the order the database would.
 _QueueItem = tuple[int, datetime, int, Job]
 _JOBS_BETWEEN_YIELDS = 8
+set_current_job = current_job.set
 # Events that only the observed path emits: while anyone listens to one, every job takes that path.
 _JOB_EVENTS = ("job:start", "job:success", "job:error", "job:failed", "job:complete", "job:skipped", "job:timeout")
 
@@ -97,8 +99,10 @@ class Worker:
         self.cron_items: tuple[CronItem, ...] = tuple(
             parse_crontab(crontab) if isinstance(crontab, str) else (crontab or ())
         )
+        if self.cron_items and not self.options.upkeep:
+            raise ConfigurationError("a crontab needs a worker with upkeep on: cron is part of the upkeep it runs")
         self._schema = self.options.schema_name
-        self._queries = WorkerQueries.for_schema(self._schema)
+        self._queries = WorkerQueries.for_schema(self._schema, self.options.fetch_filter)
         self._identifiers = self.registry.identifiers
         # Handlers the runner may call directly: async, payload only, no payload model, no timeout.
         self._plain_async_handlers = {
@@ -149,6 +153,11 @@ class Worker:
         self._attempts: AttemptRunner | None = None
         self._recorder: OutcomeRecorder | None = None
         self._heartbeat: Heartbeat | None = None
+
+    @property
+    def busy_slots(self) -> int:
+        """Handlers running now (at most ``options.concurrency``)."""
+        return self._running
 
     @property
     def worker_id(self) -> str:
@@ -211,7 +220,12 @@ class Worker:
             await self._prepare(pool)
             self._pool = pool
             self._completer = Completer(
-                pool, self._queries, self.worker_id, on_queues_released=self._wake.set, on_lost=self._on_lost_lease
+                pool,
+                self._queries,
+                self.worker_id,
+                on_queues_released=self._wake.set,
+                on_lost=self._on_lost_lease,
+                on_written=self._on_results_written if self.events.listens("results:written") else None,
             )
             self._recorder = OutcomeRecorder(
                 self._completer,
@@ -219,6 +233,7 @@ class Worker:
                 self.events,
                 worker_id=self.worker_id,
                 interrupted_retry_delay=self.options.interrupted_retry_delay,
+                retry_planner=self.hooks.retry_planner,
             )
             self._executor = DaemonThreadExecutor(self.options.concurrency, thread_name_prefix="backfill-sync-task")
             self._attempts = AttemptRunner(
@@ -373,6 +388,7 @@ class Worker:
                 self.worker_id,
                 self._identifiers,
                 forbidden_flags=self.options.forbidden_flags,
+                required_flags=self.options.required_flags,
             )
         return self._claims
 
@@ -524,6 +540,7 @@ class Worker:
             job = heapq.heappop(local)[3]
             self._running += 1
             running_ids[job.id] = running_ids.get(job.id, 0) + 1
+            set_current_job(job)
             try:
                 handler = None if self._observed() or job.flags else plain_async.get(job.task_identifier)
                 if handler is None:
@@ -542,6 +559,7 @@ class Worker:
                             self.summary.succeeded += 1
                             completer.complete(job)
             finally:
+                set_current_job(None)
                 self._running -= 1
                 left = running_ids[job.id] - 1
                 if left:
@@ -698,6 +716,15 @@ class Worker:
 
     def _on_lost_lease(self, action: str, job_ids: list[int]) -> None:
         self.events.emit("job:lostLease", worker_id=self.worker_id, job_ids=job_ids, action=action)
+
+    def _on_results_written(self, completed: Sequence[Job], failed: Sequence[Failure]) -> None:
+        self.events.emit(
+            "results:written",
+            worker_id=self.worker_id,
+            completed=list(completed),
+            failed=[f.job for f in failed],
+            final=[f.job for f in failed if f.final],
+        )
 
     def _on_stuck(self, job: Job) -> None:
         self.events.emit("job:stuck", worker_id=self.worker_id, job=job)

@@ -18,11 +18,12 @@ from backfill.core.errors import (
     MigrationError,
     PayloadValidationError,
     PermanentFailure,
+    RetryAfter,
     TaskControl,
     TaskDefinitionError,
 )
 from backfill.core.events import EVENT_NAMES, Event, Events
-from backfill.core.hooks import Fail, Hooks, JobResult, Skip
+from backfill.core.hooks import Fail, Hooks, JobResult, RetryDecision, Skip
 from backfill.core.jobs import Job, JobKeyMode, JobSpec
 from backfill.core.migrate import LATEST_REVISION, MigrationReport, current_revision, migrate
 from backfill.core.options import RunSummary, WorkerOptions
@@ -61,6 +62,8 @@ __all__ = [  # noqa: RUF022 - plain sorted order, checked by tests/unit/test_pub
     "MigrationReport",
     "PayloadValidationError",
     "PermanentFailure",
+    "RetryAfter",
+    "RetryDecision",
     "QueueStats",
     "RunSummary",
     "SchemaName",

@@ -13,7 +13,8 @@ Every error backfill raises on purpose derives from :class:`BackfillError`::
     ├── JobTimeoutError             an attempt ran past its deadline and was cancelled (also a TimeoutError)
     ├── BatchJobError               some items of a batch job failed; only those are retried
     └── TaskControl                 raised *by handlers* to steer the outcome of an attempt
-        └── PermanentFailure        fail the job now, with no further attempts
+        ├── PermanentFailure        fail the job now, with no further attempts
+        └── RetryAfter              fail this attempt and run the next one after a given delay
 
 Errors from asyncpg that escape a public call are wrapped in :class:`DatabaseError` with the original
 chained as ``__cause__``, so callers can catch one family without importing asyncpg.
@@ -90,3 +91,14 @@ class TaskControl(BackfillError):
 
 class PermanentFailure(TaskControl):
     """Raised by a handler to fail its job permanently: no further attempts are made."""
+
+
+class RetryAfter(TaskControl):
+    """Raised by a handler to fail this attempt and run the next one ``delay`` seconds from now (a rate limit's
+    Retry-After, say), instead of after the usual backoff. The attempt still counts toward ``max_attempts``."""
+
+    def __init__(self, delay: float, message: str = "") -> None:
+        if isinstance(delay, bool) or not isinstance(delay, (int, float)) or not 0 <= delay < 1e9:
+            raise ValueError(f"RetryAfter delay must be a non-negative number of seconds, got {delay!r}")
+        super().__init__(message or f"retry requested in {delay:g}s")
+        self.delay = float(delay)

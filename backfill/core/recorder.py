@@ -9,7 +9,7 @@ import asyncio
 import logging
 
 from backfill.core.completer import Completer, Failure
-from backfill.core.errors import JobTimeoutError, PermanentFailure
+from backfill.core.errors import JobTimeoutError, PermanentFailure, RetryAfter
 from backfill.core.events import Events
 from backfill.core.execution import Outcome
 from backfill.core.hooks import RetryDecision, RetryPlanner
@@ -88,6 +88,8 @@ class OutcomeRecorder:
         duration: float | None = None,
         interrupted: bool = False,
     ) -> None:
+        if isinstance(error, RetryAfter):
+            retry_delay = error.delay
         planner = self._retry_planner
         if planner is not None and not interrupted:
             decision = _planned(planner, job, error)

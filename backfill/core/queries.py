@@ -116,10 +116,10 @@ class WorkerQueries:
                    where jobs.id = f.id
                      and jobs.locked_by = $6::text
                      and jobs.locked_at = f.locked_at
-                  returning jobs.id, jobs.job_queue_id, jobs.attempts, jobs.last_error
+                  returning jobs.id, jobs.job_queue_id, jobs.attempts, jobs.last_error, f.permanent
                 ), history as (
-                  insert into {errors} (job_id, attempt, error)
-                  select failed.id, failed.attempts, failed.last_error from failed
+                  insert into {errors} (job_id, attempt, error, permanent)
+                  select failed.id, failed.attempts, failed.last_error, failed.permanent from failed
                 ){_unlock_queues_of(queues, "failed", worker_param="$6")}
             """,
             # Jobs claimed but never started (shutdown, or dropped from the local queue) get their attempt

@@ -171,8 +171,8 @@ def _statements(schema: SchemaName) -> _Statements:
                where jobs.id = poisoned.id
               returning jobs.id, jobs.attempts, jobs.last_error
             )
-            insert into {errors} (job_id, attempt, error)
-            select id, attempts, last_error from poisoned_jobs
+            insert into {errors} (job_id, attempt, error, permanent)
+            select id, attempts, last_error, true from poisoned_jobs
         """,
         unlock_queues=f"""
             update {queues} set locked_by = null, locked_at = null

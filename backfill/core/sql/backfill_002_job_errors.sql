@@ -8,6 +8,8 @@ create table @schema@.backfill_job_errors (
   job_id bigint not null,
   attempt int not null,
   error text,
+  -- The attempt failed permanently (the handler said so, or the job was a poison pill), not by running out.
+  permanent boolean not null default false,
   failed_at timestamptz not null default now()
 );
 

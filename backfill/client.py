@@ -1,0 +1,272 @@
+"""BackfillClient: enqueue jobs with priorities, lanes, serial queues and retry policies.
+
+``await client.enqueue("send_email", {...}, priority=Priority.FAST_HIGH)`` builds the job (the task's
+defaults from ``@backfill.task``, then the client's, then the caller's arguments), writes its retry policy
+into the job (``max_attempts`` and a flag the worker reads back) and calls Graphile's ``add_job``, so any
+worker, Node's included, can run it. Pass ``connection=`` to enqueue inside your own transaction: the job
+exists only if that transaction commits.
+
+Module-level ``enqueue``, ``enqueue_fast``, ``enqueue_bulk`` and ``enqueue_critical`` use a default client
+built from the environment (``DATABASE_URL``, ``GRAPHILE_WORKER_SCHEMA``) on first use.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
+
+import asyncpg
+
+from backfill.core.db import ConnectionSource
+from backfill.core.enqueue import add_job_spec, add_jobs
+from backfill.core.errors import ConfigurationError, DatabaseError, JobSpecError
+from backfill.core.jobs import Job, JobKeyMode, JobSpec
+from backfill.core.schema import SchemaName
+from backfill.lanes import lane_flags
+from backfill.priorities import Priority
+from backfill.retry_policies import RETRY_FLAG_PREFIX, RetryPolicy, resolve_policy
+from backfill.task_defaults import defaults_for
+
+
+class EnqueueObserver(Protocol):
+    """What the client tells metrics about (``BackfillMetrics`` has this method)."""
+
+    def job_enqueued(self, task: str, priority: int, flags: Any, count: int = 1) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Enqueue:
+    """One job for :meth:`BackfillClient.enqueue_many`; the fields mean what :meth:`~BackfillClient.enqueue`'s
+    arguments mean."""
+
+    task: str
+    payload: Any = None
+    priority: int | None = None
+    queue: str | None = None
+    lane: str | None = None
+    run_at: datetime | None = None
+    delay: float | timedelta | None = None
+    job_key: str | None = None
+    max_attempts: int | None = None
+    retry_policy: RetryPolicy | str | None = None
+    flags: Sequence[str] | None = None
+    timeout: float | None = None
+
+
+class BackfillClient:
+    """Enqueues jobs into one Graphile schema. Accepts a DSN (the client then owns a small pool, opened on
+    first use and closed by :meth:`close` or ``async with``) or a pool of yours (never closed here)."""
+
+    def __init__(
+        self,
+        database: str | asyncpg.Pool[Any],
+        *,
+        schema: str | SchemaName | None = None,
+        default_retry_policy: RetryPolicy | str = "default",
+        default_priority: int = Priority.BULK_DEFAULT,
+        metrics: EnqueueObserver | None = None,
+        max_pool_size: int = 5,
+    ) -> None:
+        if not isinstance(database, (str, asyncpg.Pool)):
+            raise ConfigurationError("database must be a DSN string or an asyncpg.Pool")
+        self._database = database
+        self.schema = SchemaName.coerce(schema)
+        self.default_retry_policy = resolve_policy(default_retry_policy, field_name="default_retry_policy")
+        self.default_priority = _priority("default_priority", default_priority)
+        self._metrics = metrics
+        self._max_pool_size = max_pool_size
+        self._pool: asyncpg.Pool[Any] | None = database if isinstance(database, asyncpg.Pool) else None
+        self._pool_lock = asyncio.Lock()
+
+    @classmethod
+    def from_env(cls, **options: Any) -> BackfillClient:
+        """A client for ``DATABASE_URL`` and ``GRAPHILE_WORKER_SCHEMA``; ``options`` as for the constructor."""
+        url = os.environ.get("DATABASE_URL")
+        if not url:
+            raise ConfigurationError("DATABASE_URL: not set; it must name the PostgreSQL database to enqueue into")
+        options.setdefault("schema", os.environ.get("GRAPHILE_WORKER_SCHEMA") or None)
+        return cls(url, **options)
+
+    # -- enqueueing -----------------------------------------------------------------------------------------
+
+    async def enqueue(
+        self,
+        task: str,
+        payload: Any = None,
+        *,
+        priority: int | None = None,
+        queue: str | None = None,
+        lane: str | None = None,
+        run_at: datetime | None = None,
+        delay: float | timedelta | None = None,
+        job_key: str | None = None,
+        job_key_mode: JobKeyMode | str | None = None,
+        max_attempts: int | None = None,
+        retry_policy: RetryPolicy | str | None = None,
+        flags: Sequence[str] | None = None,
+        timeout: float | None = None,  # noqa: ASYNC109 - the job's timeout, not this call's
+        connection: ConnectionSource | None = None,
+    ) -> Job:
+        """Enqueue one job and return its row.
+
+        * ``priority`` — lower runs first (:class:`~backfill.priorities.Priority` or any smallint); negative
+          priorities go to the Fast lane, others to the Bulk lane.
+        * ``queue`` — a serial queue: its jobs run one at a time across all workers (e.g. per customer).
+        * ``lane`` — a custom lane (configured on workers with ``BACKFILL_LANES``) with its own concurrency.
+        * ``run_at`` or ``delay`` (seconds or timedelta from now) — when the job becomes runnable.
+        * ``job_key`` / ``job_key_mode`` — Graphile's deduplication (``replace`` by default).
+        * ``retry_policy`` — a preset name (``fast``, ``aggressive``, ``conservative``, ``default``,
+          ``graphile``) or a :class:`~backfill.retry_policies.RetryPolicy`; ``max_attempts`` overrides its
+          attempts.
+        * ``connection`` — enqueue on this connection (inside its transaction, if one is open).
+        """
+        request = Enqueue(
+            task, payload, priority, queue, lane, run_at, delay, job_key, max_attempts, retry_policy, flags, timeout
+        )
+        spec = self.build_spec(request)
+        job = await add_job_spec(
+            connection if connection is not None else await self._get_pool(),
+            spec,
+            job_key_mode=job_key_mode,
+            schema=self.schema,
+        )
+        if self._metrics is not None:
+            self._metrics.job_enqueued(job.task_identifier, job.priority, spec.flags)
+        return job
+
+    async def enqueue_fast(self, task: str, payload: Any = None, **options: Any) -> Job:
+        """:meth:`enqueue` at ``Priority.FAST_DEFAULT`` unless ``priority`` says otherwise."""
+        options.setdefault("priority", Priority.FAST_DEFAULT)
+        return await self.enqueue(task, payload, **options)
+
+    async def enqueue_bulk(self, task: str, payload: Any = None, **options: Any) -> Job:
+        """:meth:`enqueue` at ``Priority.BULK_DEFAULT`` unless ``priority`` says otherwise."""
+        options.setdefault("priority", Priority.BULK_DEFAULT)
+        return await self.enqueue(task, payload, **options)
+
+    async def enqueue_critical(self, task: str, payload: Any = None, **options: Any) -> Job:
+        """:meth:`enqueue` at ``Priority.EMERGENCY``: ahead of everything else in the Fast lane."""
+        options.setdefault("priority", Priority.EMERGENCY)
+        return await self.enqueue(task, payload, **options)
+
+    async def enqueue_many(
+        self,
+        requests: Sequence[Enqueue],
+        *,
+        job_key_preserve_run_at: bool = False,
+        connection: ConnectionSource | None = None,
+    ) -> list[Job]:
+        """Enqueue many jobs in one statement (one round trip, one notification). A bad request is reported
+        by its position before anything is written."""
+        specs = []
+        for position, request in enumerate(requests):
+            if not isinstance(request, Enqueue):
+                raise JobSpecError(f"requests[{position}]", f"must be an Enqueue, not {type(request).__name__}")
+            try:
+                specs.append(self.build_spec(request))
+            except JobSpecError as error:
+                raise JobSpecError(f"requests[{position}].{error.field}", str(error).partition(": ")[2]) from None
+        jobs = await add_jobs(
+            connection if connection is not None else await self._get_pool(),
+            specs,
+            job_key_preserve_run_at=job_key_preserve_run_at,
+            schema=self.schema,
+        )
+        if self._metrics is not None:
+            for spec in specs:
+                self._metrics.job_enqueued(spec.identifier, spec.priority or 0, spec.flags)
+        return jobs
+
+    def build_spec(self, request: Enqueue) -> JobSpec:
+        """The core job spec for ``request``: the task's defaults, then the client's, under the request's own."""
+        if not isinstance(request.task, str) or not request.task:
+            raise JobSpecError("task", "must be a non-empty string")
+        defaults = defaults_for(request.task)
+        priority = request.priority
+        if priority is None:
+            priority = defaults.priority if defaults is not None and defaults.priority is not None else None
+        priority = _priority("priority", priority if priority is not None else self.default_priority)
+        queue = request.queue if request.queue is not None else (defaults.queue if defaults is not None else None)
+        lane = request.lane if request.lane is not None else (defaults.lane if defaults is not None else None)
+        if request.retry_policy is not None:
+            try:
+                policy = resolve_policy(request.retry_policy)
+            except ConfigurationError as error:
+                raise JobSpecError("retry_policy", str(error).partition(": ")[2]) from None
+        elif defaults is not None and defaults.retry_policy is not None:
+            policy = defaults.retry_policy
+        else:
+            policy = self.default_retry_policy
+        if request.flags is not None and (
+            isinstance(request.flags, (str, bytes)) or not all(isinstance(f, str) for f in request.flags)
+        ):
+            raise JobSpecError("flags", "must be a list of strings")
+        # A retry flag given by hand would contradict the policy chosen here; the policy wins.
+        flags = [f for f in (request.flags or ()) if not f.startswith(RETRY_FLAG_PREFIX)]
+        flags.append(policy.flag)
+        if lane is not None:
+            flags.extend(lane_flags(lane))
+        return JobSpec(
+            request.task,
+            request.payload,
+            queue_name=queue,
+            run_at=_run_at(request.run_at, request.delay),
+            max_attempts=request.max_attempts if request.max_attempts is not None else policy.max_attempts,
+            job_key=request.job_key,
+            priority=priority,
+            flags=flags,
+            timeout=request.timeout,
+        )
+
+    # -- lifecycle --------------------------------------------------------------------------------------------
+
+    async def _get_pool(self) -> asyncpg.Pool[Any]:
+        if self._pool is not None:
+            return self._pool
+        async with self._pool_lock:
+            if self._pool is None:
+                assert isinstance(self._database, str)
+                try:
+                    self._pool = await asyncpg.create_pool(self._database, min_size=1, max_size=self._max_pool_size)
+                except (OSError, asyncpg.PostgresError) as error:
+                    raise DatabaseError(f"cannot connect to the database: {error}") from error
+        return self._pool
+
+    async def close(self) -> None:
+        """Close the pool the client opened (a pool passed in is left open)."""
+        pool, self._pool = self._pool, None
+        if pool is not None and not isinstance(self._database, asyncpg.Pool):
+            await pool.close()
+
+    async def __aenter__(self) -> BackfillClient:
+        await self._get_pool()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+
+def _priority(field_name: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise JobSpecError(field_name, f"must be an integer (a Priority or any smallint), not {type(value).__name__}")
+    return int(value)
+
+
+def _run_at(run_at: datetime | None, delay: float | timedelta | None) -> datetime | None:
+    if delay is None:
+        return run_at
+    if run_at is not None:
+        raise JobSpecError("delay", "give run_at or delay, not both")
+    if isinstance(delay, timedelta):
+        seconds = delay.total_seconds()
+    elif isinstance(delay, (int, float)) and not isinstance(delay, bool):
+        seconds = float(delay)
+    else:
+        raise JobSpecError("delay", f"must be seconds or a timedelta, not {type(delay).__name__}")
+    if not seconds >= 0:  # also refuses NaN
+        raise JobSpecError("delay", f"must not be negative, got {delay!r}")
+    return datetime.now(UTC) + timedelta(seconds=seconds)

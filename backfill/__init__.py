@@ -1,5 +1,11 @@
-"""backfill: a PostgreSQL job queue for Python services that shares its database with Graphile Worker."""
+"""backfill: a PostgreSQL job queue for Python services that shares its database with Graphile Worker.
 
+The backfill layer (client, priorities, lanes, retry policies, dead-letter queue, metrics, runner) is
+re-exported here together with the core names most code needs; everything of the core is in
+:mod:`backfill.core`.
+"""
+
+from backfill.client import BackfillClient, Enqueue
 from backfill.core import (
     BackfillError,
     BatchJobError,
@@ -22,6 +28,7 @@ from backfill.core import (
     MigrationError,
     PayloadValidationError,
     PermanentFailure,
+    RetryAfter,
     RunSummary,
     Skip,
     TaskControl,
@@ -34,17 +41,25 @@ from backfill.core import (
     add_jobs,
     migrate,
     parse_crontab,
-    task,
 )
+from backfill.default_client import enqueue, enqueue_bulk, enqueue_critical, enqueue_fast
+from backfill.lanes import Lane
+from backfill.priorities import Priority
+from backfill.retry_policies import ErrorRules, RetryPolicy
+from backfill.sync_client import SyncBackfillClient
+from backfill.task_defaults import task
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "BackfillClient",
     "BackfillError",
     "BatchJobError",
     "ConfigurationError",
     "CronItem",
     "DatabaseError",
+    "Enqueue",
+    "ErrorRules",
     "Events",
     "Fail",
     "Hooks",
@@ -58,11 +73,16 @@ __all__ = [
     "JobSpecError",
     "JobState",
     "JobTimeoutError",
+    "Lane",
     "MigrationError",
     "PayloadValidationError",
     "PermanentFailure",
+    "Priority",
+    "RetryAfter",
+    "RetryPolicy",
     "RunSummary",
     "Skip",
+    "SyncBackfillClient",
     "TaskControl",
     "TaskDefinitionError",
     "TaskRegistry",
@@ -72,6 +92,10 @@ __all__ = [
     "__version__",
     "add_job",
     "add_jobs",
+    "enqueue",
+    "enqueue_bulk",
+    "enqueue_critical",
+    "enqueue_fast",
     "migrate",
     "parse_crontab",
     "task",

@@ -68,3 +68,45 @@ async def test_jobs_of_unknown_tasks_are_never_fetched(
 
 async def _ran(ran: list[str], name: str) -> bool:
     return name in ran
+
+
+async def test_priority_bounds_and_required_flags_split_jobs_between_lane_workers(
+    database_url: str, pool: asyncpg.Pool[Any], conn: asyncpg.Connection[Any]
+) -> None:
+    # The three fetch filters the backfill layer's Fast, Bulk and custom lanes use: together they take every
+    # job exactly once, whatever its priority and flags.
+    await add_job(pool, "known", {"name": "fast"}, priority=-1)
+    await add_job(pool, "known", {"name": "urgent"}, priority=-20)
+    await add_job(pool, "known", {"name": "bulk"}, priority=0)
+    await add_job(pool, "known", {"name": "slow"}, priority=10)
+    await add_job(pool, "known", {"name": "report"}, priority=-5, flags=["backfill:lane", "backfill:lane=reports"])
+    lanes = {
+        "fast": fast_options(max_priority=-1, forbidden_flags=["backfill:lane"]),
+        "bulk": fast_options(min_priority=0, forbidden_flags=["backfill:lane"]),
+        "reports": fast_options(required_flags=["backfill:lane=reports"]),
+    }
+    ran_by: dict[str, list[str]] = {}
+    for lane, options in lanes.items():
+        ran_by[lane] = []
+        await Worker(database_url, tasks=recording_registry(ran_by[lane]), options=options).run_once()
+
+    assert {lane: sorted(names) for lane, names in ran_by.items()} == {
+        "fast": ["fast", "urgent"],
+        "bulk": ["bulk", "slow"],
+        "reports": ["report"],
+    }
+
+
+async def test_a_bounded_worker_leaves_other_priorities_untouched(
+    database_url: str, pool: asyncpg.Pool[Any], conn: asyncpg.Connection[Any]
+) -> None:
+    ran: list[str] = []
+    outside = await add_job(pool, "known", {"name": "outside"}, priority=3)
+    await add_job(pool, "known", {"name": "inside"}, priority=2)
+    summary = await Worker(
+        database_url, tasks=recording_registry(ran), options=fast_options(min_priority=-2, max_priority=2)
+    ).run_once()
+    assert ran == ["inside"]
+    assert summary.processed == 1
+    row = await job_row(conn, outside.id)
+    assert row is not None and (row["attempts"], row["locked_by"]) == (0, None)

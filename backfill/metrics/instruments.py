@@ -1,0 +1,272 @@
+"""The metrics themselves, and the event listeners that feed them from a core worker.
+
+Every label is bounded, so a deployment's series count cannot grow with its data: ``task`` is one of the
+tasks named at construction or ``other``; ``lane`` one of the lanes named at construction or ``other``;
+``priority_band`` one of :data:`backfill.priorities.PRIORITY_BANDS`. Named (serial) queues, which may be one
+per customer, are only a label of the queue gauges, capped there (see :mod:`backfill.metrics.queue_stats`).
+
+A job's ``lane`` label is the lane its priority and flags put it in (:func:`backfill.lanes.lane_of`), the same
+for the enqueue, start, outcome and dead-letter counters, so ``enqueued - succeeded - failed_permanently``
+can be read per lane whichever worker ran the job.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Collection, Iterable
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+
+from backfill.core import Event, Events
+from backfill.lanes import BUILT_IN_LANES, lane_of
+from backfill.metrics.gauges import BusySlots, QueueGauges
+from backfill.priorities import priority_band
+
+OTHER = "other"
+
+# From 5 ms (a cache refresh) to 4 h (a nightly export): roughly 1-2.5-5 steps, 20 buckets. Used for both job
+# duration and schedule-to-start lag, whose healthy range is the same milliseconds and whose sick one is hours.
+DURATION_BUCKETS: tuple[float, ...] = (
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+    10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0, 7200.0, 14400.0,
+)  # fmt: skip
+
+_JOB_LABELS = ("task", "lane", "priority_band")
+_TIMING_LABELS = ("task", "lane")
+
+
+class _JobSeries:
+    """The counter children of one (task, lane, priority_band), looked up once and then reused."""
+
+    __slots__ = (
+        "dead_lettered",
+        "enqueued",
+        "failed",
+        "failed_permanently",
+        "retried",
+        "started",
+        "succeeded",
+        "timed_out",
+    )
+
+    def __init__(self, metrics: BackfillMetrics, labels: tuple[str, str, str]) -> None:
+        self.enqueued = metrics.jobs_enqueued.labels(*labels)
+        self.started = metrics.jobs_started.labels(*labels)
+        self.succeeded = metrics.jobs_succeeded.labels(*labels)
+        self.failed = metrics.jobs_failed.labels(*labels)
+        self.retried = metrics.jobs_retried.labels(*labels)
+        self.failed_permanently = metrics.jobs_failed_permanently.labels(*labels)
+        self.timed_out = metrics.jobs_timed_out.labels(*labels)
+        self.dead_lettered = metrics.jobs_dead_lettered.labels(*labels)
+
+
+class _TimingSeries:
+    __slots__ = ("duration", "lag")
+
+    def __init__(self, metrics: BackfillMetrics, labels: tuple[str, str]) -> None:
+        self.duration = metrics.job_duration.labels(*labels)
+        self.lag = metrics.job_start_lag.labels(*labels)
+
+
+class BackfillMetrics:
+    """backfill's Prometheus metrics, registered in ``registry`` (default: a new, private registry).
+
+    Pass ``prometheus_client.REGISTRY`` to expose them beside the application's own metrics; two instances on
+    one registry clash (their names are the same), unless their ``namespace`` differs.
+
+    ``tasks`` and ``lanes`` are the label values kept as they are; any other task or lane is counted as
+    ``other``. With no ``tasks`` every task is ``other``, so name the ones you want to tell apart.
+    """
+
+    def __init__(
+        self,
+        registry: CollectorRegistry | None = None,
+        *,
+        tasks: Iterable[str] = (),
+        lanes: Iterable[str] = BUILT_IN_LANES,
+        namespace: str = "backfill",
+    ) -> None:
+        self.registry = registry if registry is not None else CollectorRegistry()
+        self.tasks: frozenset[str] = frozenset(tasks)
+        self.lanes: tuple[str, ...] = tuple(dict.fromkeys(lanes))
+        self.namespace = namespace
+        self._lane_set = frozenset(self.lanes)
+
+        def counter(name: str, documentation: str, labels: Iterable[str] = _JOB_LABELS) -> Counter:
+            return Counter(name, documentation, labels, namespace=namespace, registry=self.registry)
+
+        def histogram(name: str, documentation: str) -> Histogram:
+            return Histogram(
+                name,
+                documentation,
+                _TIMING_LABELS,
+                namespace=namespace,
+                registry=self.registry,
+                buckets=DURATION_BUCKETS,
+            )
+
+        self.jobs_enqueued = counter("jobs_enqueued", "Jobs enqueued (counted by the client after its commit)")
+        self.jobs_started = counter("jobs_started", "Job attempts started")
+        self.jobs_succeeded = counter("jobs_succeeded", "Job attempts that succeeded")
+        self.jobs_failed = counter("jobs_failed", "Job attempts that failed (every failed attempt, retried or not)")
+        self.jobs_retried = counter("jobs_retried", "Failed job attempts that leave another attempt (a retry)")
+        self.jobs_failed_permanently = counter(
+            "jobs_failed_permanently", "Failed job attempts that leave no attempt (out of attempts, or permanent)"
+        )
+        self.jobs_timed_out = counter("jobs_timed_out", "Job attempts cancelled at their deadline (also failed)")
+        self.jobs_dead_lettered = counter(
+            "jobs_dead_lettered", "Permanently failed jobs moved to the dead-letter queue"
+        )
+        self.job_duration = histogram("job_duration_seconds", "How long job attempts ran, failed ones included")
+        self.job_start_lag = histogram(
+            "job_start_lag_seconds", "From a job's run_at to its attempt's start (0 when the clocks disagree)"
+        )
+        self.lost_leases = counter(
+            "lost_lease_jobs", "Job results discarded because the job's lock was no longer ours", ("lane", "action")
+        )
+        self.recovered_jobs = counter(
+            "recovered_jobs",
+            "Jobs recovered from dead workers: released for another attempt, or failed as probable poison pills",
+            ("outcome",),
+        )
+        self.dead_workers = counter("dead_workers", "Workers declared dead by a sweep (their jobs recovered)", ())
+        self.loop_blocks = counter("event_loop_blocks", "Times something blocked the event loop past the threshold", ())
+        self.loop_blocked_seconds = counter(
+            "event_loop_blocked_seconds", "Seconds the event loop was reported blocked", ()
+        )
+        self.queue_gauges = QueueGauges(namespace)
+        self.registry.register(self.queue_gauges)
+        self.busy_slots = BusySlots(namespace)
+        self.registry.register(self.busy_slots)
+
+        self._series: dict[tuple[str, str, str], _JobSeries] = {}
+        self._timings: dict[tuple[str, str], _TimingSeries] = {}
+        self._bands: dict[int, str] = {}
+
+    # -- labels -----------------------------------------------------------------------------------------------
+
+    def task_label(self, task: str) -> str:
+        return task if task in self.tasks else OTHER
+
+    def lane_label(self, lane: str) -> str:
+        return lane if lane in self._lane_set else OTHER
+
+    def band_label(self, priority: int) -> str:
+        band = self._bands.get(priority)
+        if band is None:  # at most one entry per distinct priority (a smallint): bounded
+            band = self._bands[priority] = priority_band(priority)
+        return band
+
+    def _job_series(self, task: str, priority: int, flags: Collection[str] | None) -> _JobSeries:
+        key = (self.task_label(task), self.lane_label(lane_of(priority, flags)), self.band_label(priority))
+        series = self._series.get(key)
+        if series is None:
+            series = self._series[key] = _JobSeries(self, key)
+        return series
+
+    def _timing(self, task: str, priority: int, flags: Collection[str] | None) -> _TimingSeries:
+        key = (self.task_label(task), self.lane_label(lane_of(priority, flags)))
+        timing = self._timings.get(key)
+        if timing is None:
+            timing = self._timings[key] = _TimingSeries(self, key)
+        return timing
+
+    # -- producers outside the worker -------------------------------------------------------------------------
+
+    def job_enqueued(self, task: str, priority: int, flags: Collection[str] | None, count: int = 1) -> None:
+        """Count ``count`` jobs enqueued; call it once the enqueue has committed."""
+        self._job_series(task, priority, flags).enqueued.inc(count)
+
+    def dead_lettered(self, task: str, priority: int, flags: Collection[str] | None, count: int = 1) -> None:
+        """Count ``count`` jobs moved to the dead-letter queue; call it once the move has committed."""
+        self._job_series(task, priority, flags).dead_lettered.inc(count)
+
+    # -- a worker's events ------------------------------------------------------------------------------------
+
+    def observe_worker(
+        self, events: Events, lane: str, *, busy_slots: Callable[[], int] | None = None
+    ) -> Callable[[], None]:
+        """Count what the worker emitting ``events`` does; returns the function that stops counting.
+
+        ``lane`` is the lane that worker runs: it labels busy slots and lost leases (job counters use each
+        job's own lane). ``busy_slots`` (``lambda: worker.busy_slots``) is read at scrape time. Observe each
+        ``Events`` once: sweeps and loop blocks are counted per observer. Listening to ``job:*`` events makes
+        the worker take its observed path (a few microseconds per job); the listeners only bump counters.
+        """
+        lane_label = self.lane_label(lane)
+        series = self._job_series
+        timing = self._timing
+        final: list[Any] = [None]  # the job whose job:failed was just emitted (see on_complete)
+
+        def on_start(event: Event) -> None:
+            job = event["job"]
+            series(job.task_identifier, job.priority, job.flags).started.inc()
+            # Wall clock against the database's run_at: a clock ahead of the database's would read negative.
+            lag = time.time() - job.run_at.timestamp()
+            timing(job.task_identifier, job.priority, job.flags).lag.observe(lag if lag > 0.0 else 0.0)
+
+        def on_success(event: Event) -> None:
+            job = event["job"]
+            series(job.task_identifier, job.priority, job.flags).succeeded.inc()
+            timing(job.task_identifier, job.priority, job.flags).duration.observe(event["duration"])
+
+        def on_error(event: Event) -> None:
+            job = event["job"]
+            series(job.task_identifier, job.priority, job.flags).failed.inc()
+            duration = event.get("duration")
+            if duration is not None:  # None: cut short before the handler's time was measured
+                timing(job.task_identifier, job.priority, job.flags).duration.observe(duration)
+
+        def on_failed(event: Event) -> None:
+            job = event["job"]
+            series(job.task_identifier, job.priority, job.flags).failed_permanently.inc()
+            final[0] = job
+
+        def on_complete(event: Event) -> None:
+            # The recorder emits job:error, then job:failed if no attempt is left, then job:complete, in one
+            # synchronous call; so a failed job:complete not preceded by its job:failed is a retry. (A retry
+            # can't be told at job:error: the handler's verdict or a retry planner may make it final.)
+            if event["error"] is None:
+                return
+            job = event["job"]
+            if final[0] is job:
+                final[0] = None
+                return
+            series(job.task_identifier, job.priority, job.flags).retried.inc()
+
+        def on_timeout(event: Event) -> None:
+            job = event["job"]
+            series(job.task_identifier, job.priority, job.flags).timed_out.inc()
+
+        def on_lost_lease(event: Event) -> None:
+            self.lost_leases.labels(lane_label, str(event["action"])).inc(len(event["job_ids"]))
+
+        def on_recovered(event: Event) -> None:
+            self.recovered_jobs.labels("released").inc(len(event["released_jobs"]))
+            self.recovered_jobs.labels("poisoned").inc(len(event["poisoned_jobs"]))
+            self.dead_workers.inc(len(event["dead_workers"]))
+
+        def on_blocked(event: Event) -> None:
+            self.loop_blocks.inc()
+            self.loop_blocked_seconds.inc(max(float(event["seconds"]), 0.0))
+
+        stops = [
+            events.on("job:start", on_start),
+            events.on("job:success", on_success),
+            events.on("job:error", on_error),
+            events.on("job:failed", on_failed),
+            events.on("job:complete", on_complete),
+            events.on("job:timeout", on_timeout),
+            events.on("job:lostLease", on_lost_lease),
+            events.on("sweep:recovered", on_recovered),
+            events.on("loop:blocked", on_blocked),
+        ]
+        if busy_slots is not None:
+            stops.append(self.busy_slots.add(lane_label, busy_slots))
+
+        def stop() -> None:
+            while stops:
+                stops.pop()()
+
+        return stop

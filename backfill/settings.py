@@ -113,6 +113,9 @@ class BackfillSettings(BaseSettings):
     job_timeout_seconds: float | None = Field(
         None, gt=0, le=MAX_TIMEOUT_SECONDS, allow_inf_nan=False, validation_alias="BACKFILL_JOB_TIMEOUT_SECONDS"
     )
+    connect_timeout_seconds: float = Field(
+        30.0, ge=0, allow_inf_nan=False, validation_alias="BACKFILL_CONNECT_TIMEOUT_SECONDS"
+    )
 
     # --- validators: a ValueError's message becomes "<VARIABLE>: <message>, got <value>" (see _describe) ---
 

@@ -95,6 +95,7 @@ def test_environment_overrides(monkeypatch: pytest.MonkeyPatch) -> None:
         "BACKFILL_PREPARED_STATEMENTS": "0",
         "BACKFILL_QUEUE_STATS_INTERVAL_SECONDS": "30",
         "BACKFILL_JOB_TIMEOUT_SECONDS": "90.5",
+        "BACKFILL_CONNECT_TIMEOUT_SECONDS": "4",
     }
     assert set(values) == set(BackfillSettings.env_names().values()), "every variable is exercised here"
     for key, value in values.items():
@@ -126,6 +127,7 @@ def test_environment_overrides(monkeypatch: pytest.MonkeyPatch) -> None:
     assert settings.prepared_statements is False
     assert settings.queue_stats_interval_seconds == 30
     assert settings.job_timeout_seconds == 90.5
+    assert settings.connect_timeout_seconds == 4.0
 
 
 def test_empty_value_means_unset(monkeypatch: pytest.MonkeyPatch) -> None:

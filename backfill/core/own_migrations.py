@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
+from importlib import resources
 
 import asyncpg
 
@@ -40,11 +41,23 @@ TRACKING_TABLE = "backfill_migrations"
 
 @dataclass(frozen=True, slots=True)
 class OwnMigration:
-    """One step of a migration line: ``sql_file`` (in ``backfill/core/sql``, ``@schema@`` spliced in)."""
+    """One step of a migration line: ``sql_file``, read from the package ``package`` with ``@schema@`` spliced in.
+
+    ``package`` is a dotted name, so that a line of the layer above (``backfill.dlq.sql``) ships its SQL beside
+    its code while the core imports nothing of that layer: the package is only opened when the step runs.
+    """
 
     id: int
     name: str
     sql_file: str
+    package: str = sql.__name__
+
+    def text(self, schema: SchemaName) -> str:
+        """The statement(s) to run for ``schema``."""
+        if self.package == sql.__name__:
+            return sql.load(self.sql_file, schema)
+        source = resources.files(self.package).joinpath(self.sql_file).read_text(encoding="utf-8")
+        return source.replace(sql.SCHEMA_PLACEHOLDER, schema.quoted)
 
 
 CORE_MIGRATIONS: tuple[OwnMigration, ...] = (
@@ -137,7 +150,7 @@ async def _apply(connection: Executor, schema: SchemaName, line: str, migration:
         )
         if already:
             return False
-        await connection.execute(sql.load(migration.sql_file, schema))
+        await connection.execute(migration.text(schema))
         await connection.execute(
             f"insert into {table} (line, id, name) values ($1::text, $2::int, $3::text)",
             line,

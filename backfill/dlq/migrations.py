@@ -1,0 +1,24 @@
+"""The dead-letter queue's own migration line, ``"dlq"``, applied by :func:`migrate_dlq`.
+
+A line of its own (see :mod:`backfill.core.own_migrations`): the core line never has to know the
+dead-letter table exists, and ``sql/dlq_schema.sql`` records the same ``('dlq', 1)`` row when a team applies
+the table with psql, so a process that later calls :func:`migrate_dlq` finds nothing to do.
+"""
+
+from __future__ import annotations
+
+from backfill.core.db import ConnectionSource
+from backfill.core.own_migrations import OwnMigration, migrate_own
+from backfill.core.schema import SchemaName
+
+DLQ_LINE = "dlq"
+DLQ_TABLE = "backfill_dlq"
+
+DLQ_MIGRATIONS: tuple[OwnMigration, ...] = (
+    OwnMigration(1, "dead-letter table", "dlq_001_table.sql", package="backfill.dlq.sql"),
+)
+
+
+async def migrate_dlq(executor: ConnectionSource, schema: str | SchemaName | None = None) -> list[int]:
+    """Create or upgrade the dead-letter table in ``schema`` (Graphile's must exist); the ids applied here."""
+    return await migrate_own(executor, SchemaName.coerce(schema), line=DLQ_LINE, migrations=DLQ_MIGRATIONS)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import importlib
 import logging
 import os
 import sys
@@ -15,13 +14,13 @@ from backfill.cli.common import Commands, add_database_options
 from backfill.cli.exit_codes import EXIT_FAILURE, EXIT_OK
 from backfill.core.crontab import CronItem, load_crontab_file
 from backfill.core.db import database_url_from_env, redact_dsn
-from backfill.core.errors import ConfigurationError
 from backfill.core.migrate import migrate
 from backfill.core.options import WorkerOptions
 from backfill.core.own_migrations import migrate_own
 from backfill.core.schema import SchemaName
-from backfill.core.tasks import TaskRegistry, default_registry
+from backfill.core.tasks import TaskRegistry
 from backfill.core.worker import Worker
+from backfill.task_modules import load_tasks as load_task_modules
 
 logger = logging.getLogger("backfill.cli")
 
@@ -78,25 +77,7 @@ DEFAULT_CRONTAB = "crontab"
 
 def load_tasks(modules: Sequence[str]) -> TaskRegistry:
     """Import ``modules`` and collect the tasks they define (via ``@backfill.task`` or a TaskRegistry)."""
-    if "" not in sys.path and os.getcwd() not in sys.path:
-        sys.path.insert(0, os.getcwd())  # `backfill worker --tasks app.tasks` run from the project root
-    collected = TaskRegistry()
-    for name in modules:
-        try:
-            module = importlib.import_module(name)
-        except ImportError as error:
-            raise ConfigurationError(f"--tasks {name}: cannot import module: {error}") from error
-        for definition in default_registry.from_modules([name]):
-            collected.add(definition)  # as defined: payload model and timeout included
-        for value in vars(module).values():
-            if isinstance(value, TaskRegistry) and value is not default_registry:
-                for definition in value:
-                    collected.add(definition)
-    if len(collected) == 0:
-        raise ConfigurationError(
-            f"--tasks {', '.join(modules)}: no tasks found (decorate handlers with @backfill.task)"
-        )
-    return collected
+    return load_task_modules(modules, source="--tasks")
 
 
 async def _migrate_command(args: argparse.Namespace) -> int:

@@ -1,0 +1,257 @@
+"""What the dead-letter queue hands out: entries, their errors, filters, pages, requeue results and figures.
+
+Values only, no SQL. Every type is immutable; the ones read from a row are built by ``from_record``, which
+accepts json/jsonb columns as text (no codec on the pool) or already decoded (a caller's codec).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from backfill.core.errors import ConfigurationError
+from backfill.core.jobs import decode_json
+
+# The flag a requeued job carries: backfill:dlq=<entry id>. When that job dies again it goes back to the
+# same entry; when it succeeds the entry is deleted.
+DLQ_FLAG_PREFIX = "backfill:dlq="
+
+
+def requeued_flag(entry_id: int) -> str:
+    """The flag that ties a requeued job to its entry."""
+    return f"{DLQ_FLAG_PREFIX}{entry_id}"
+
+
+def entry_id_of(flags: frozenset[str]) -> int | None:
+    """The entry a requeued job came from (its ``backfill:dlq=<id>`` flag), ``None`` for any other job."""
+    for flag in flags:
+        if flag.startswith(DLQ_FLAG_PREFIX):
+            digits = flag[len(DLQ_FLAG_PREFIX) :]
+            # The same shape the move statement accepts: a hand-written flag that is not an id is ignored.
+            if digits.isascii() and digits.isdigit() and len(digits) <= 18:
+                return int(digits)
+    return None
+
+
+class EntryState(StrEnum):
+    """``dead``: waiting for triage. ``requeued``: a job made from it is live (``requeued_job_id``)."""
+
+    DEAD = "dead"
+    REQUEUED = "requeued"
+
+
+class Reason(StrEnum):
+    """Why the job died: its last error was permanent (the handler or the poison-pill sweep said so), or it
+    used up ``max_attempts``."""
+
+    ATTEMPTS_EXHAUSTED = "attempts_exhausted"
+    PERMANENT_FAILURE = "permanent_failure"
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorRecord:
+    """One failed attempt. ``permanent`` is ``None`` for an attempt a Node worker made (it does not say), and
+    ``failed_at`` is then the job row's ``updated_at``, a lower bound."""
+
+    attempt: int
+    error: str | None
+    failed_at: datetime | None
+    permanent: bool | None
+    job_id: int | None
+
+    @classmethod
+    def from_json(cls, item: Mapping[str, Any]) -> ErrorRecord:
+        failed_at = item.get("failed_at")
+        return cls(
+            attempt=int(item["attempt"]),
+            error=item.get("error"),
+            failed_at=datetime.fromisoformat(failed_at) if isinstance(failed_at, str) else None,
+            permanent=item.get("permanent"),
+            job_id=item.get("job_id"),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetterEntry:
+    """A row of ``backfill_dlq``: a dead job, every error it had, and what triage did with it."""
+
+    id: int
+    job_id: int
+    task_identifier: str
+    payload: Any
+    queue_name: str | None
+    priority: int
+    job_key: str | None
+    flags: frozenset[str]
+    attempts: int
+    max_attempts: int
+    errors: tuple[ErrorRecord, ...]
+    last_error: str | None
+    reason: Reason
+    created_at: datetime
+    run_at: datetime
+    failed_at: datetime
+    requeue_count: int
+    requeued_at: datetime | None
+    requeued_job_id: int | None
+    state: EntryState
+    notes: str | None
+    updated_at: datetime
+
+    @classmethod
+    def from_record(cls, record: Mapping[str, Any]) -> DeadLetterEntry:
+        flags = decode_json(record["flags"])
+        errors = decode_json(record["errors"]) or []
+        return cls(
+            id=record["id"],
+            job_id=record["job_id"],
+            task_identifier=record["task_identifier"],
+            payload=decode_json(record["payload"]),
+            queue_name=record["queue_name"],
+            priority=record["priority"],
+            job_key=record["job_key"],
+            flags=frozenset(name for name, on in flags.items() if on) if flags else frozenset(),
+            attempts=record["attempts"],
+            max_attempts=record["max_attempts"],
+            errors=tuple(ErrorRecord.from_json(item) for item in errors),
+            last_error=record["last_error"],
+            reason=Reason(record["reason"]),
+            created_at=record["created_at"],
+            run_at=record["run_at"],
+            failed_at=record["failed_at"],
+            requeue_count=record["requeue_count"],
+            requeued_at=record["requeued_at"],
+            requeued_job_id=record["requeued_job_id"],
+            state=EntryState(record["state"]),
+            notes=record["notes"],
+            updated_at=record["updated_at"],
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetterFilter:
+    """Which entries: every field given must hold (``None`` matches anything).
+
+    ``since``/``until`` bound ``failed_at`` (``since <= failed_at < until``); ``error`` is a case-insensitive
+    substring of any of the entry's errors.
+    """
+
+    task: str | None = None
+    queue: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    error: str | None = None
+    state: EntryState | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("task", "queue", "error"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, str) or not value):
+                raise ConfigurationError(f"filter {name} must be a non-empty string, got {value!r}")
+        for name in ("since", "until"):
+            value = getattr(self, name)
+            if value is not None and (
+                not isinstance(value, datetime) or value.tzinfo is None or value.utcoffset() is None
+            ):
+                raise ConfigurationError(f"filter {name} must be a timezone-aware datetime, got {value!r}")
+        if self.state is not None:
+            try:
+                object.__setattr__(self, "state", EntryState(self.state))
+            except ValueError:
+                known = ", ".join(state.value for state in EntryState)
+                raise ConfigurationError(f"filter state must be one of {known}, got {self.state!r}") from None
+
+    @property
+    def is_empty(self) -> bool:
+        """Matches every entry: acting on it needs ``all=True``."""
+        return all(getattr(self, name) is None for name in ("task", "queue", "since", "until", "error", "state"))
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetterPage:
+    """One page of :meth:`DeadLetterQueue.list`; pass ``next_cursor`` as ``after`` for the next (``None``: last)."""
+
+    entries: tuple[DeadLetterEntry, ...]
+    next_cursor: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Requeued:
+    """An entry requeued (or, in a dry run, that would be): the job it became (``None`` in a dry run)."""
+
+    entry_id: int
+    job_id: int | None
+    task_identifier: str
+    queue_name: str | None
+    priority: int
+    max_attempts: int
+    run_at: datetime | None
+    job_key: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Skipped:
+    """An entry that was asked for and not acted on, and why."""
+
+    entry_id: int
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class RequeueResult:
+    """What :meth:`DeadLetterQueue.requeue` did (with ``dry_run``: would do, nothing was changed)."""
+
+    requeued: tuple[Requeued, ...]
+    skipped: tuple[Skipped, ...]
+    dry_run: bool
+
+
+@dataclass(frozen=True, slots=True)
+class DeleteResult:
+    """What :meth:`DeadLetterQueue.delete` deleted (with ``dry_run``: would delete)."""
+
+    deleted: tuple[int, ...]
+    missing: tuple[int, ...]
+    dry_run: bool
+
+
+@dataclass(frozen=True, slots=True)
+class CountBy:
+    """How many entries share one value (a task, a reason, an error's first line)."""
+
+    value: str
+    count: int
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetterStats:
+    """The dead-letter queue at a glance. ``top_errors`` groups entries by the first line of their last error
+    (cut to 200 characters), most frequent first."""
+
+    total: int
+    dead: int
+    requeued: int
+    oldest_failed_at: datetime | None
+    newest_failed_at: datetime | None
+    by_task: tuple[CountBy, ...]
+    by_reason: tuple[CountBy, ...]
+    top_errors: tuple[CountBy, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class MovedJob:
+    """A job the mover took out of the jobs table, as handed to ``on_moved`` (metrics, logs).
+
+    ``returned``: it was a requeued job that died again and went back to its entry.
+    """
+
+    entry_id: int
+    job_id: int
+    task_identifier: str
+    priority: int
+    flags: frozenset[str]
+    reason: Reason
+    returned: bool

@@ -144,7 +144,7 @@ class DeadLetterFilter:
     since: datetime | None = None
     until: datetime | None = None
     error: str | None = None
-    state: EntryState | None = None
+    state: EntryState | str | None = None  # a string is checked and turned into an EntryState
 
     def __post_init__(self) -> None:
         for name in ("task", "queue", "error"):

@@ -129,3 +129,33 @@ async def wait_for_entries(
 
 def job_ids(moved: Sequence[MovedJob] | Sequence[Job]) -> list[int]:
     return sorted(item.job_id if isinstance(item, MovedJob) else item.id for item in moved)
+
+
+async def make_dead(
+    pool: asyncpg.Pool[Any],
+    task: str,
+    errors: Sequence[str] = ("boom",),
+    *,
+    payload: str = "{}",
+    permanent: bool = False,
+    **options: Any,
+) -> int:
+    """A job that failed every attempt as a backfill worker records it (history rows, then the row), left for
+    the mover; the job id. ``permanent``: the last failure said so."""
+    job_id = await add(pool, task, payload, max_attempts=len(errors), **options)
+    for attempt, error in enumerate(errors, start=1):
+        last = attempt == len(errors)
+        await pool.execute(
+            f"""
+            with failed as (
+              update {JOBS} set attempts = $2::int, last_error = $3::text where id = $1::bigint returning id
+            )
+            insert into {ERRORS} (job_id, attempt, error, permanent, failed_at)
+            select id, $2::int, $3::text, $4::boolean, clock_timestamp() from failed
+            """,
+            job_id,
+            attempt,
+            error,
+            permanent and last,
+        )
+    return job_id

@@ -1,0 +1,271 @@
+"""The dead-letter queue from Python: look at dead jobs, requeue them, delete them, annotate them.
+
+:class:`DeadLetterQueue` wraps a pool (its own, made from a DSN, or the caller's, which it never closes)::
+
+    async with DeadLetterQueue(os.environ["DATABASE_URL"]) as dlq:
+        page = await dlq.list(DeadLetterFilter(task="send_email", error="timeout"), limit=20)
+        for entry in page.entries:
+            print(entry.id, entry.attempts, entry.last_error)
+        await dlq.requeue([entry.id for entry in page.entries], note="SMTP fixed, see INC-42")
+
+Acting on many entries at once takes care: ``requeue`` and ``delete`` with a filter refuse an empty one (which
+matches every entry) unless ``all=True`` is passed, except in a dry run, which changes nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterable, Sequence
+from contextlib import asynccontextmanager
+from datetime import datetime
+from types import TracebackType
+from typing import Any
+
+import asyncpg
+
+from backfill.core.db import Executor, redact_dsn
+from backfill.core.errors import ConfigurationError, DatabaseError
+from backfill.core.jobs import SMALLINT_MAX, SMALLINT_MIN
+from backfill.core.schema import SchemaName
+from backfill.dlq import queries
+from backfill.dlq.migrations import migrate_dlq
+from backfill.dlq.models import (
+    DeadLetterEntry,
+    DeadLetterFilter,
+    DeadLetterPage,
+    DeadLetterStats,
+    DeleteResult,
+    RequeueResult,
+)
+from backfill.dlq.mover import DeadLetterMover
+from backfill.dlq.requeue import Overrides, requeue_entries
+
+BIGINT_MAX = 2**63 - 1
+MAX_LIMIT = 10_000
+MAX_NOTE_CHARS = 10_000
+_OWN_POOL_SIZE = 2  # one call at a time per caller; a second for concurrent use
+
+_NOT_INSTALLED_HINT = (
+    "is the dead-letter table installed in schema {schema}? a backfill runner installs it, or call "
+    "DeadLetterQueue.migrate(), or apply sql/dlq_schema.sql with psql"
+)
+
+
+class DeadLetterQueue:
+    """The dead-letter queue of one schema. Use as ``async with``, or call :meth:`close` when done."""
+
+    def __init__(self, database: str | asyncpg.Pool[Any], *, schema: str | SchemaName | None = None) -> None:
+        if not isinstance(database, (str, asyncpg.Pool)) or database == "":
+            raise ConfigurationError("DeadLetterQueue needs a database URL or an asyncpg.Pool")
+        self.schema = SchemaName.coerce(schema)
+        self._dsn = database if isinstance(database, str) else None
+        self._pool: asyncpg.Pool[Any] | None = database if isinstance(database, asyncpg.Pool) else None
+        self._owns_pool = self._dsn is not None
+        self._opening = asyncio.Lock()
+
+    async def __aenter__(self) -> DeadLetterQueue:
+        await self._get_pool()  # fail here, at the `async with`, if the database is unreachable
+        return self
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, traceback: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        """Close the pool this object opened; a pool the caller passed in stays open."""
+        if self._owns_pool and self._pool is not None:
+            pool, self._pool = self._pool, None
+            await pool.close()
+
+    async def _get_pool(self) -> asyncpg.Pool[Any]:
+        async with self._opening:
+            if self._pool is None:
+                assert self._dsn is not None
+                try:
+                    self._pool = await asyncpg.create_pool(self._dsn, min_size=1, max_size=_OWN_POOL_SIZE)
+                except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
+                    raise DatabaseError(f"cannot connect to {redact_dsn(self._dsn)}: {error}") from error
+            return self._pool
+
+    @asynccontextmanager
+    async def _connection(self, what: str) -> AsyncIterator[Executor]:
+        """A pooled connection; database errors raised inside come out as DatabaseError saying ``what`` failed."""
+        pool = await self._get_pool()
+        try:
+            async with pool.acquire() as connection:
+                yield connection
+        except (asyncpg.UndefinedTableError, asyncpg.InvalidSchemaNameError, asyncpg.UndefinedFunctionError) as error:
+            hint = _NOT_INSTALLED_HINT.format(schema=self.schema)
+            raise DatabaseError(f"dead-letter {what} failed: {error} ({hint})") from error
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
+            raise DatabaseError(f"dead-letter {what} failed: {error}") from error
+
+    # -- schema -------------------------------------------------------------------------------------------
+
+    async def migrate(self) -> list[int]:
+        """Install the dead-letter table (Graphile's schema must exist); the migration ids applied now."""
+        return await migrate_dlq(await self._get_pool(), self.schema)
+
+    # -- reading ------------------------------------------------------------------------------------------
+
+    async def get(self, entry_id: int) -> DeadLetterEntry | None:
+        """One entry, every error included, or ``None``."""
+        _check_id("entry_id", entry_id)
+        async with self._connection("get") as connection:
+            return await queries.get_entry(connection, self.schema, entry_id)
+
+    async def list(
+        self, filter: DeadLetterFilter | None = None, *, limit: int = 100, after: str | None = None
+    ) -> DeadLetterPage:
+        """Entries matching ``filter``, newest failure first; ``after`` is the previous page's ``next_cursor``.
+
+        Pages are stable: walking them neither repeats nor skips an entry while others are added.
+        """
+        where = _filter(filter)
+        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_LIMIT:
+            raise ConfigurationError(f"limit must be an integer between 1 and {MAX_LIMIT}, got {limit!r}")
+        if after is not None and not isinstance(after, str):
+            raise ConfigurationError(f"after must be a cursor string from list(), got {after!r}")
+        async with self._connection("list") as connection:
+            return await queries.list_entries(connection, self.schema, where, limit=limit, after=after)
+
+    async def stats(self) -> DeadLetterStats:
+        """Counts by task, reason and error, totals, and the oldest and newest failure; from one snapshot."""
+        async with (
+            self._connection("stats") as connection,
+            connection.transaction(isolation="repeatable_read", readonly=True),
+        ):
+            return await queries.entry_stats(connection, self.schema)
+
+    # -- acting -------------------------------------------------------------------------------------------
+
+    async def requeue(
+        self,
+        ids: Iterable[int] | None = None,
+        *,
+        filter: DeadLetterFilter | None = None,
+        all: bool = False,
+        dry_run: bool = False,
+        priority: int | None = None,
+        run_at: datetime | None = None,
+        max_attempts: int | None = None,
+        note: str | None = None,
+    ) -> RequeueResult:
+        """Make jobs of the entries ``ids`` (or of the dead entries ``filter`` matches) again, in one transaction.
+
+        Each new job gets the entry's task, payload, queue, priority, key and flags, fresh attempts, and any
+        override given; the entry becomes ``requeued`` and ``note`` is appended to its notes. Entries already
+        requeued, and keyed entries whose key another job holds, are reported in ``skipped``. With
+        ``dry_run`` everything is done and rolled back: the result says what would happen, and no job ids.
+        See :mod:`backfill.dlq.requeue`.
+        """
+        entry_ids, where = _targets(ids, filter, everything=all, dry_run=dry_run, action="requeue")
+        if priority is not None:
+            _check_int("priority", priority, SMALLINT_MIN, SMALLINT_MAX)
+        if max_attempts is not None:
+            _check_int("max_attempts", max_attempts, 1, SMALLINT_MAX)
+        if run_at is not None and (
+            not isinstance(run_at, datetime) or run_at.tzinfo is None or run_at.utcoffset() is None
+        ):
+            raise ConfigurationError(f"run_at must be a timezone-aware datetime, got {run_at!r}")
+        overrides = Overrides(priority=priority, run_at=run_at, max_attempts=max_attempts, note=_note(note))
+        async with self._connection("requeue") as connection:
+            return await requeue_entries(
+                connection, self.schema, ids=entry_ids, where=where, overrides=overrides, dry_run=dry_run
+            )
+
+    async def delete(
+        self,
+        ids: Iterable[int] | None = None,
+        *,
+        filter: DeadLetterFilter | None = None,
+        all: bool = False,
+        dry_run: bool = False,
+    ) -> DeleteResult:
+        """Delete the entries ``ids`` (or those ``filter`` matches, in any state); ``dry_run`` rolls back.
+
+        Deleting a ``requeued`` entry does not touch its live job; if that job dies, it gets a new entry.
+        """
+        entry_ids, where = _targets(ids, filter, everything=all, dry_run=dry_run, action="delete")
+        async with self._connection("delete") as connection:
+            transaction = connection.transaction()
+            await transaction.start()
+            try:
+                deleted = await queries.delete_entries(connection, self.schema, ids=entry_ids, where=where)
+            except BaseException:
+                await transaction.rollback()
+                raise
+            await (transaction.rollback() if dry_run else transaction.commit())
+        missing = () if entry_ids is None else tuple(sorted(set(entry_ids) - set(deleted)))
+        return DeleteResult(deleted=tuple(deleted), missing=missing, dry_run=dry_run)
+
+    async def annotate(self, entry_id: int, note: str) -> DeadLetterEntry | None:
+        """Append ``note`` (stamped with the time, in UTC) to the entry's notes; the entry, or ``None``."""
+        _check_id("entry_id", entry_id)
+        text = _note(note)
+        if text is None:
+            raise ConfigurationError("note must be a non-empty string")
+        async with self._connection("annotate") as connection:
+            return await queries.annotate_entry(connection, self.schema, entry_id, text)
+
+    async def move_now(self) -> int:
+        """Move every permanently failed job into the queue now (as the runner's mover does every few seconds),
+        and forget finished requeues; the number of jobs moved."""
+        pool = await self._get_pool()
+        try:
+            return await DeadLetterMover(pool, self.schema).move_now()
+        except (asyncpg.UndefinedTableError, asyncpg.InvalidSchemaNameError) as error:
+            hint = _NOT_INSTALLED_HINT.format(schema=self.schema)
+            raise DatabaseError(f"dead-letter move failed: {error} ({hint})") from error
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
+            raise DatabaseError(f"dead-letter move failed: {error}") from error
+
+
+def _filter(value: DeadLetterFilter | None) -> DeadLetterFilter:
+    if value is None:
+        return DeadLetterFilter()
+    if not isinstance(value, DeadLetterFilter):
+        raise ConfigurationError(f"filter must be a DeadLetterFilter, not {type(value).__name__}")
+    return value
+
+
+def _targets(
+    ids: Iterable[int] | None, where: DeadLetterFilter | None, *, everything: bool, dry_run: bool, action: str
+) -> tuple[Sequence[int] | None, DeadLetterFilter | None]:
+    """Entry ids, or a filter: exactly one way of choosing, and an explicit ``all`` for an empty filter."""
+    if ids is not None:
+        if where is not None or everything:
+            raise ConfigurationError(f"{action}: give entry ids or a filter (or all=True), not both")
+        if isinstance(ids, (str, bytes, int)):
+            raise ConfigurationError(f"{action}: ids must be a list of entry ids")
+        chosen = list(ids)
+        for position, entry_id in enumerate(chosen):
+            _check_id(f"ids[{position}]", entry_id)
+        return chosen, None
+    checked = _filter(where)
+    if checked.is_empty and not everything and not dry_run:
+        raise ConfigurationError(
+            f"{action}: no ids and an empty filter would {action} every entry; pass all=True if that is meant"
+        )
+    return None, checked
+
+
+def _check_id(name: str, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= BIGINT_MAX:
+        raise ConfigurationError(f"{name} must be a positive integer entry id, got {value!r}")
+
+
+def _check_int(name: str, value: Any, low: int, high: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise ConfigurationError(f"{name} must be an integer between {low} and {high}, got {value!r}")
+
+
+def _note(value: Any) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value.strip():
+        raise ConfigurationError("note must be a non-empty string")
+    if len(value) > MAX_NOTE_CHARS:
+        raise ConfigurationError(f"note must be at most {MAX_NOTE_CHARS} characters, got {len(value)}")
+    return value

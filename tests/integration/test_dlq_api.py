@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import ast
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -171,3 +173,18 @@ async def test_a_missing_table_is_a_database_error_that_says_how_to_install_it(p
             await dlq.list()
         assert await dlq.migrate() == [1]
         assert (await dlq.list()).entries == ()
+
+
+def test_the_public_surface_is_sorted_and_the_core_imports_nothing_of_it() -> None:
+    import backfill.dlq
+
+    names = list(backfill.dlq.__all__)
+    assert names == sorted(names) and all(hasattr(backfill.dlq, name) for name in names)
+    imported: set[str] = set()
+    for path in Path(backfill.core.__file__).parent.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                imported.update(alias.name for alias in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                imported.add(node.module)
+    assert not [name for name in imported if name.startswith("backfill.dlq")]  # a migration names it as data

@@ -49,7 +49,8 @@ _FLAG_PATTERN = f"^{DLQ_FLAG_PREFIX}[0-9]{{1,18}}$"
 
 @dataclass(frozen=True, slots=True)
 class _Statements:
-    move: str
+    move_all: str
+    move_ids: str
     forget_succeeded: str
     forget_finished_requeues: str
 
@@ -69,7 +70,9 @@ def _statements(schema: SchemaName) -> _Statements:
           array(select f.key from jsonb_each(moved.flags) as f where f.key ~ '{_FLAG_PATTERN}')
         else '{{}}'::text[] end
     """
-    move = f"""
+    # Two texts rather than one with "$1 is null or ...": each gets a plan of its own, so the move of a few
+    # given ids (after every final failure) always uses the primary key, whatever the plan cache decides.
+    move_template = f"""
         with doomed as (
           select jobs.id,
                  coalesce(t.identifier, 'task#' || jobs.task_id::text) as task_identifier,
@@ -79,9 +82,9 @@ def _statements(schema: SchemaName) -> _Statements:
             left join {queues} as q on q.id = jobs.job_queue_id
            where jobs.attempts >= jobs.max_attempts
              and jobs.locked_at is null
-             and ($1::bigint[] is null or jobs.id = any($1::bigint[]))
+             {{selection}}
            order by jobs.id
-           limit $2::int
+           limit $1::int
              for update of jobs skip locked
         ), moved as (
           delete from {jobs} as jobs
@@ -196,7 +199,8 @@ def _statements(schema: SchemaName) -> _Statements:
          order by chosen.id
     """
     return _Statements(
-        move=move,
+        move_all=move_template.replace("{selection}", ""),
+        move_ids=move_template.replace("{selection}", "and jobs.id = any($2::bigint[])"),
         # A requeued job succeeded on a backfill worker: its entry has nothing left to say. Fenced by the
         # job id, so an entry requeued again meanwhile (another job) is kept.
         forget_succeeded=f"""
@@ -234,7 +238,11 @@ async def move_batch(
 ) -> list[MovedJob]:
     """Move up to ``limit`` permanently failed, unlocked jobs (only ``job_ids`` if given), in one transaction."""
     async with connection.transaction():
-        rows = await connection.fetch(_statements(schema).move, None if job_ids is None else list(job_ids), limit)
+        statements = _statements(schema)
+        if job_ids is None:
+            rows = await connection.fetch(statements.move_all, limit)
+        else:
+            rows = await connection.fetch(statements.move_ids, limit, list(job_ids))
         lost = [row["job_id"] for row in rows if row["entry_id"] is None]
         if lost:
             raise LostJobError(f"the dead-letter move deleted jobs {lost} without writing them; rolled back")

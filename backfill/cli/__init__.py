@@ -1,9 +1,9 @@
 """The ``backfill`` command line (also ``python -m backfill``): ``main`` assembles the commands and runs one.
 
-One module per group of commands (worker.py: migrate, worker, demo; jobs.py: add and jobs …; admin.py: stats,
-queues, workers, cleanup, sweep; dlq.py: dlq list, show, requeue, delete, stats, note), each registering its
-parsers with a ``handler`` coroutine that returns an exit code. The exit codes are in exit_codes.py and
-docs/cli.md; errors map to them here, once.
+One module per group of commands (worker.py: migrate, worker, demo; run.py: run, the WorkerRunner; jobs.py:
+add and jobs …; admin.py: stats, queues, workers, cleanup, sweep; dlq.py: dlq list, show, requeue, delete,
+stats, note), each registering its parsers with a ``handler`` coroutine that returns an exit code. The exit
+codes are in exit_codes.py and docs/cli.md; errors map to them here, once.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from typing import Any
 
 import asyncpg
 
-from backfill.cli import admin, dlq, jobs, worker
+from backfill.cli import admin, dlq, jobs, run, worker
 from backfill.cli.exit_codes import (
     EXIT_FAILURE,
     EXIT_INCOMPATIBLE_SCHEMA,
@@ -59,6 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--log-level", default=os.environ.get("BACKFILL_LOG_LEVEL", "INFO"), help="default: INFO")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     worker.register(commands)
+    run.register(commands)
     jobs.register(commands)
     admin.register(commands)
     dlq.register(commands)

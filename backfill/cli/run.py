@@ -1,0 +1,48 @@
+"""``backfill run``: the WorkerRunner configured from the environment — lanes, retry policies, DLQ, metrics.
+
+``backfill worker`` runs one core worker from command-line options; ``backfill run`` is what a container runs:
+every setting comes from the environment (and ``.env``), see ``.env.example`` and docs/reference/environment.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from backfill.cli.common import Commands
+from backfill.cli.exit_codes import EXIT_OK
+from backfill.runner import WorkerRunner
+
+
+def register(commands: Commands) -> None:
+    parser = commands.add_parser(
+        "run",
+        help="run the lanes, retry policies, dead-letter queue and metrics, configured from the environment",
+        description=(
+            "Run a WorkerRunner configured from the environment (and .env): FAST_QUEUE_CONCURRENCY, "
+            "BULK_QUEUE_CONCURRENCY, BACKFILL_LANES, BACKFILL_TASK_MODULES, BACKFILL_METRICS_PORT and the rest "
+            "listed in .env.example. SIGTERM or SIGINT stops it gracefully; a second one stops running jobs."
+        ),
+    )
+    parser.add_argument(
+        "--tasks",
+        action="append",
+        default=[],
+        metavar="MODULE",
+        help="module whose tasks to run (repeatable; added to BACKFILL_TASK_MODULES)",
+    )
+    parser.add_argument("--once", action="store_true", help="run what is runnable now in every lane, then exit")
+    parser.add_argument(
+        "--env-file", default=".env", help="file of variables read under the environment (default .env)"
+    )
+    parser.set_defaults(handler=_run_command)
+
+
+async def _run_command(args: argparse.Namespace) -> int:
+    runner = WorkerRunner.from_env(env_file=args.env_file, extra_task_modules=tuple(args.tasks))
+    summary = await (runner.run_once() if args.once else runner.serve(handle_signals=True))
+    print(
+        f"backfill run: succeeded={summary.succeeded} failed={summary.failed} "
+        f"permanently_failed={summary.permanently_failed} interrupted={summary.interrupted}",
+        flush=True,
+    )
+    return EXIT_OK

@@ -20,6 +20,7 @@ from backfill.core.own_migrations import migrate_own
 from backfill.core.schema import SchemaName
 from backfill.core.tasks import TaskRegistry
 from backfill.core.worker import Worker
+from backfill.dlq.migrations import DLQ_LINE, DLQ_MIGRATIONS
 from backfill.task_modules import load_tasks as load_task_modules
 
 logger = logging.getLogger("backfill.cli")
@@ -90,8 +91,10 @@ async def _migrate_command(args: argparse.Namespace) -> int:
         return EXIT_FAILURE
     try:
         report = await migrate(connection, schema)
-        # backfill's own tables (the worker registry) beside Graphile's: workers and `backfill workers` need them.
-        own = await migrate_own(connection, schema)
+        # backfill's own tables beside Graphile's: the worker registry and error history (core line), and the
+        # dead-letter table (dlq line) that `backfill run` and `backfill dlq` use.
+        own = [f"core/{n}" for n in await migrate_own(connection, schema)]
+        own += [f"dlq/{n}" for n in await migrate_own(connection, schema, line=DLQ_LINE, migrations=DLQ_MIGRATIONS)]
     finally:
         await connection.close()
     if report.applied:
@@ -99,7 +102,7 @@ async def _migrate_command(args: argparse.Namespace) -> int:
     else:
         print(f"schema {schema}: already at revision {report.to_revision}")
     if own:
-        print(f"schema {schema}: backfill's own migrations applied: {', '.join(map(str, own))}")
+        print(f"schema {schema}: backfill's own migrations applied: {', '.join(own)}")
     return EXIT_OK
 
 

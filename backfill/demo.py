@@ -1,8 +1,10 @@
 """``backfill demo``: a worker processing real jobs, on an embedded PostgreSQL when DATABASE_URL is unset.
 
-It enqueues a mix of jobs — fast async ones, synchronous ones run in threads, a serial queue, a keyed
-(debounced) job and one that fails once and is retried with Graphile's backoff — runs a worker until the
-jobs table is empty, and prints what happened.
+It starts a :class:`~backfill.runner.WorkerRunner` (Fast, Bulk and a custom ``reports`` lane), enqueues a mix
+of jobs with :class:`~backfill.client.BackfillClient` — fast async ones, synchronous ones run in threads, a
+serial queue, an emergency job, a keyed (debounced) job, one that fails once and is retried by the ``fast``
+policy, and one that fails permanently and lands in the dead-letter queue — waits until the jobs table is
+empty, and prints what happened lane by lane.
 """
 
 from __future__ import annotations
@@ -17,15 +19,15 @@ from typing import Any
 
 import asyncpg
 
+from backfill.client import BackfillClient, Enqueue
 from backfill.core.context import JobContext
 from backfill.core.db import redact_dsn
-from backfill.core.enqueue import add_job, add_jobs
-from backfill.core.errors import ConfigurationError
-from backfill.core.jobs import JobSpec
-from backfill.core.migrate import migrate
-from backfill.core.options import WorkerOptions
+from backfill.core.errors import ConfigurationError, PermanentFailure
 from backfill.core.tasks import TaskRegistry
-from backfill.core.worker import Worker
+from backfill.dlq import DeadLetterQueue
+from backfill.priorities import Priority
+from backfill.runner import WorkerRunner
+from backfill.settings import BackfillSettings
 
 DEMO_TIMEOUT_SECONDS = 60.0
 
@@ -38,22 +40,35 @@ def build_demo_tasks(ran: Counter[str]) -> TaskRegistry:
         await asyncio.sleep(0.002)  # stands in for an SMTP round trip
         ran["demo.send_welcome_email"] += 1
 
+    @registry.task("demo.page_on_call")
+    async def page_on_call(payload: dict[str, Any]) -> None:
+        ran["demo.page_on_call (EMERGENCY)"] += 1
+
     @registry.task("demo.resize_image")
     def resize_image(payload: dict[str, Any]) -> None:
         # Synchronous work runs in a thread, so the event loop keeps fetching and completing meanwhile.
         sum(i * i for i in range(20_000))
         ran["demo.resize_image"] += 1
 
+    @registry.task("demo.monthly_report")
+    async def monthly_report(payload: dict[str, Any]) -> None:
+        await asyncio.sleep(0.05)  # slow work in its own lane: it never takes a Fast or Bulk slot
+        ran["demo.monthly_report (reports lane)"] += 1
+
     @registry.task("demo.customer_sync")
     async def customer_sync(payload: dict[str, Any], ctx: JobContext) -> None:
-        # Jobs in one named queue run one at a time, in order, across every worker.
-        ran["demo.customer_sync"] += 1
+        # Jobs in one serial queue run one at a time, in order, across every worker.
+        ran["demo.customer_sync (serial queue)"] += 1
 
     @registry.task("demo.flaky_webhook")
     async def flaky_webhook(payload: dict[str, Any], ctx: JobContext) -> None:
         if ctx.attempt == 1:
-            raise ConnectionError("receiver answered 503")  # retried after e^1 ≈ 2.7 s
+            raise ConnectionError("receiver answered 503")  # retried by the `fast` policy after ~0.1 s
         ran["demo.flaky_webhook (after retry)"] += 1
+
+    @registry.task("demo.import_file")
+    async def import_file(payload: dict[str, Any]) -> None:
+        raise PermanentFailure(f"{payload['path']}: not a CSV file")  # straight to the dead-letter queue
 
     return registry
 
@@ -88,43 +103,67 @@ def _start_embedded_postgres() -> tuple[Any, str]:
 
 async def _demo(dsn: str, jobs: int) -> int:
     ran: Counter[str] = Counter()
-    registry = build_demo_tasks(ran)
-    async with asyncpg.create_pool(dsn, min_size=1, max_size=4) as pool:
-        report = await migrate(pool)
-        print(f"schema {report.schema} at revision {report.to_revision}")
-        specs = [JobSpec("demo.send_welcome_email", {"user_id": n}, priority=-5) for n in range(jobs // 2)]
-        specs += [JobSpec("demo.resize_image", {"image_id": n}) for n in range(jobs // 4)]
-        specs += [JobSpec("demo.customer_sync", {"step": n}, queue_name="customer:42") for n in range(10)]
-        await add_jobs(pool, specs)
-        await add_job(pool, "demo.flaky_webhook", {"url": "https://example.invalid/hook"})
-        # Enqueued twice under one key: the second replaces the first (debounce), so it runs once.
+    settings = BackfillSettings.load(
+        env_file=None,
+        database_url=dsn,
+        fast_queue_concurrency=4,
+        bulk_queue_concurrency=4,
+        lanes="reports=1",
+        dlq_sweep_interval_seconds=0.5,
+    )
+    runner = WorkerRunner(settings, tasks=build_demo_tasks(ran))
+    started = time.monotonic()
+    async with runner:
+        print(f"runner started: lanes {', '.join(f'{lane.name}={lane.concurrency}' for lane in runner.lanes)}")
+        client = BackfillClient(runner.pool)
+        requests = [
+            Enqueue("demo.send_welcome_email", {"user_id": n}, priority=Priority.FAST_DEFAULT) for n in range(jobs // 2)
+        ]
+        requests += [Enqueue("demo.resize_image", {"image_id": n}) for n in range(jobs // 4)]
+        requests += [Enqueue("demo.monthly_report", {"month": m}, lane="reports") for m in range(1, 4)]
+        requests += [Enqueue("demo.customer_sync", {"step": n}, queue="customer:42") for n in range(10)]
+        await client.enqueue_many(requests)
+        await client.enqueue_critical("demo.page_on_call", {"incident": 7})
+        await client.enqueue("demo.flaky_webhook", {"url": "https://example.invalid/hook"}, retry_policy="fast")
+        doomed = await client.enqueue_bulk("demo.import_file", {"path": "upload.xlsx"})
+        # Enqueued twice under one key, a second ahead: the second replaces the first (debounce), so it runs once.
         for version in (1, 2):
-            await add_job(pool, "demo.send_welcome_email", {"user_id": "vip", "v": version}, job_key="welcome:vip")
-        total = len(specs) + 2
+            await client.enqueue_fast(
+                "demo.send_welcome_email", {"user_id": "vip", "v": version}, job_key="welcome:vip", delay=1.0
+            )
+        total = len(requests) + 4
         print(f"enqueued {total} jobs (one keyed job was enqueued twice and debounced)")
-
-        started = time.monotonic()
-        worker = Worker(pool, tasks=registry, options=WorkerOptions(concurrency=8, poll_interval=0.5))
-        async with worker:
-            remaining = await _wait_until_empty(pool, started)
-        elapsed = time.monotonic() - started
-    print(f"\nworker {worker.worker_id} finished in {elapsed:.1f}s:")
+        remaining, dead = await _wait_until_settled(runner.pool, started, doomed.id)
+        entries = [
+            entry for entry in (await DeadLetterQueue(runner.pool).list(limit=5)).entries if entry.job_id == doomed.id
+        ]
+    elapsed = time.monotonic() - started
+    print(f"\nfinished in {elapsed:.1f}s:")
     for name, count in sorted(ran.items()):
         print(f"  {name:<40} {count:>5}")
-    summary = worker.summary
-    print(f"  succeeded={summary.succeeded} failed attempts={summary.failed} (retried) left in table={remaining}")
-    print("(the webhook failed its first attempt on purpose — that is the traceback logged above — and was")
-    print(" retried after Graphile's backoff of e^1 ≈ 2.7 s)")
-    return 0 if remaining == 0 and summary.succeeded == total else 1
+    for lane, worker in runner.workers.items():
+        print(f"  lane {lane:<8} succeeded={worker.summary.succeeded} failed attempts={worker.summary.failed}")
+    for entry in entries:
+        print(f"  dead-letter queue: #{entry.id} {entry.task_identifier} ({entry.reason}): {entry.last_error}")
+    print("(the webhook failed its first attempt on purpose and was retried ~0.1 s later by the `fast` policy;")
+    print(" the import failed permanently on purpose and waits in the dead-letter queue: `backfill dlq list`)")
+    summary = runner.summary
+    return 0 if remaining == 0 and dead and summary.succeeded == total - 1 else 1
 
 
-async def _wait_until_empty(pool: asyncpg.Pool[Any], started: float) -> int:
+async def _wait_until_settled(pool: asyncpg.Pool[Any], started: float, doomed_id: int) -> tuple[int, bool]:
+    """Wait until the jobs table is empty and the failed import reached the dead-letter queue."""
     last_report = 0.0
     while True:
         remaining = int(await pool.fetchval("select count(*) from graphile_worker._private_jobs"))
+        dead = bool(
+            await pool.fetchval(
+                "select exists (select 1 from graphile_worker.backfill_dlq where job_id = $1)", doomed_id
+            )
+        )
         now = time.monotonic()
-        if remaining == 0 or now - started > DEMO_TIMEOUT_SECONDS:
-            return remaining
+        if (remaining == 0 and dead) or now - started > DEMO_TIMEOUT_SECONDS:
+            return remaining, dead
         if now - last_report >= 1.0:
             print(f"  {now - started:4.1f}s: {remaining} job(s) waiting")
             last_report = now

@@ -31,7 +31,7 @@ _ROW = """
 
 
 async def _row(conn: asyncpg.Connection[Any], job_id: int) -> asyncpg.Record:
-    row = await conn.fetchrow(_ROW, job_id)
+    row: asyncpg.Record | None = await conn.fetchrow(_ROW, job_id)
     assert row is not None
     return row
 

@@ -542,7 +542,9 @@ class Worker:
             running_ids[job.id] = running_ids.get(job.id, 0) + 1
             set_current_job(job)
             try:
-                handler = None if self._observed() or job.flags else plain_async.get(job.task_identifier)
+                # A per-job timeout (a flag) needs the observed path; other flags (a retry policy, a lane) do not.
+                timed = job.flags and job.timeout is not None
+                handler = None if timed or self._observed() else plain_async.get(job.task_identifier)
                 if handler is None:
                     await self._run_observed(job)
                 else:

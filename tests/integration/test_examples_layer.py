@@ -3,13 +3,19 @@ leave the database in the state they claim."""
 
 from __future__ import annotations
 
+import ast
+import importlib
 import os
+import re
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
 from typing import Any
 
 import asyncpg
+
+from backfill.settings import TEST_ONLY_VARIABLES, BackfillSettings
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 JOBS = "graphile_worker._private_jobs"
@@ -114,3 +120,88 @@ async def test_sync_enqueue_commits_with_the_transaction_and_not_without(
     out = _example("sync_enqueue", database_url)
     assert "receipts sent for orders [1, 2, 4]" in out  # order 3's transaction rolled back, and its job with it
     assert await pool.fetchval(f"select count(*) from {JOBS}") == 0
+
+
+# -- the documentation around the examples: snippets, links, the environment reference ------------------------
+
+USER_DOCS = [
+    REPO_ROOT / "README.md",
+    REPO_ROOT / "docs" / "quickstart.md",
+    REPO_ROOT / "docs" / "architecture.md",
+    *sorted((REPO_ROOT / "docs" / "how-to").glob("*.md")),
+    *sorted((REPO_ROOT / "docs" / "reference").glob("*.md")),
+]
+# api.md shows signatures, not runnable code; every other Python block must parse.
+SNIPPET_DOCS = [path for path in USER_DOCS if path.name != "api.md"]
+_PYTHON_BLOCK = re.compile(r"^( *)```python\n(.*?)^\1```", re.DOTALL | re.MULTILINE)
+_LINK = re.compile(r"\]\(([^)\s]+)\)")
+
+
+def _python_blocks(path: Path) -> list[str]:
+    return [textwrap.dedent(block) for _, block in _PYTHON_BLOCK.findall(path.read_text(encoding="utf-8"))]
+
+
+def _backfill_names(tree: ast.AST) -> list[tuple[str, str]]:
+    """(module, name) for every `backfill.X` attribute and every `from backfill... import X` in ``tree``."""
+    names: list[tuple[str, str]] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "backfill":
+            names.append(("backfill", node.attr))
+        elif isinstance(node, ast.ImportFrom) and node.module is not None and node.module.split(".")[0] == "backfill":
+            names.extend((node.module, alias.name) for alias in node.names)
+    return names
+
+
+def test_doc_snippets_parse_and_use_names_that_exist() -> None:
+    checked = 0
+    for path in SNIPPET_DOCS:
+        for block in _python_blocks(path):
+            flags = ast.PyCF_ONLY_AST | ast.PyCF_ALLOW_TOP_LEVEL_AWAIT  # README snippets await at top level
+            tree = compile(block, str(path), "exec", flags=flags)
+            for module, name in _backfill_names(tree):
+                assert hasattr(importlib.import_module(module), name), f"{path.name}: {module}.{name} does not exist"
+                checked += 1
+    assert checked > 20
+
+
+def _anchors(path: Path) -> set[str]:
+    """GitHub's heading anchors: lower case, punctuation dropped, spaces to hyphens."""
+    anchors = set()
+    fenced = False
+    for line in path.read_text(encoding="utf-8").splitlines():
+        fenced ^= line.lstrip().startswith("```")
+        if line.startswith("#") and not fenced:
+            text = line.lstrip("#").strip().lower()
+            anchors.add(re.sub(r"[^\w\- ]", "", text).replace(" ", "-"))
+    return anchors
+
+
+def test_relative_links_in_the_docs_lead_somewhere() -> None:
+    for path in USER_DOCS:
+        for target in _LINK.findall(path.read_text(encoding="utf-8")):
+            if target.startswith(("http://", "https://", "mailto:")):
+                continue
+            file_part, _, anchor = target.partition("#")
+            resolved = (path.parent / file_part).resolve() if file_part else path
+            assert resolved.exists(), f"{path.relative_to(REPO_ROOT)}: broken link {target}"
+            if anchor and resolved.suffix == ".md":
+                assert anchor in _anchors(resolved), f"{path.relative_to(REPO_ROOT)}: no heading for {target}"
+
+
+def test_the_environment_reference_matches_env_example() -> None:
+    example = (REPO_ROOT / ".env.example").read_text(encoding="utf-8")
+    defaults = dict(re.findall(r"^#? ?([A-Z][A-Z0-9_]+)=(.*)$", example, re.MULTILINE))
+    reference = (REPO_ROOT / "docs" / "reference" / "environment.md").read_text(encoding="utf-8")
+    rows = dict(re.findall(r"^\| `([A-Z][A-Z0-9_]+)` \| ([^|]+) \|", reference, re.MULTILINE))
+    for name in BackfillSettings.env_names().values():
+        assert name in defaults, f"{name} is read by BackfillSettings but missing from .env.example"
+        assert name in rows, f"{name} is missing from docs/reference/environment.md"
+        documented = rows[name].strip()
+        if name == "DATABASE_URL":
+            assert documented == "none (required)"
+        elif defaults[name] == "":
+            assert documented in {"none", "computed"}, f"{name}: .env.example has no default, the docs say {documented}"
+        else:
+            assert documented == f"`{defaults[name]}`", f"{name}: .env.example says {defaults[name]!r}"
+    for name in TEST_ONLY_VARIABLES | {"CI"}:
+        assert f"`{name}`" in reference, f"{name} (tests only) is not mentioned"

@@ -43,7 +43,7 @@ async def nightly_cleanup(payload: dict[str, Any]) -> None:
 
 
 async def main() -> int:
-    # A malformed crontab line stops the runner here, before it connects, with the line number and reason.
+    # A malformed crontab line makes the start fail with a ConfigurationError naming the line and the reason.
     runner = WorkerRunner(BackfillSettings.load(), crontab=CRONTAB)
     async with runner:
         print(f"runner started at {datetime.now(UTC):%H:%M:%S}Z; waiting for the first heartbeat")

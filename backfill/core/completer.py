@@ -155,6 +155,7 @@ class Completer:
                 [f.retry_delay for f in failed],
                 self._worker_id,
                 [f.job.locked_at for f in failed],
+                [f.job.attempts for f in failed],
             )
             self._note_lost("fail", ids, failed_rows)
         if self._on_written is not None:

@@ -111,15 +111,18 @@ class WorkerQueries:
                          locked_by = null,
                          locked_at = null
                     from unnest(
-                           $1::bigint[], $2::text[], $3::json[], $4::boolean[], $5::float8[], $7::timestamptz[]
-                         ) as f(id, message, payload, permanent, retry_delay, locked_at)
+                           $1::bigint[], $2::text[], $3::json[], $4::boolean[], $5::float8[], $7::timestamptz[],
+                           $8::int[]
+                         ) as f(id, message, payload, permanent, retry_delay, locked_at, attempt)
                    where jobs.id = f.id
                      and jobs.locked_by = $6::text
                      and jobs.locked_at = f.locked_at
-                  returning jobs.id, jobs.job_queue_id, jobs.attempts, jobs.last_error, f.permanent
+                  returning jobs.id, jobs.job_queue_id, jobs.last_error, f.permanent, f.attempt
                 ), history as (
+                  -- The attempt that ran (as claimed), not the column: a permanent failure has just set that
+                  -- to max_attempts.
                   insert into {errors} (job_id, attempt, error, permanent)
-                  select failed.id, failed.attempts, failed.last_error, failed.permanent from failed
+                  select failed.id, failed.attempt, failed.last_error, failed.permanent from failed
                 ){_unlock_queues_of(queues, "failed", worker_param="$6")}
             """,
             # Jobs claimed but never started (shutdown, or dropped from the local queue) get their attempt

@@ -160,7 +160,10 @@ def _statements(schema: SchemaName) -> _Statements:
              where jobs.id = rescued.id
         """,
         poison_jobs=f"""
-            with poisoned_jobs as (
+            with before as (
+              -- The attempt the dead worker was running, before the update below uses up the rest.
+              select jobs.id, jobs.attempts from {jobs} as jobs where jobs.id = any($1::bigint[])
+            ), poisoned_jobs as (
               update {jobs} as jobs
                  set attempts = jobs.max_attempts,
                      last_error = poisoned.message,
@@ -169,10 +172,11 @@ def _statements(schema: SchemaName) -> _Statements:
                      updated_at = now()
                 from unnest($1::bigint[], $2::text[]) as poisoned(id, message)
                where jobs.id = poisoned.id
-              returning jobs.id, jobs.attempts, jobs.last_error
+              returning jobs.id, jobs.last_error
             )
             insert into {errors} (job_id, attempt, error, permanent)
-            select id, attempts, last_error, true from poisoned_jobs
+            select poisoned_jobs.id, before.attempts, poisoned_jobs.last_error, true
+              from poisoned_jobs join before on before.id = poisoned_jobs.id
         """,
         unlock_queues=f"""
             update {queues} set locked_by = null, locked_at = null

@@ -134,7 +134,9 @@ def _statements(schema: SchemaName) -> _Statements:
             from moved
             left join told on told.job_id = moved.id
            cross join lateral (
-             select told.last_attempt is not distinct from moved.attempts
+             -- A permanent failure records the attempt that ran, while the row's attempts jumped to the
+             -- maximum; its error still matches the row's.
+             select (told.last_attempt is not distinct from moved.attempts or told.last_permanent is true)
                       and told.last_error is not distinct from moved.last_error as recorded,
                     -- Node's fail leaves updated_at alone, so it is only a lower bound; after the history's
                     -- last time at least, so the errors stay in time order.

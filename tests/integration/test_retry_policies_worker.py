@@ -172,7 +172,9 @@ async def test_retry_after_and_error_rules_decide_before_the_policy(
     assert rows["retry.after"]["last_error"] == "upstream said wait"
     assert rows["retry.limited"]["gap"] == pytest.approx(45.0, abs=1e-3)
     assert rows["retry.bad"]["attempts"] == rows["retry.bad"]["max_attempts"] == 8  # permanent at attempt 1
-    permanent = await conn.fetchval(
-        "select permanent from graphile_worker.backfill_job_errors where error = $1", "cannot ever work"
+    history = await conn.fetchrow(
+        "select attempt, permanent from graphile_worker.backfill_job_errors where error = $1", "cannot ever work"
     )
-    assert permanent is True
+    assert history is not None
+    # The attempt that ran (1), not the max_attempts the permanent failure wrote into the row.
+    assert (history["attempt"], history["permanent"]) == (1, True)

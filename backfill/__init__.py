@@ -42,10 +42,15 @@ from backfill.core import (
     migrate,
     parse_crontab,
 )
-from backfill.default_client import enqueue, enqueue_bulk, enqueue_critical, enqueue_fast
+from backfill.default_client import close_default_client, enqueue, enqueue_bulk, enqueue_critical, enqueue_fast
+from backfill.dlq import DeadLetterFilter, DeadLetterQueue
 from backfill.lanes import Lane
+from backfill.logs import configure_logging
+from backfill.metrics import BackfillMetrics
 from backfill.priorities import Priority
 from backfill.retry_policies import ErrorRules, RetryPolicy
+from backfill.runner import WorkerRunner
+from backfill.settings import BackfillSettings
 from backfill.sync_client import SyncBackfillClient
 from backfill.task_defaults import task
 
@@ -54,10 +59,14 @@ __version__ = "0.1.0"
 __all__ = [
     "BackfillClient",
     "BackfillError",
+    "BackfillMetrics",
+    "BackfillSettings",
     "BatchJobError",
     "ConfigurationError",
     "CronItem",
     "DatabaseError",
+    "DeadLetterFilter",
+    "DeadLetterQueue",
     "Enqueue",
     "ErrorRules",
     "Events",
@@ -88,10 +97,13 @@ __all__ = [
     "TaskRegistry",
     "Worker",
     "WorkerOptions",
+    "WorkerRunner",
     "WorkerUtils",
     "__version__",
     "add_job",
     "add_jobs",
+    "close_default_client",
+    "configure_logging",
     "enqueue",
     "enqueue_bulk",
     "enqueue_critical",

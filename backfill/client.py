@@ -24,7 +24,10 @@ from backfill.core.db import ConnectionSource
 from backfill.core.enqueue import add_job_spec, add_jobs
 from backfill.core.errors import ConfigurationError, DatabaseError, JobSpecError
 from backfill.core.jobs import Job, JobKeyMode, JobSpec
+from backfill.core.migrate import migrate
+from backfill.core.own_migrations import migrate_own
 from backfill.core.schema import SchemaName
+from backfill.dlq.migrations import DLQ_LINE, DLQ_MIGRATIONS
 from backfill.lanes import lane_flags
 from backfill.priorities import Priority
 from backfill.retry_policies import RETRY_FLAG_PREFIX, RetryPolicy, resolve_policy
@@ -69,6 +72,7 @@ class BackfillClient:
         default_priority: int = Priority.BULK_DEFAULT,
         metrics: EnqueueObserver | None = None,
         max_pool_size: int = 5,
+        prepared_statements: bool = True,
     ) -> None:
         if not isinstance(database, (str, asyncpg.Pool)):
             raise ConfigurationError("database must be a DSN string or an asyncpg.Pool")
@@ -78,6 +82,7 @@ class BackfillClient:
         self.default_priority = _priority("default_priority", default_priority)
         self._metrics = metrics
         self._max_pool_size = max_pool_size
+        self._prepared_statements = prepared_statements  # off behind PgBouncer in transaction mode
         self._pool: asyncpg.Pool[Any] | None = database if isinstance(database, asyncpg.Pool) else None
         self._pool_lock = asyncio.Lock()
 
@@ -92,6 +97,7 @@ class BackfillClient:
             raise ConfigurationError("DATABASE_URL: not set; it must name the PostgreSQL database to enqueue into")
         options.setdefault("schema", settings.schema_name)
         options.setdefault("default_retry_policy", settings.default_retry_policy)
+        options.setdefault("prepared_statements", settings.prepared_statements)
         return cls(settings.database_url, **options)
 
     # -- enqueueing -----------------------------------------------------------------------------------------
@@ -227,6 +233,15 @@ class BackfillClient:
 
     # -- lifecycle --------------------------------------------------------------------------------------------
 
+    async def migrate(self) -> None:
+        """Install or upgrade everything enqueueing and the worker need: Graphile's schema (revision 20) and
+        backfill's own tables (worker registry, error history, dead-letter queue). Idempotent; a worker
+        runner does it at start-up too, so call it only where enqueueing may come first."""
+        pool = await self._get_pool()
+        await migrate(pool, self.schema)
+        await migrate_own(pool, self.schema)
+        await migrate_own(pool, self.schema, line=DLQ_LINE, migrations=DLQ_MIGRATIONS)
+
     async def _get_pool(self) -> asyncpg.Pool[Any]:
         if self._pool is not None:
             return self._pool
@@ -234,7 +249,12 @@ class BackfillClient:
             if self._pool is None:
                 assert isinstance(self._database, str)
                 try:
-                    self._pool = await asyncpg.create_pool(self._database, min_size=1, max_size=self._max_pool_size)
+                    self._pool = await asyncpg.create_pool(
+                        self._database,
+                        min_size=1,
+                        max_size=self._max_pool_size,
+                        statement_cache_size=100 if self._prepared_statements else 0,
+                    )
                 except (OSError, asyncpg.PostgresError) as error:
                     raise DatabaseError(f"cannot connect to the database: {error}") from error
         return self._pool

@@ -155,7 +155,13 @@ async def _wait_until_settled(pool: asyncpg.Pool[Any], started: float, doomed_id
     """Wait until the jobs table is empty and the failed import reached the dead-letter queue."""
     last_report = 0.0
     while True:
-        remaining = int(await pool.fetchval("select count(*) from graphile_worker._private_jobs"))
+        # Only the demo's own jobs: the database may hold other work the demo's tasks cannot run.
+        remaining = int(
+            await pool.fetchval(
+                "select count(*) from graphile_worker._private_jobs as j"
+                " join graphile_worker._private_tasks as t on t.id = j.task_id where t.identifier like 'demo.%'"
+            )
+        )
         dead = bool(
             await pool.fetchval(
                 "select exists (select 1 from graphile_worker.backfill_dlq where job_id = $1)", doomed_id

@@ -205,7 +205,8 @@ def configure_logging(
       ``NO_COLOR`` is set), or ``auto``: console when ``stream`` is a terminal, JSON otherwise.
     * ``log_payloads`` — keep ``payload`` fields instead of dropping them.
     * ``stream`` — where lines go (default: standard error).
-    * ``root`` — attach the handler to the root logger rather than to ``backfill`` (see the module docstring).
+    * ``root`` — attach the handler to the root logger rather than to ``backfill``, replacing the root logger's
+      other handlers (see the module docstring).
 
     Calling it again replaces the previous configuration rather than adding a second handler.
     """
@@ -271,6 +272,10 @@ def configure_logging(
     _remove_our_handlers(backfill_logger)
     _remove_our_handlers(root_logger)
     if root:
+        # The process is backfill's (CLI, runner): its lines are ours alone. A handler someone installed
+        # before (logging.basicConfig, say) would print every line a second time in another format.
+        for other in list(root_logger.handlers):
+            root_logger.removeHandler(other)
         root_logger.addHandler(handler)
         root_logger.setLevel(level_number)
         backfill_logger.setLevel(logging.NOTSET)

@@ -23,6 +23,7 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -31,8 +32,8 @@ import asyncpg
 from prometheus_client import CollectorRegistry
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_exponential, wait_random
 
-from backfill.core.crontab import CronItem, load_crontab_file
-from backfill.core.errors import ConfigurationError, DatabaseError
+from backfill.core.crontab import CronItem, load_crontab_file, parse_crontab
+from backfill.core.errors import BackfillError, ConfigurationError, DatabaseError, IncompatibleSchemaError
 from backfill.core.events import Events
 from backfill.core.hooks import Hooks
 from backfill.core.migrate import migrate
@@ -52,9 +53,11 @@ from backfill.task_modules import load_tasks
 
 logger = logging.getLogger("backfill.runner")
 
+# The same codes as the CLI's (docs/cli.md).
 EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
+EXIT_INCOMPATIBLE_SCHEMA = 57
 
 # Connections each lane's worker keeps for itself (fetcher, completer, listener), and a few for the
 # runner's own statements (dead-letter moves, queue statistics, migrations).
@@ -88,14 +91,21 @@ class WorkerRunner:
             *settings.custom_lanes,
         )
         self._hooks = hooks if hooks is not None else Hooks()
-        self._hooks.retry_planner = RetryPlanner(
-            task_policies=task_policy,
-            rules=error_rules,
-            default_policy=resolve_policy(settings.default_retry_policy, field_name="BACKFILL_DEFAULT_RETRY_POLICY"),
-        )
+        if self._hooks.retry_planner is None:  # a planner of the caller's own stays in charge
+            self._hooks.retry_planner = RetryPlanner(
+                task_policies=task_policy,
+                rules=error_rules,
+                default_policy=resolve_policy(
+                    settings.default_retry_policy, field_name="BACKFILL_DEFAULT_RETRY_POLICY"
+                ),
+            )
         if crontab is None and settings.crontab is not None:
             crontab = load_crontab_file(Path(settings.crontab))
-        self._crontab = crontab
+        # Parsed now, so a malformed line stops start-up with its line number before anything connects.
+        self._crontab: tuple[CronItem, ...] = tuple(
+            parse_crontab(crontab) if isinstance(crontab, str) else crontab or ()
+        )
+        self._check_pool_size()
         self.metrics = BackfillMetrics(
             metrics_registry, tasks=self.registry.identifiers, lanes=[lane.name for lane in self.lanes]
         )
@@ -130,7 +140,13 @@ class WorkerRunner:
         """Block until stopped by SIGTERM/SIGINT (or a fatal error); the process exit code."""
         try:
             asyncio.run(self.serve(handle_signals=True))
-        except DatabaseError as error:
+        except ConfigurationError as error:
+            logger.error("configuration error: %s", error)
+            return EXIT_USAGE
+        except IncompatibleSchemaError as error:
+            logger.error("%s", error)
+            return EXIT_INCOMPATIBLE_SCHEMA
+        except BackfillError as error:
             logger.error("worker runner stopped: %s", error, exc_info=error.__cause__)
             return EXIT_FAILURE
         return EXIT_OK
@@ -235,6 +251,16 @@ class WorkerRunner:
         if self._pool is None:
             raise RuntimeError("the runner is not running")
         return self._pool
+
+    def _check_pool_size(self) -> None:
+        wanted = self.settings.max_pool_size
+        needed = _CONNECTIONS_PER_LANE * len(self.lanes) + _RUNNER_CONNECTIONS
+        if wanted is not None and wanted < needed:
+            raise ConfigurationError(
+                f"BACKFILL_MAX_POOL_SIZE: {wanted} is too small for {len(self.lanes)} lanes: each lane's worker "
+                f"holds {_CONNECTIONS_PER_LANE} connections and the runner {_RUNNER_CONNECTIONS}, so at least "
+                f"{needed} (plus what handlers use; unset, it is computed from the lanes' concurrency)"
+            )
 
     async def _open(self) -> asyncpg.Pool[Any]:
         settings = self.settings
@@ -388,6 +414,6 @@ def main() -> int:
     try:
         runner = WorkerRunner.from_env()
     except ConfigurationError as error:
-        print(f"backfill: configuration error: {error}", flush=True)
+        print(f"backfill: configuration error: {error}", file=sys.stderr, flush=True)
         return EXIT_USAGE
     return runner.run()

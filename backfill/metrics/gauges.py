@@ -82,13 +82,16 @@ class QueueGauges:
             ("lane", "lane", snapshot.lanes if snapshot else {}),
             ("queue", "queue", snapshot.queues if snapshot else {}),
         ):
-            where = "in the lane" if kind == "lane" else "in the named (serial) queue, top queues by depth"
+            # The help texts say where the jobs are; named queues are capped to the deepest (the rest: "other").
+            where = "per lane" if kind == "lane" else "per named (serial) queue, deepest queues only"
             ready = GaugeMetricFamily(
-                names[f"{kind}_ready"], f"Jobs runnable now (due, unlocked, attempts left) {where}", labels=[label]
+                names[f"{kind}_ready"], f"Jobs runnable now (due, unlocked, attempts left), {where}", labels=[label]
             )
-            scheduled = GaugeMetricFamily(names[f"{kind}_scheduled"], f"Jobs due later {where}", labels=[label])
+            scheduled = GaugeMetricFamily(names[f"{kind}_scheduled"], f"Jobs due later, {where}", labels=[label])
             age = GaugeMetricFamily(
-                names[f"{kind}_age"], f"Seconds since the oldest runnable job {where} was due (0: none)", labels=[label]
+                names[f"{kind}_age"],
+                f"Seconds since the oldest runnable job became due (0: none), {where}",
+                labels=[label],
             )
             for name, waiting in rows.items():
                 ready.add_metric([name], waiting.ready)

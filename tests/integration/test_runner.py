@@ -12,6 +12,7 @@ import pytest
 
 from backfill.client import BackfillClient
 from backfill.core.errors import ConfigurationError
+from backfill.core.hooks import Hooks, RetryDecision
 from backfill.core.tasks import TaskRegistry
 from backfill.priorities import Priority
 from backfill.runner import WorkerRunner
@@ -197,3 +198,54 @@ async def test_a_runner_without_database_url_names_the_variable() -> None:
     runner = WorkerRunner(BackfillSettings.load(env_file=None, database_url=None), tasks=registry)
     with pytest.raises(ConfigurationError, match=r"^DATABASE_URL: not set"):
         await runner.run_once()
+
+
+def test_a_pool_too_small_for_the_lanes_names_the_variable(database_url: str) -> None:
+    registry = TaskRegistry()
+    registry.register("x", lambda payload: None)
+    with pytest.raises(ConfigurationError, match=r"^BACKFILL_MAX_POOL_SIZE: 4 is too small for 3 lanes"):
+        WorkerRunner(_settings(database_url, max_pool_size=4, lanes="reports=1"), tasks=registry)
+
+
+def test_a_malformed_crontab_stops_the_runner_before_it_connects(database_url: str) -> None:
+    registry = TaskRegistry()
+    registry.register("x", lambda payload: None)
+    with pytest.raises(ConfigurationError, match="crontab line 2"):
+        WorkerRunner(_settings(database_url), tasks=registry, crontab="* * * * * x\nnot a line")
+
+
+async def test_a_retry_planner_of_the_callers_own_stays_in_charge(database_url: str, pool: asyncpg.Pool[Any]) -> None:
+    registry = TaskRegistry()
+
+    @registry.task("flaky")
+    async def flaky(payload: Any) -> None:
+        raise RuntimeError("x")
+
+    hooks = Hooks(retry_planner=lambda job, error: RetryDecision(delay=77.0))
+    await BackfillClient(pool).enqueue_bulk("flaky", {})
+    await WorkerRunner(_settings(database_url), tasks=registry, hooks=hooks).run_once()
+    gap = await pool.fetchval(
+        f"select extract(epoch from j.run_at - e.failed_at)::float8 from {JOBS} j"
+        " join graphile_worker.backfill_job_errors e on e.job_id = j.id"
+    )
+    assert gap == pytest.approx(77.0, abs=1e-3)
+
+
+async def test_client_migrate_installs_everything_a_worker_needs(empty_database_url: str) -> None:
+    async with BackfillClient(empty_database_url) as client:
+        await client.migrate()
+        await client.migrate()  # idempotent
+        job = await client.enqueue_fast("anything", {})
+    connection = await asyncpg.connect(empty_database_url)
+    try:
+        tables = {
+            row["relname"]
+            for row in await connection.fetch(
+                "select relname from pg_class c join pg_namespace n on n.oid = c.relnamespace"
+                " where n.nspname = 'graphile_worker' and c.relkind = 'r'"
+            )
+        }
+        assert {"_private_jobs", "backfill_workers", "backfill_job_errors", "backfill_dlq"} <= tables
+        assert await connection.fetchval(f"select count(*) from {JOBS} where id = $1", job.id) == 1
+    finally:
+        await connection.close()

@@ -31,7 +31,8 @@ from backfill.dlq.migrations import DLQ_LINE, DLQ_MIGRATIONS
 from backfill.lanes import lane_flags
 from backfill.priorities import Priority
 from backfill.retry_policies import RETRY_FLAG_PREFIX, RetryPolicy, resolve_policy
-from backfill.task_defaults import defaults_for
+from backfill.task_catalog import TaskCatalog, migrate_task_catalog
+from backfill.task_defaults import TaskDefaults, defaults_for
 
 
 class EnqueueObserver(Protocol):
@@ -85,6 +86,7 @@ class BackfillClient:
         self._prepared_statements = prepared_statements  # off behind PgBouncer in transaction mode
         self._pool: asyncpg.Pool[Any] | None = database if isinstance(database, asyncpg.Pool) else None
         self._pool_lock = asyncio.Lock()
+        self._catalog = TaskCatalog(self.schema)
 
     @classmethod
     def from_env(cls, **options: Any) -> BackfillClient:
@@ -136,7 +138,7 @@ class BackfillClient:
         request = Enqueue(
             task, payload, priority, queue, lane, run_at, delay, job_key, max_attempts, retry_policy, flags, timeout
         )
-        spec = self.build_spec(request)
+        spec = self.build_spec(request, await self.task_defaults(task))
         job = await add_job_spec(
             connection if connection is not None else await self._get_pool(),
             spec,
@@ -172,11 +174,16 @@ class BackfillClient:
         """Enqueue many jobs in one statement (one round trip, one notification). A bad request is reported
         by its position before anything is written."""
         specs = []
+        known: dict[str, TaskDefaults | None] = {}
         for position, request in enumerate(requests):
             if not isinstance(request, Enqueue):
                 raise JobSpecError(f"requests[{position}]", f"must be an Enqueue, not {type(request).__name__}")
+            if isinstance(request.task, str) and request.task not in known:
+                known[request.task] = await self.task_defaults(request.task)
             try:
-                specs.append(self.build_spec(request))
+                specs.append(
+                    self.build_spec(request, known.get(request.task) if isinstance(request.task, str) else None)
+                )
             except JobSpecError as error:
                 raise JobSpecError(f"requests[{position}].{error.field}", str(error).partition(": ")[2]) from None
         jobs = await add_jobs(
@@ -190,11 +197,23 @@ class BackfillClient:
                 self._metrics.job_enqueued(spec.identifier, spec.priority or 0, spec.flags)
         return jobs
 
-    def build_spec(self, request: Enqueue) -> JobSpec:
-        """The core job spec for ``request``: the task's defaults, then the client's, under the request's own."""
+    async def task_defaults(self, task: str) -> TaskDefaults | None:
+        """``task``'s defaults: this process's (``@backfill.task``) or, for a task it never imported, those a
+        worker runner published in the database (cached; see :mod:`backfill.task_catalog`)."""
+        if not isinstance(task, str) or not task:
+            return None  # build_spec reports the bad identifier
+        local = defaults_for(task)
+        if local is not None:
+            return local
+        return await self._catalog.defaults(await self._get_pool(), task)
+
+    def build_spec(self, request: Enqueue, defaults: TaskDefaults | None = None) -> JobSpec:
+        """The core job spec for ``request``: ``defaults`` (the task's, from :meth:`task_defaults`; this
+        process's own when not given), then the client's, under the request's own arguments."""
         if not isinstance(request.task, str) or not request.task:
             raise JobSpecError("task", "must be a non-empty string")
-        defaults = defaults_for(request.task)
+        if defaults is None:
+            defaults = defaults_for(request.task)
         priority = request.priority
         if priority is None:
             priority = defaults.priority if defaults is not None and defaults.priority is not None else None
@@ -241,6 +260,7 @@ class BackfillClient:
         await migrate(pool, self.schema)
         await migrate_own(pool, self.schema)
         await migrate_own(pool, self.schema, line=DLQ_LINE, migrations=DLQ_MIGRATIONS)
+        await migrate_task_catalog(pool, self.schema)
 
     async def _get_pool(self) -> asyncpg.Pool[Any]:
         if self._pool is not None:

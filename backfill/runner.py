@@ -48,6 +48,7 @@ from backfill.logs import configure_logging
 from backfill.metrics import BackfillMetrics, MetricsServer, QueueStatsCollector, serve_metrics
 from backfill.retry_policies import ErrorRules, RetryPlanner, resolve_policy
 from backfill.settings import BackfillSettings
+from backfill.task_catalog import migrate_task_catalog, publish_task_defaults
 from backfill.task_defaults import task_policy
 from backfill.task_modules import load_tasks
 
@@ -277,6 +278,9 @@ class WorkerRunner:
             await migrate_own(pool, settings.schema_name)
             if settings.dlq_enabled:
                 await migrate_own(pool, settings.schema_name, line="dlq", migrations=DLQ_MIGRATIONS)
+            await migrate_task_catalog(pool, settings.schema_name)
+            # So that services enqueueing these tasks without importing them still apply their defaults.
+            await publish_task_defaults(pool, settings.schema_name, self.registry.identifiers)
         except BaseException:
             await pool.close()
             raise

@@ -74,7 +74,10 @@ class SyncBackfillClient:
     ) -> Job:
         """Enqueue one job (arguments as :meth:`BackfillClient.enqueue`); ``connection`` is a DB-API one."""
         if connection is not None:
-            spec = self._client.build_spec(Enqueue(task, payload, **options))
+            request = Enqueue(task, payload, **options)
+            # The task's defaults come through the private loop (a catalog lookup on the client's own pool);
+            # the job itself is written on the caller's connection.
+            spec = self._client.build_spec(request, self._call(self._client.task_defaults(task)))
             return self._enqueue_on(connection, spec, job_key_mode)
         return self._call(self._client.enqueue(task, payload, job_key_mode=job_key_mode, **options))
 

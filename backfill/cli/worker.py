@@ -21,6 +21,7 @@ from backfill.core.schema import SchemaName
 from backfill.core.tasks import TaskRegistry
 from backfill.core.worker import Worker
 from backfill.dlq.migrations import DLQ_LINE, DLQ_MIGRATIONS
+from backfill.task_catalog import migrate_task_catalog
 from backfill.task_modules import load_tasks as load_task_modules
 
 logger = logging.getLogger("backfill.cli")
@@ -91,10 +92,11 @@ async def _migrate_command(args: argparse.Namespace) -> int:
         return EXIT_FAILURE
     try:
         report = await migrate(connection, schema)
-        # backfill's own tables beside Graphile's: the worker registry and error history (core line), and the
-        # dead-letter table (dlq line) that `backfill run` and `backfill dlq` use.
+        # backfill's own tables beside Graphile's: the worker registry and error history (core line), the
+        # dead-letter table (dlq line) and the task defaults catalog (tasks line).
         own = [f"core/{n}" for n in await migrate_own(connection, schema)]
         own += [f"dlq/{n}" for n in await migrate_own(connection, schema, line=DLQ_LINE, migrations=DLQ_MIGRATIONS)]
+        own += [f"tasks/{n}" for n in await migrate_task_catalog(connection, schema)]
     finally:
         await connection.close()
     if report.applied:

@@ -116,13 +116,15 @@ class Events:
         if not listeners and not self._all:
             return
         event = Event(name, data)
-        for listener in [*(listeners or ()), *self._all]:
+        # A copy: a listener may remove itself (or others) while we iterate.
+        for listener in (*(listeners or ()), *self._all):
             try:
                 result = listener(event)
             except Exception:
                 logger.exception("listener %r for event %s raised; ignored", listener, name)
                 continue
-            if inspect.isawaitable(result):
+            # A plain listener returns None: skip the awaitable check, which is most of emit's own cost.
+            if result is not None and inspect.isawaitable(result):
                 self._schedule(listener, name, result)
 
     def _schedule(self, listener: EventListener, name: str, awaitable: Any) -> None:

@@ -33,6 +33,7 @@ DURATION_BUCKETS: tuple[float, ...] = (
 )  # fmt: skip
 
 _JOB_LABELS = ("task", "lane", "priority_band")
+_PER_JOB_CACHE_LIMIT = 10_000
 _TIMING_LABELS = ("task", "lane")
 
 
@@ -142,6 +143,9 @@ class BackfillMetrics:
 
         self._series: dict[tuple[str, str, str], _JobSeries] = {}
         self._timings: dict[tuple[str, str], _TimingSeries] = {}
+        # (task, priority, flags) -> its series: one dict lookup per event on the hot path instead of working
+        # out three labels. Bounded, since priorities and flags are the enqueuers' to choose.
+        self._per_job: dict[tuple[str, int, Any], tuple[_JobSeries, _TimingSeries]] = {}
         self._bands: dict[int, str] = {}
 
     # -- labels -----------------------------------------------------------------------------------------------
@@ -157,6 +161,18 @@ class BackfillMetrics:
         if band is None:  # at most one entry per distinct priority (a smallint): bounded
             band = self._bands[priority] = priority_band(priority)
         return band
+
+    def _series_of(self, task: str, priority: int, flags: Collection[str] | None) -> tuple[_JobSeries, _TimingSeries]:
+        key = (task, priority, flags)
+        found = self._per_job.get(key)
+        if found is None:
+            if len(self._per_job) >= _PER_JOB_CACHE_LIMIT:
+                self._per_job.clear()
+            found = self._per_job[key] = (
+                self._job_series(task, priority, flags),
+                self._timing(task, priority, flags),
+            )
+        return found
 
     def _job_series(self, task: str, priority: int, flags: Collection[str] | None) -> _JobSeries:
         key = (self.task_label(task), self.lane_label(lane_of(priority, flags)), self.band_label(priority))
@@ -195,32 +211,34 @@ class BackfillMetrics:
         the worker take its observed path (a few microseconds per job); the listeners only bump counters.
         """
         lane_label = self.lane_label(lane)
-        series = self._job_series
-        timing = self._timing
+        series_of = self._series_of
         final: list[Any] = [None]  # the job whose job:failed was just emitted (see on_complete)
 
         def on_start(event: Event) -> None:
             job = event["job"]
-            series(job.task_identifier, job.priority, job.flags).started.inc()
+            series, timing = series_of(job.task_identifier, job.priority, job.flags)
+            series.started.inc()
             # Wall clock against the database's run_at: a clock ahead of the database's would read negative.
             lag = time.time() - job.run_at.timestamp()
-            timing(job.task_identifier, job.priority, job.flags).lag.observe(lag if lag > 0.0 else 0.0)
+            timing.lag.observe(lag if lag > 0.0 else 0.0)
 
         def on_success(event: Event) -> None:
             job = event["job"]
-            series(job.task_identifier, job.priority, job.flags).succeeded.inc()
-            timing(job.task_identifier, job.priority, job.flags).duration.observe(event["duration"])
+            series, timing = series_of(job.task_identifier, job.priority, job.flags)
+            series.succeeded.inc()
+            timing.duration.observe(event["duration"])
 
         def on_error(event: Event) -> None:
             job = event["job"]
-            series(job.task_identifier, job.priority, job.flags).failed.inc()
+            series, timing = series_of(job.task_identifier, job.priority, job.flags)
+            series.failed.inc()
             duration = event.get("duration")
             if duration is not None:  # None: cut short before the handler's time was measured
-                timing(job.task_identifier, job.priority, job.flags).duration.observe(duration)
+                timing.duration.observe(duration)
 
         def on_failed(event: Event) -> None:
             job = event["job"]
-            series(job.task_identifier, job.priority, job.flags).failed_permanently.inc()
+            series_of(job.task_identifier, job.priority, job.flags)[0].failed_permanently.inc()
             final[0] = job
 
         def on_complete(event: Event) -> None:
@@ -233,11 +251,11 @@ class BackfillMetrics:
             if final[0] is job:
                 final[0] = None
                 return
-            series(job.task_identifier, job.priority, job.flags).retried.inc()
+            series_of(job.task_identifier, job.priority, job.flags)[0].retried.inc()
 
         def on_timeout(event: Event) -> None:
             job = event["job"]
-            series(job.task_identifier, job.priority, job.flags).timed_out.inc()
+            series_of(job.task_identifier, job.priority, job.flags)[0].timed_out.inc()
 
         def on_lost_lease(event: Event) -> None:
             self.lost_leases.labels(lane_label, str(event["action"])).inc(len(event["job_ids"]))

@@ -95,13 +95,13 @@ class System:
         return env
 
 
-ALL_SYSTEMS = ("backfill", "node", "procrastinate", "pgqueuer")
+ALL_SYSTEMS = ("backfill", "backfill-runner", "node", "procrastinate", "pgqueuer")
 
 
 def make_system(name: str) -> System:
     """The system called ``name``; raises :class:`SystemUnavailable` if it cannot run here."""
-    schema = f"bench_{name}"
-    if name == "backfill":
+    schema = f"bench_{name.replace('-', '_')}"
+    if name in ("backfill", "backfill-runner"):
         return System(name, schema, _graphile_tables(schema))
     if name == "node":
         toolchain = find_node_toolchain()

@@ -14,6 +14,7 @@ from bench.drivers.cli import main
 
 DRIVERS = {
     "backfill": ("bench.drivers.backfill_driver", "BackfillDriver"),
+    "backfill-runner": ("bench.drivers.runner_driver", "RunnerDriver"),
     "procrastinate": ("bench.drivers.procrastinate_driver", "ProcrastinateDriver"),
     "pgqueuer": ("bench.drivers.pgqueuer_driver", "PgqueuerDriver"),
 }

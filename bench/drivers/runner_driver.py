@@ -1,0 +1,70 @@
+"""backfill-runner: the backfill layer as an application runs it — ``BackfillClient`` to enqueue (a retry
+policy flag on every job) and ``WorkerRunner`` to work: Fast and Bulk lanes on one pool, retry planner,
+dead-letter mover, metrics observing every job, queue-statistics collector. Everything at its defaults
+except the lanes' concurrency, which is the benchmark's (the no-op jobs are all in the Bulk lane)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
+
+import asyncpg
+
+from backfill.client import BackfillClient, Enqueue
+from backfill.core import TaskRegistry, migrate
+from backfill.runner import WorkerRunner
+from backfill.settings import BackfillSettings
+from bench.drivers.base import TASK_NAME, Client, Driver, JobHandler
+
+
+class _Client:
+    def __init__(self, client: BackfillClient, connection: asyncpg.Connection[Any]) -> None:
+        self._client = client
+        self._connection = connection
+
+    async def add_batch(self, payloads: Sequence[dict[str, Any]]) -> None:
+        await self._client.enqueue_many(
+            [Enqueue(TASK_NAME, payload) for payload in payloads], connection=self._connection
+        )
+
+    async def add_one(self, payload: dict[str, Any]) -> None:
+        await self._client.enqueue(TASK_NAME, payload, connection=self._connection)
+
+
+class RunnerDriver(Driver):
+    async def migrate(self) -> None:
+        connection = await asyncpg.connect(self.dsn)
+        try:
+            await migrate(connection, self.schema)
+        finally:
+            await connection.close()
+
+    @asynccontextmanager
+    async def client(self) -> AsyncIterator[Client]:
+        connection = await asyncpg.connect(self.dsn)
+        try:
+            yield _Client(BackfillClient(self.dsn, schema=self.schema), connection)
+        finally:
+            await connection.close()
+
+    async def work(
+        self, concurrency: int, on_job: JobHandler, stop: asyncio.Event, on_started: Callable[[], None]
+    ) -> None:
+        registry = TaskRegistry()
+
+        @registry.task(TASK_NAME)
+        async def noop(payload: dict[str, Any]) -> None:
+            on_job(payload)
+
+        settings = BackfillSettings.load(
+            env_file=None,
+            database_url=self.dsn,
+            schema_name=self.schema,
+            fast_queue_concurrency=concurrency,
+            bulk_queue_concurrency=concurrency,
+        )
+        async with WorkerRunner(settings, tasks=registry):
+            on_started()
+            await stop.wait()

@@ -13,6 +13,7 @@ built from the environment (``DATABASE_URL``, ``GRAPHILE_WORKER_SCHEMA``) on fir
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -28,7 +29,7 @@ from backfill.core.migrate import migrate
 from backfill.core.own_migrations import migrate_own
 from backfill.core.schema import SchemaName
 from backfill.dlq.migrations import DLQ_LINE, DLQ_MIGRATIONS
-from backfill.lanes import lane_flags
+from backfill.lanes import LANE_FLAG, lane_flags
 from backfill.priorities import Priority
 from backfill.retry_policies import RETRY_FLAG_PREFIX, RetryPolicy, resolve_policy
 from backfill.task_catalog import TaskCatalog, migrate_task_catalog
@@ -313,3 +314,29 @@ def _run_at(run_at: datetime | None, delay: float | timedelta | None) -> datetim
     if not seconds >= 0:  # also refuses NaN
         raise JobSpecError("delay", f"must not be negative, got {delay!r}")
     return datetime.now(UTC) + timedelta(seconds=seconds)
+
+
+def with_layer_defaults(spec: JobSpec, defaults: TaskDefaults | None, default_policy: RetryPolicy) -> JobSpec:
+    """``spec`` (from the core: ``ctx.add_job``, cron) with what the client would have given it: the task's
+    priority, queue and lane when the spec has none, and a retry policy (the task's, else ``default_policy``)
+    when it carries no ``backfill:retry=`` flag. Explicit values in the spec are kept."""
+    flags = list(spec.flags or ())
+    changes: dict[str, Any] = {}
+    if defaults is not None:
+        if spec.priority is None and defaults.priority is not None:
+            changes["priority"] = defaults.priority
+        if spec.queue_name is None and defaults.queue is not None:
+            changes["queue_name"] = defaults.queue
+        if defaults.lane is not None and LANE_FLAG not in flags:
+            flags.extend(lane_flags(defaults.lane))
+    if not any(flag.startswith(RETRY_FLAG_PREFIX) for flag in flags):
+        policy = defaults.retry_policy if defaults is not None and defaults.retry_policy is not None else default_policy
+        flags.append(policy.flag)
+        if spec.max_attempts is None:
+            changes["max_attempts"] = policy.max_attempts
+    if flags != list(spec.flags or ()):
+        changes["flags"] = flags
+    if not changes:
+        return spec
+    # The timeout already lives in the flags; passing it again would only rewrite the same flag.
+    return dataclasses.replace(spec, timeout=None, **changes)

@@ -32,6 +32,7 @@ import asyncpg
 from prometheus_client import CollectorRegistry
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_exponential, wait_random
 
+from backfill.client import with_layer_defaults
 from backfill.core.crontab import CronItem, load_crontab_file, parse_crontab
 from backfill.core.errors import BackfillError, ConfigurationError, DatabaseError, IncompatibleSchemaError
 from backfill.core.events import Events
@@ -49,7 +50,7 @@ from backfill.metrics import BackfillMetrics, MetricsServer, QueueStatsCollector
 from backfill.retry_policies import ErrorRules, RetryPlanner, resolve_policy
 from backfill.settings import BackfillSettings
 from backfill.task_catalog import migrate_task_catalog, publish_task_defaults
-from backfill.task_defaults import task_policy
+from backfill.task_defaults import defaults_for, task_policy
 from backfill.task_modules import load_tasks
 
 logger = logging.getLogger("backfill.runner")
@@ -92,14 +93,16 @@ class WorkerRunner:
             *settings.custom_lanes,
         )
         self._hooks = hooks if hooks is not None else Hooks()
+        default_policy = resolve_policy(settings.default_retry_policy, field_name="BACKFILL_DEFAULT_RETRY_POLICY")
         if self._hooks.retry_planner is None:  # a planner of the caller's own stays in charge
             self._hooks.retry_planner = RetryPlanner(
-                task_policies=task_policy,
-                rules=error_rules,
-                default_policy=resolve_policy(
-                    settings.default_retry_policy, field_name="BACKFILL_DEFAULT_RETRY_POLICY"
-                ),
+                task_policies=task_policy, rules=error_rules, default_policy=default_policy
             )
+        # Jobs enqueued through the workers (ctx.add_job in handlers, cron) get the task's defaults and a retry
+        # policy, as jobs from the client do; first, so the caller's own interceptors see the result.
+        self._hooks.before_schedule.insert(
+            0, lambda spec: with_layer_defaults(spec, defaults_for(spec.identifier), default_policy)
+        )
         if crontab is None and settings.crontab is not None:
             crontab = load_crontab_file(Path(settings.crontab))
         # Parsed now, so a malformed line stops start-up with its line number before anything connects.
@@ -107,6 +110,7 @@ class WorkerRunner:
             parse_crontab(crontab) if isinstance(crontab, str) else crontab or ()
         )
         self._check_pool_size()
+        self._warn_about_unserved_lanes()
         self.metrics = BackfillMetrics(
             metrics_registry, tasks=self.registry.identifiers, lanes=[lane.name for lane in self.lanes]
         )
@@ -252,6 +256,20 @@ class WorkerRunner:
         if self._pool is None:
             raise RuntimeError("the runner is not running")
         return self._pool
+
+    def _warn_about_unserved_lanes(self) -> None:
+        # Not an error: another runner may serve the lane. But if none does, those jobs wait forever.
+        served = {lane.name for lane in self.lanes}
+        for identifier in self.registry.identifiers:
+            defaults = defaults_for(identifier)
+            if defaults is not None and defaults.lane is not None and defaults.lane not in served:
+                logger.warning(
+                    "task %s runs in lane %r, which this runner does not run (BACKFILL_LANES=%s): its jobs wait "
+                    "for a runner that does",
+                    identifier,
+                    defaults.lane,
+                    ",".join(f"{lane.name}={lane.concurrency}" for lane in self.lanes if lane.is_custom) or "",
+                )
 
     def _check_pool_size(self) -> None:
         wanted = self.settings.max_pool_size

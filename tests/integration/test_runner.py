@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import Callable
 from typing import Any
@@ -11,12 +12,14 @@ import asyncpg
 import pytest
 
 from backfill.client import BackfillClient
+from backfill.core.context import JobContext
 from backfill.core.errors import ConfigurationError
 from backfill.core.hooks import Hooks, RetryDecision
 from backfill.core.tasks import TaskRegistry
 from backfill.priorities import Priority
 from backfill.runner import WorkerRunner
 from backfill.settings import BackfillSettings
+from backfill.task_defaults import TASK_DEFAULTS, task
 from tests.support.waiting import wait_for
 
 JOBS = "graphile_worker._private_jobs"
@@ -249,3 +252,52 @@ async def test_client_migrate_installs_everything_a_worker_needs(empty_database_
         assert await connection.fetchval(f"select count(*) from {JOBS} where id = $1", job.id) == 1
     finally:
         await connection.close()
+
+
+async def test_jobs_enqueued_from_handlers_get_the_layers_defaults(database_url: str, pool: asyncpg.Pool[Any]) -> None:
+    registry = TaskRegistry()
+    children: list[int] = []
+
+    @registry.task("parent")
+    async def parent(payload: Any, ctx: JobContext) -> None:
+        child = await ctx.add_job("runner.child", {})
+        assert child is not None
+        children.append(child.id)
+        explicit = await ctx.add_job("runner.child", {}, max_attempts=2, priority=-3)
+        assert explicit is not None
+        children.append(explicit.id)
+
+    @task("runner.child", registry=registry, lane="reports", retry_policy="aggressive", priority=4)
+    async def child(payload: Any) -> None:
+        return None
+
+    try:
+        await BackfillClient(pool).enqueue_bulk("parent", {})
+        await WorkerRunner(_settings(database_url), tasks=registry).run_once()
+    finally:
+        TASK_DEFAULTS.pop("runner.child", None)
+    rows = [
+        await pool.fetchrow(f"select priority, max_attempts, flags::text as flags from {JOBS} where id = $1", job_id)
+        for job_id in children
+    ]
+    assert [(row["priority"], row["max_attempts"]) for row in rows if row is not None] == [(4, 12), (-3, 2)]
+    for row in rows:
+        assert row is not None
+        assert set(json.loads(row["flags"])) == {"backfill:retry=aggressive", "backfill:lane", "backfill:lane=reports"}
+
+
+def test_a_task_in_a_lane_this_runner_does_not_run_is_reported(
+    database_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    registry = TaskRegistry()
+
+    @task("runner.exporter", registry=registry, lane="exports")
+    async def exporter(payload: Any) -> None:
+        return None
+
+    try:
+        with caplog.at_level("WARNING", logger="backfill.runner"):
+            WorkerRunner(_settings(database_url, lanes="reports=1"), tasks=registry)
+    finally:
+        TASK_DEFAULTS.pop("runner.exporter", None)
+    assert "task runner.exporter runs in lane 'exports', which this runner does not run" in caplog.text

@@ -74,6 +74,11 @@ async def migrate(source: ConnectionSource, schema: str | SchemaName | None = No
             raise MigrationError("migrate() needs a connection outside any transaction: each revision commits")
         try:
             await _check_server_version(connection)
+            # The common case, every start but the first: already current. Said with a read alone, so a role
+            # with no CREATE privilege (workers run as an application role) can start once an owner migrated.
+            revision = await current_revision(connection, schema_name)
+            if revision == LATEST_REVISION:
+                return MigrationReport(schema_name.name, revision, revision)
             await _ensure_migrations_table(connection, schema_name)
             return await _migrate_to_latest(connection, schema_name)
         except asyncpg.PostgresError as error:

@@ -268,11 +268,12 @@ class Worker:
             self._started.set()
             self.events.emit("worker:create", worker_id=self.worker_id, tasks=list(self._identifiers))
             logger.info(
-                "worker %s started: %s task(s), concurrency %s, schema %s",
+                "worker %s started: %s task(s), concurrency %s, schema %s%s",
                 self.worker_id,
                 len(self._identifiers),
                 self.options.concurrency,
                 self._schema,
+                _describe_filter(self.options),
             )
             if once:
                 await self._drain_runnable()
@@ -758,3 +759,17 @@ class Worker:
             "stopping gracefully (send again to stop now)" if first else "stopping now",
         )
         self.stop()
+
+
+def _describe_filter(options: WorkerOptions) -> str:
+    """What slice of the jobs table a worker fetches, for its start-up line (empty when it takes all)."""
+    parts = []
+    if options.min_priority is not None or options.max_priority is not None:
+        low = "" if options.min_priority is None else f"{options.min_priority} <= "
+        high = "" if options.max_priority is None else f" <= {options.max_priority}"
+        parts.append(f"{low}priority{high}")
+    if options.required_flags:
+        parts.append(f"flags any of {', '.join(options.required_flags)}")
+    if options.forbidden_flags:
+        parts.append(f"no flag {', '.join(options.forbidden_flags)}")
+    return f" (only jobs with {'; '.join(parts)})" if parts else ""

@@ -35,6 +35,9 @@ import asyncpg
 import pydantic
 
 from backfill.core import JobContext, TaskRegistry, Worker, WorkerOptions
+from backfill.core.signals import StopSignals
+from backfill.runner import WorkerRunner
+from backfill.settings import BackfillSettings
 
 logger = logging.getLogger("chaos.worker")
 
@@ -204,6 +207,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--sweep-interval", type=_pair, help="low,high seconds")
     parser.add_argument("--max-recoveries", type=int)
     parser.add_argument("--sleep-factor", type=float, default=1.0)
+    parser.add_argument(
+        "--runner-lanes",
+        help="run a WorkerRunner (the backfill layer) instead of one core Worker: its custom lanes, e.g. reports=2;"
+        " --concurrency is then each built-in lane's",
+    )
     return parser.parse_args(argv)
 
 
@@ -229,11 +237,70 @@ def build_options(args: argparse.Namespace) -> WorkerOptions:
     return WorkerOptions(**settings)
 
 
+def build_runner(args: argparse.Namespace) -> WorkerRunner:
+    """The backfill layer's runner: Fast, Bulk and ``--runner-lanes`` lanes, each a core worker of its own."""
+    settings: dict[str, Any] = {
+        "database_url": args.dsn,
+        "schema_name": args.schema,
+        "fast_queue_concurrency": args.concurrency,
+        "bulk_queue_concurrency": args.concurrency,
+        "lanes": args.runner_lanes,
+        "poll_interval_ms": int(args.poll_interval * 1000),
+        "shutdown_grace_seconds": args.grace,
+        "dlq_sweep_interval_seconds": 0.5,
+    }
+    optional = {
+        "heartbeat_interval_seconds": args.heartbeat_interval,
+        "dead_worker_after_seconds": args.dead_after,
+        "sweep_interval_seconds": None if args.sweep_interval is None else sum(args.sweep_interval) / 2,
+        "max_recoveries": args.max_recoveries,
+    }
+    settings.update({name: value for name, value in optional.items() if value is not None})
+    return WorkerRunner(BackfillSettings.load(env_file=None, **settings), tasks=build_registry())
+
+
+async def run_runner(args: argparse.Namespace) -> int:
+    runner = build_runner(args)
+    await runner.start()
+    try:
+        connection = await asyncpg.connect(args.dsn)
+        try:
+            await connection.execute(
+                "insert into public.chaos_processes (worker_id, pid) values ($1, $2)", args.worker_id, os.getpid()
+            )
+        finally:
+            await connection.close()
+    except BaseException:
+        await runner.stop()
+        raise
+    stop = asyncio.Event()
+
+    def on_signal(_signum: int) -> None:
+        runner.request_stop()  # a second signal: the runner stops running jobs at once
+        stop.set()
+
+    signals = StopSignals(on_signal)
+    signals.install()
+    try:
+        waits = [asyncio.ensure_future(worker.wait()) for worker in runner.workers.values()]
+        stopped = asyncio.ensure_future(stop.wait())
+        await asyncio.wait([*waits, stopped], return_when=asyncio.FIRST_COMPLETED)
+        for pending in (*waits, stopped):
+            pending.cancel()
+    finally:
+        summary = await runner.stop()
+        signals.remove()
+    print("CHAOS-SUMMARY " + json.dumps(asdict(summary)), file=sys.stderr, flush=True)
+    return 0
+
+
 async def main(argv: list[str]) -> int:
     global SLEEP_FACTOR  # noqa: PLW0603 - one process, one setting
     args = parse_args(argv)
     SLEEP_FACTOR = args.sleep_factor
     os.environ["CHAOS_DSN"] = args.dsn
+    if args.runner_lanes is not None:
+        return await run_runner(args)
     worker = Worker(args.dsn, tasks=build_registry(), options=build_options(args))
     async with worker:
         connection = await asyncpg.connect(args.dsn)

@@ -12,7 +12,6 @@ built from the environment (``DATABASE_URL``, ``GRAPHILE_WORKER_SCHEMA``) on fir
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -21,9 +20,9 @@ from typing import Any, Protocol
 
 import asyncpg
 
-from backfill.core.db import ConnectionSource
+from backfill.core.db import ConnectionSource, LazyPool
 from backfill.core.enqueue import add_job_spec, add_jobs
-from backfill.core.errors import ConfigurationError, DatabaseError, JobSpecError
+from backfill.core.errors import ConfigurationError, JobSpecError
 from backfill.core.jobs import Job, JobKeyMode, JobSpec
 from backfill.core.migrate import migrate
 from backfill.core.own_migrations import migrate_own
@@ -78,15 +77,12 @@ class BackfillClient:
     ) -> None:
         if not isinstance(database, (str, asyncpg.Pool)):
             raise ConfigurationError("database must be a DSN string or an asyncpg.Pool")
-        self._database = database
         self.schema = SchemaName.coerce(schema)
         self.default_retry_policy = resolve_policy(default_retry_policy, field_name="default_retry_policy")
         self.default_priority = _priority("default_priority", default_priority)
         self._metrics = metrics
-        self._max_pool_size = max_pool_size
-        self._prepared_statements = prepared_statements  # off behind PgBouncer in transaction mode
-        self._pool: asyncpg.Pool[Any] | None = database if isinstance(database, asyncpg.Pool) else None
-        self._pool_lock = asyncio.Lock()
+        # prepared_statements off behind PgBouncer in transaction mode (for a pool the client opens itself).
+        self._pool = LazyPool(database, max_size=max_pool_size, prepared_statements=prepared_statements)
         self._catalog = TaskCatalog(self.schema)
 
     @classmethod
@@ -264,27 +260,11 @@ class BackfillClient:
         await migrate_task_catalog(pool, self.schema)
 
     async def _get_pool(self) -> asyncpg.Pool[Any]:
-        if self._pool is not None:
-            return self._pool
-        async with self._pool_lock:
-            if self._pool is None:
-                assert isinstance(self._database, str)
-                try:
-                    self._pool = await asyncpg.create_pool(
-                        self._database,
-                        min_size=1,
-                        max_size=self._max_pool_size,
-                        statement_cache_size=100 if self._prepared_statements else 0,
-                    )
-                except (OSError, asyncpg.PostgresError) as error:
-                    raise DatabaseError(f"cannot connect to the database: {error}") from error
-        return self._pool
+        return await self._pool.get()
 
     async def close(self) -> None:
         """Close the pool the client opened (a pool passed in is left open)."""
-        pool, self._pool = self._pool, None
-        if pool is not None and not isinstance(self._database, asyncpg.Pool):
-            await pool.close()
+        await self._pool.close()
 
     async def __aenter__(self) -> BackfillClient:
         await self._get_pool()

@@ -6,6 +6,7 @@ enqueue inside their own transaction. It never closes a pool or connection that 
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 from collections.abc import AsyncIterator
@@ -15,7 +16,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import asyncpg
 
-from backfill.core.errors import ConfigurationError
+from backfill.core.errors import ConfigurationError, DatabaseError
 
 # asyncpg's pool hands out proxies of Connection; both expose the same query API.
 Executor: TypeAlias = "asyncpg.Connection[Any] | asyncpg.pool.PoolConnectionProxy[Any]"
@@ -32,6 +33,57 @@ async def connection_from(source: ConnectionSource) -> AsyncIterator[Executor]:
             yield connection
     else:
         yield source
+
+
+class LazyPool:
+    """The pool behind an API object: the caller's (used as is, never closed), or one opened from a DSN on first
+    use and closed by :meth:`close` (after which the next use opens a new one)."""
+
+    def __init__(self, database: str | asyncpg.Pool[Any], *, max_size: int, prepared_statements: bool = True) -> None:
+        self._dsn = database if isinstance(database, str) else None
+        self._pool: asyncpg.Pool[Any] | None = database if isinstance(database, asyncpg.Pool) else None
+        self._max_size = max_size
+        self._statement_cache_size = 100 if prepared_statements else 0  # 0 for PgBouncer in transaction mode
+        self._opening = asyncio.Lock()
+
+    @property
+    def is_open(self) -> bool:
+        """Whether a pool is at hand now (the caller's, or ours and not closed)."""
+        return self._pool is not None
+
+    async def get(self) -> asyncpg.Pool[Any]:
+        """The pool, opened now if it is ours and not open yet."""
+        if self._pool is not None:
+            return self._pool
+        async with self._opening:
+            if self._pool is None:
+                assert self._dsn is not None
+                try:
+                    self._pool = await asyncpg.create_pool(
+                        self._dsn, min_size=1, max_size=self._max_size, statement_cache_size=self._statement_cache_size
+                    )
+                except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
+                    raise DatabaseError(f"cannot connect to {redact_dsn(self._dsn)}: {error}") from error
+            return self._pool
+
+    async def close(self) -> None:
+        """Close the pool this object opened; a pool the caller passed in stays open."""
+        if self._dsn is not None and self._pool is not None:
+            pool, self._pool = self._pool, None
+            await pool.close()
+
+    @asynccontextmanager
+    async def connection(self, what: str, *, missing_hint: str) -> AsyncIterator[Executor]:
+        """A pooled connection; database errors raised inside come out as :class:`DatabaseError` saying ``what``
+        failed, with ``missing_hint`` when the error is a missing table, function or schema."""
+        pool = await self.get()
+        try:
+            async with pool.acquire() as connection:
+                yield connection
+        except (asyncpg.UndefinedTableError, asyncpg.UndefinedFunctionError, asyncpg.InvalidSchemaNameError) as error:
+            raise DatabaseError(f"{what} failed: {error} ({missing_hint})") from error
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
+            raise DatabaseError(f"{what} failed: {error}") from error
 
 
 def database_url_from_env(value: str | None = None) -> str:

@@ -14,9 +14,8 @@ a job locked by a worker (within Graphile's 4-hour lock expiry) is left alone an
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Callable, Iterable, Sequence
+from contextlib import AbstractAsyncContextManager
 from datetime import datetime
 from functools import cache
 from types import TracebackType
@@ -26,9 +25,9 @@ import asyncpg
 
 from backfill.core import admin_queries
 from backfill.core.admin_models import CleanupReport, JobInfo, JobState, QueueStats, TaskStats, WorkerInfo
-from backfill.core.db import Executor, redact_dsn
+from backfill.core.db import Executor, LazyPool
 from backfill.core.enqueue import add_job_spec, add_jobs
-from backfill.core.errors import ConfigurationError, DatabaseError, JobSpecError
+from backfill.core.errors import ConfigurationError, JobSpecError
 from backfill.core.jobs import SMALLINT_MAX, SMALLINT_MIN, Job, JobKeyMode, JobSpec
 from backfill.core.migrate import MigrationReport, migrate
 from backfill.core.own_migrations import migrate_own
@@ -125,11 +124,8 @@ class WorkerUtils:
         if transform is not None and not callable(transform):
             raise ConfigurationError("transform must be a callable taking a JobSpec")
         self.schema = SchemaName.coerce(schema)
-        self._dsn = database if isinstance(database, str) else None
-        self._pool: asyncpg.Pool[Any] | None = database if isinstance(database, asyncpg.Pool) else None
-        self._owns_pool = self._dsn is not None
+        self._pool = LazyPool(database, max_size=_OWN_POOL_SIZE)
         self._transform = transform
-        self._opening = asyncio.Lock()
 
     async def __aenter__(self) -> WorkerUtils:
         await self._get_pool()  # fail here, at the `async with`, if the database is unreachable
@@ -142,33 +138,16 @@ class WorkerUtils:
 
     async def close(self) -> None:
         """Close the pool this object opened; a pool the caller passed in stays open."""
-        if self._owns_pool and self._pool is not None:
-            pool, self._pool = self._pool, None
-            await pool.close()
+        await self._pool.close()
 
     async def _get_pool(self) -> asyncpg.Pool[Any]:
-        async with self._opening:
-            if self._pool is None:
-                assert self._dsn is not None
-                try:
-                    self._pool = await asyncpg.create_pool(self._dsn, min_size=1, max_size=_OWN_POOL_SIZE)
-                except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
-                    raise DatabaseError(f"cannot connect to {redact_dsn(self._dsn)}: {error}") from error
-            return self._pool
+        return await self._pool.get()
 
-    @asynccontextmanager
-    async def _connection(self, what: str) -> AsyncIterator[Executor]:
+    def _connection(self, what: str) -> AbstractAsyncContextManager[Executor]:
         """A pooled connection; database errors raised inside come out as DatabaseError saying ``what`` failed."""
-        pool = await self._get_pool()
-        try:
-            async with pool.acquire() as connection:
-                yield connection
-        except (asyncpg.UndefinedTableError, asyncpg.UndefinedFunctionError, asyncpg.InvalidSchemaNameError) as error:
-            raise DatabaseError(
-                f"{what} failed: {error} (is the schema {self.schema} installed? run `backfill migrate`)"
-            ) from error
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
-            raise DatabaseError(f"{what} failed: {error}") from error
+        return self._pool.connection(
+            what, missing_hint=f"is the schema {self.schema} installed? run `backfill migrate`"
+        )
 
     # -- schema -------------------------------------------------------------------------------------------
 

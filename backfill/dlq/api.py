@@ -14,16 +14,15 @@ matches every entry) unless ``all=True`` is passed, except in a dry run, which c
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator, Iterable, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Iterable, Sequence
+from contextlib import AbstractAsyncContextManager
 from datetime import datetime
 from types import TracebackType
 from typing import Any
 
 import asyncpg
 
-from backfill.core.db import Executor, redact_dsn
+from backfill.core.db import Executor, LazyPool
 from backfill.core.errors import ConfigurationError, DatabaseError
 from backfill.core.jobs import SMALLINT_MAX, SMALLINT_MIN
 from backfill.core.schema import SchemaName
@@ -58,10 +57,7 @@ class DeadLetterQueue:
         if not isinstance(database, (str, asyncpg.Pool)) or database == "":
             raise ConfigurationError("DeadLetterQueue needs a database URL or an asyncpg.Pool")
         self.schema = SchemaName.coerce(schema)
-        self._dsn = database if isinstance(database, str) else None
-        self._pool: asyncpg.Pool[Any] | None = database if isinstance(database, asyncpg.Pool) else None
-        self._owns_pool = self._dsn is not None
-        self._opening = asyncio.Lock()
+        self._pool = LazyPool(database, max_size=_OWN_POOL_SIZE)
 
     async def __aenter__(self) -> DeadLetterQueue:
         await self._get_pool()  # fail here, at the `async with`, if the database is unreachable
@@ -74,32 +70,14 @@ class DeadLetterQueue:
 
     async def close(self) -> None:
         """Close the pool this object opened; a pool the caller passed in stays open."""
-        if self._owns_pool and self._pool is not None:
-            pool, self._pool = self._pool, None
-            await pool.close()
+        await self._pool.close()
 
     async def _get_pool(self) -> asyncpg.Pool[Any]:
-        async with self._opening:
-            if self._pool is None:
-                assert self._dsn is not None
-                try:
-                    self._pool = await asyncpg.create_pool(self._dsn, min_size=1, max_size=_OWN_POOL_SIZE)
-                except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
-                    raise DatabaseError(f"cannot connect to {redact_dsn(self._dsn)}: {error}") from error
-            return self._pool
+        return await self._pool.get()
 
-    @asynccontextmanager
-    async def _connection(self, what: str) -> AsyncIterator[Executor]:
+    def _connection(self, what: str) -> AbstractAsyncContextManager[Executor]:
         """A pooled connection; database errors raised inside come out as DatabaseError saying ``what`` failed."""
-        pool = await self._get_pool()
-        try:
-            async with pool.acquire() as connection:
-                yield connection
-        except (asyncpg.UndefinedTableError, asyncpg.InvalidSchemaNameError, asyncpg.UndefinedFunctionError) as error:
-            hint = _NOT_INSTALLED_HINT.format(schema=self.schema)
-            raise DatabaseError(f"dead-letter {what} failed: {error} ({hint})") from error
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
-            raise DatabaseError(f"dead-letter {what} failed: {error}") from error
+        return self._pool.connection(f"dead-letter {what}", missing_hint=_NOT_INSTALLED_HINT.format(schema=self.schema))
 
     # -- schema -------------------------------------------------------------------------------------------
 

@@ -415,7 +415,9 @@ async def test_a_dsn_opens_a_pool_that_close_releases_and_a_callers_pool_stays_o
         job = await owned.add_job("t", {"n": 1})
         assert job is not None
         assert [info.id for info in await owned.list_jobs()] == [job.id]
-    assert owned._pool is None
+        opened = await owned._get_pool()
+    assert not owned._pool.is_open
+    assert opened.is_closing()
 
     borrowed = WorkerUtils(pool)
     await borrowed.close()

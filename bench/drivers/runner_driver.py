@@ -13,10 +13,11 @@ from typing import Any
 import asyncpg
 
 from backfill.client import BackfillClient, Enqueue
-from backfill.core import TaskRegistry, migrate
+from backfill.core import TaskRegistry
 from backfill.runner import WorkerRunner
 from backfill.settings import BackfillSettings
-from bench.drivers.base import TASK_NAME, Client, Driver, JobHandler
+from bench.drivers.backfill_driver import BackfillDriver
+from bench.drivers.base import TASK_NAME, Client, JobHandler
 
 
 class _Client:
@@ -33,20 +34,17 @@ class _Client:
         await self._client.enqueue(TASK_NAME, payload, connection=self._connection)
 
 
-class RunnerDriver(Driver):
-    async def migrate(self) -> None:
-        connection = await asyncpg.connect(self.dsn)
-        try:
-            await migrate(connection, self.schema)
-        finally:
-            await connection.close()
+class RunnerDriver(BackfillDriver):
+    """Installs the schema like the core driver; enqueues and works through the layer."""
 
     @asynccontextmanager
     async def client(self) -> AsyncIterator[Client]:
         connection = await asyncpg.connect(self.dsn)
+        client = BackfillClient(self.dsn, schema=self.schema)  # its own pool serves task-default lookups
         try:
-            yield _Client(BackfillClient(self.dsn, schema=self.schema), connection)
+            yield _Client(client, connection)
         finally:
+            await client.close()
             await connection.close()
 
     async def work(

@@ -21,30 +21,12 @@ from collections.abc import Coroutine, Sequence
 from typing import Any, TypeVar
 
 from backfill.client import BackfillClient, Enqueue
+from backfill.core.enqueue import add_job_arguments, add_job_sql
 from backfill.core.errors import DatabaseError
 from backfill.core.jobs import Job, JobKeyMode, JobSpec
 from backfill.priorities import Priority
 
 T = TypeVar("T")
-
-_DBAPI_COLUMNS = (
-    "id",
-    "job_queue_id",
-    "task_id",
-    "payload",
-    "priority",
-    "run_at",
-    "attempts",
-    "max_attempts",
-    "last_error",
-    "created_at",
-    "updated_at",
-    "key",
-    "locked_at",
-    "locked_by",
-    "revision",
-    "flags",
-)
 
 
 class SyncBackfillClient:
@@ -129,41 +111,21 @@ class SyncBackfillClient:
             return self._loop
 
     def _enqueue_on(self, connection: Any, spec: JobSpec, job_key_mode: JobKeyMode | str | None) -> Job:
-        schema = self._client.schema
-        statement = f"""
-            select j.id, j.job_queue_id, j.task_id, j.payload::text, j.priority, j.run_at, j.attempts,
-                   j.max_attempts, j.last_error, j.created_at, j.updated_at, j.key, j.locked_at, j.locked_by,
-                   j.revision, j.flags::text
-              from {schema.qualify("add_job")}(
-                identifier => %s::text, payload => %s::json, queue_name => %s::text, run_at => %s::timestamptz,
-                max_attempts => %s::int, job_key => %s::text, priority => %s::int, flags => %s::text[],
-                job_key_mode => %s::text
-              ) as j
-             where j.id is not null
-        """
-        mode = JobKeyMode(job_key_mode).value if job_key_mode is not None else JobKeyMode.REPLACE.value
-        arguments = (
-            spec.identifier,
-            spec.payload_json,
-            spec.queue_name,
-            spec.run_at,
-            spec.max_attempts,
-            spec.job_key,
-            spec.priority,
-            list(spec.flags) if spec.flags is not None else None,
-            mode,
-        )
+        # The core's add_job statement and arguments, numbered the way DB-API drivers number parameters.
+        arguments = add_job_arguments(spec, job_key_mode)  # checks the mode before the connection is used
+        statement = add_job_sql(self._client.schema, dbapi=True)
         cursor = connection.cursor()
         try:
             cursor.execute(statement, arguments)
             row = cursor.fetchone()
+            columns = [column[0] for column in cursor.description]
         except Exception as error:  # the driver's own error classes; keep them as the cause
             raise DatabaseError(f"add_job({spec.identifier!r}) failed: {error}") from error
         finally:
             cursor.close()
         if row is None:
             raise DatabaseError(f"add_job({spec.identifier!r}) wrote no job: job key {spec.job_key!r} is busy")
-        return Job.from_record(dict(zip(_DBAPI_COLUMNS, row, strict=True)), task_identifier=spec.identifier)
+        return Job.from_record(dict(zip(columns, row, strict=True)), task_identifier=spec.identifier)
 
 
 _default: dict[str, SyncBackfillClient] = {}

@@ -31,16 +31,34 @@ _RETURNED_COLUMNS = """
 
 
 @cache  # statement text per schema, built once: add_job is on every caller's request path
-def _add_job_sql(schema: SchemaName) -> str:
+def add_job_sql(schema: SchemaName, *, dbapi: bool = False) -> str:
+    """``add_job`` with the arguments of :func:`add_job_arguments`, as asyncpg (``$n``) or, with ``dbapi``,
+    DB-API drivers such as psycopg (``%s``) number their parameters."""
+    marks = ["%s"] * 9 if dbapi else [f"${n}" for n in range(1, 10)]
     return f"""
         select {_RETURNED_COLUMNS}
           from {schema.qualify("add_job")}(
-            identifier => $1::text, payload => $2::json, queue_name => $3::text, run_at => $4::timestamptz,
-            max_attempts => $5::int, job_key => $6::text, priority => $7::int, flags => $8::text[],
-            job_key_mode => $9::text
+            identifier => {marks[0]}::text, payload => {marks[1]}::json, queue_name => {marks[2]}::text,
+            run_at => {marks[3]}::timestamptz, max_attempts => {marks[4]}::int, job_key => {marks[5]}::text,
+            priority => {marks[6]}::int, flags => {marks[7]}::text[], job_key_mode => {marks[8]}::text
           ) as j
          where j.id is not null
     """
+
+
+def add_job_arguments(spec: JobSpec, job_key_mode: JobKeyMode | str | None) -> tuple[Any, ...]:
+    """The parameters of :func:`add_job_sql` for ``spec``; a bad ``job_key_mode`` raises :class:`JobSpecError`."""
+    return (
+        spec.identifier,
+        spec.payload_json,
+        spec.queue_name,
+        spec.run_at,
+        spec.max_attempts,
+        spec.job_key,
+        spec.priority,
+        list(spec.flags) if spec.flags is not None else None,
+        _check_job_key_mode(job_key_mode),
+    )
 
 
 @cache
@@ -126,22 +144,12 @@ async def add_job_spec(
     if not isinstance(spec, JobSpec):
         raise JobSpecError("spec", f"must be a JobSpec, not {type(spec).__name__}")
     identifier, job_key = spec.identifier, spec.job_key
-    mode = _check_job_key_mode(job_key_mode)
+    arguments = add_job_arguments(spec, job_key_mode)
+    mode = arguments[-1]  # the job key mode, checked
     schema_name = SchemaName.coerce(schema)
     async with connection_from(source) as connection:
         try:
-            row = await connection.fetchrow(
-                _add_job_sql(schema_name),
-                spec.identifier,
-                spec.payload_json,
-                spec.queue_name,
-                spec.run_at,
-                spec.max_attempts,
-                spec.job_key,
-                spec.priority,
-                list(spec.flags) if spec.flags is not None else None,
-                mode,
-            )
+            row = await connection.fetchrow(add_job_sql(schema_name), *arguments)
             if row is None:  # the keyed job was locked between the key check and the upsert
                 raise DatabaseError(f"add_job({identifier!r}) wrote no job: job key {job_key!r} is busy")
             if mode == JobKeyMode.UNSAFE_DEDUPE.value and row["revision"] > 0:

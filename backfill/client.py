@@ -201,7 +201,7 @@ class BackfillClient:
             return None  # build_spec reports the bad identifier
         local = defaults_for(task)
         if local is not None:
-            return local
+            return local  # no database needed (nor a pool opened, for callers passing connection=)
         return await self._catalog.defaults(await self._get_pool(), task)
 
     def build_spec(self, request: Enqueue, defaults: TaskDefaults | None = None) -> JobSpec:

@@ -191,7 +191,7 @@ class WorkerRunner:
         self._stack = stack
         try:
             pool = await self._open()
-            stack.push_async_callback(pool.close)
+            stack.push_async_callback(self._close_pool)
             stack.push_async_callback(self._stop_side_tasks)
             # Runs after the workers drained (callbacks run in reverse): failures recorded in their last
             # moments go to the dead-letter queue now rather than at the next start.
@@ -236,7 +236,7 @@ class WorkerRunner:
             await asyncio.gather(*(worker.run_once() for worker in workers))
             await self._final_move()
         finally:
-            await pool.close()
+            await self._close_pool()
         return self.summary
 
     # -- shared -----------------------------------------------------------------------------------------------------
@@ -374,7 +374,11 @@ class WorkerRunner:
         if self._metrics_server is not None:
             self._metrics_server.close()
             self._metrics_server = None
-        self._pool = None
+
+    async def _close_pool(self) -> None:
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            await pool.close()
 
     async def _final_move(self) -> None:
         if self._mover is not None:

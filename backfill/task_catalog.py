@@ -86,10 +86,8 @@ class TaskCatalog:
         self._warned = False
 
     async def defaults(self, pool: asyncpg.Pool[Any], identifier: str) -> TaskDefaults | None:
-        """The defaults of ``identifier``: this process's own if it imported the task, else the catalog's."""
-        local = defaults_for(identifier)
-        if local is not None:
-            return local
+        """The defaults the catalog holds for ``identifier`` (ask it only for tasks this process did not import:
+        its own ``@backfill.task`` defaults are the ones it runs with)."""
         now = time.monotonic()
         cached = self._cache.get(identifier)
         if cached is not None and cached[0] > now:

@@ -24,14 +24,12 @@ from backfill.core.db import ConnectionSource, LazyPool
 from backfill.core.enqueue import add_job_spec, add_jobs
 from backfill.core.errors import ConfigurationError, JobSpecError
 from backfill.core.jobs import Job, JobKeyMode, JobSpec
-from backfill.core.migrate import migrate
-from backfill.core.own_migrations import migrate_own
 from backfill.core.schema import SchemaName
-from backfill.dlq.migrations import DLQ_LINE, DLQ_MIGRATIONS
 from backfill.lanes import LANE_FLAG, lane_flags
+from backfill.migrations import migrate_all
 from backfill.priorities import Priority
 from backfill.retry_policies import RETRY_FLAG_PREFIX, RetryPolicy, resolve_policy
-from backfill.task_catalog import TaskCatalog, migrate_task_catalog
+from backfill.task_catalog import TaskCatalog
 from backfill.task_defaults import TaskDefaults, defaults_for
 
 
@@ -253,11 +251,7 @@ class BackfillClient:
         """Install or upgrade everything enqueueing and the worker need: Graphile's schema (revision 20) and
         backfill's own tables (worker registry, error history, dead-letter queue). Idempotent; a worker
         runner does it at start-up too, so call it only where enqueueing may come first."""
-        pool = await self._get_pool()
-        await migrate(pool, self.schema)
-        await migrate_own(pool, self.schema)
-        await migrate_own(pool, self.schema, line=DLQ_LINE, migrations=DLQ_MIGRATIONS)
-        await migrate_task_catalog(pool, self.schema)
+        await migrate_all(await self._get_pool(), self.schema)
 
     async def _get_pool(self) -> asyncpg.Pool[Any]:
         return await self._pool.get()

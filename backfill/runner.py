@@ -37,19 +37,18 @@ from backfill.core.crontab import CronItem, load_crontab_file, parse_crontab
 from backfill.core.errors import BackfillError, ConfigurationError, DatabaseError, IncompatibleSchemaError
 from backfill.core.events import Events
 from backfill.core.hooks import Hooks
-from backfill.core.migrate import migrate
 from backfill.core.options import RunSummary, WorkerOptions
-from backfill.core.own_migrations import migrate_own
 from backfill.core.signals import StopSignals
 from backfill.core.tasks import TaskRegistry, default_registry
 from backfill.core.worker import Worker
-from backfill.dlq import DLQ_MIGRATIONS, DeadLetterMover, MovedJob
-from backfill.lanes import BULK_LANE, FAST_LANE, Lane
+from backfill.dlq import DeadLetterMover, MovedJob
+from backfill.lanes import Lane
 from backfill.logs import configure_logging
 from backfill.metrics import BackfillMetrics, MetricsServer, QueueStatsCollector, serve_metrics
+from backfill.migrations import migrate_all
 from backfill.retry_policies import ErrorRules, RetryPlanner, resolve_policy
 from backfill.settings import BackfillSettings
-from backfill.task_catalog import migrate_task_catalog, publish_task_defaults
+from backfill.task_catalog import publish_task_defaults
 from backfill.task_defaults import defaults_for, task_policy
 from backfill.task_modules import load_tasks
 
@@ -87,11 +86,7 @@ class WorkerRunner:
             raise ConfigurationError(
                 "no tasks to run: register some with @backfill.task, or list their modules in BACKFILL_TASK_MODULES"
             )
-        self.lanes: tuple[Lane, ...] = (
-            Lane(FAST_LANE, settings.fast_queue_concurrency),
-            Lane(BULK_LANE, settings.bulk_queue_concurrency),
-            *settings.custom_lanes,
-        )
+        self.lanes: tuple[Lane, ...] = settings.all_lanes
         self._hooks = hooks if hooks is not None else Hooks()
         default_policy = resolve_policy(settings.default_retry_policy, field_name="BACKFILL_DEFAULT_RETRY_POLICY")
         if self._hooks.retry_planner is None:  # a planner of the caller's own stays in charge
@@ -292,11 +287,7 @@ class WorkerRunner:
             settings.database_url, size, settings.prepared_statements, settings.connect_timeout_seconds
         )
         try:
-            await migrate(pool, settings.schema_name)
-            await migrate_own(pool, settings.schema_name)
-            if settings.dlq_enabled:
-                await migrate_own(pool, settings.schema_name, line="dlq", migrations=DLQ_MIGRATIONS)
-            await migrate_task_catalog(pool, settings.schema_name)
+            await migrate_all(pool, settings.schema_name, dlq=settings.dlq_enabled)
             # So that services enqueueing these tasks without importing them still apply their defaults.
             await publish_task_defaults(pool, settings.schema_name, self.registry.identifiers)
         except BaseException:

@@ -14,14 +14,11 @@ from backfill.cli.common import Commands, add_database_options
 from backfill.cli.exit_codes import EXIT_FAILURE, EXIT_OK
 from backfill.core.crontab import CronItem, load_crontab_file
 from backfill.core.db import database_url_from_env, redact_dsn
-from backfill.core.migrate import migrate
 from backfill.core.options import WorkerOptions
-from backfill.core.own_migrations import migrate_own
 from backfill.core.schema import SchemaName
 from backfill.core.tasks import TaskRegistry
 from backfill.core.worker import Worker
-from backfill.dlq.migrations import DLQ_LINE, DLQ_MIGRATIONS
-from backfill.task_catalog import migrate_task_catalog
+from backfill.migrations import migrate_all
 from backfill.task_modules import load_tasks as load_task_modules
 
 logger = logging.getLogger("backfill.cli")
@@ -91,12 +88,9 @@ async def _migrate_command(args: argparse.Namespace) -> int:
         logger.error("cannot connect to %s: %s", redact_dsn(dsn), error)
         return EXIT_FAILURE
     try:
-        report = await migrate(connection, schema)
-        # backfill's own tables beside Graphile's: the worker registry and error history (core line), the
-        # dead-letter table (dlq line) and the task defaults catalog (tasks line).
-        own = [f"core/{n}" for n in await migrate_own(connection, schema)]
-        own += [f"dlq/{n}" for n in await migrate_own(connection, schema, line=DLQ_LINE, migrations=DLQ_MIGRATIONS)]
-        own += [f"tasks/{n}" for n in await migrate_task_catalog(connection, schema)]
+        # Graphile's schema, then backfill's own tables beside it: the worker registry and error history (core
+        # line), the dead-letter table (dlq line) and the task defaults catalog (tasks line).
+        report, own = await migrate_all(connection, schema)
     finally:
         await connection.close()
     if report.applied:

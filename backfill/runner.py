@@ -23,8 +23,9 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+import signal
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +39,7 @@ from backfill.core.errors import BackfillError, ConfigurationError, DatabaseErro
 from backfill.core.events import Events
 from backfill.core.hooks import Hooks
 from backfill.core.options import RunSummary, WorkerOptions
-from backfill.core.signals import StopSignals
+from backfill.core.signals import StopSignals, record_stop_signals
 from backfill.core.tasks import TaskRegistry, default_registry
 from backfill.core.worker import Worker
 from backfill.dlq import DeadLetterMover, MovedJob
@@ -116,6 +117,7 @@ class WorkerRunner:
         self._side_tasks: list[asyncio.Task[Any]] = []
         self._stack: contextlib.AsyncExitStack | None = None
         self._stop_requested = asyncio.Event()
+        self._earlier_rounds = RunSummary()  # run_once: the counts of the rounds before the current one
 
     @classmethod
     def from_env(
@@ -138,6 +140,7 @@ class WorkerRunner:
 
     def run(self) -> int:
         """Block until stopped by SIGTERM/SIGINT (or a fatal error); the process exit code."""
+        record_stop_signals()  # a signal before the loop's handlers are in place is delivered, not fatal
         try:
             asyncio.run(self.serve(handle_signals=True))
         except ConfigurationError as error:
@@ -152,18 +155,22 @@ class WorkerRunner:
         return EXIT_OK
 
     async def serve(self, *, handle_signals: bool = False) -> RunSummary:
-        """Run until :meth:`request_stop` (or a signal, with ``handle_signals``), then stop and drain."""
-        signals = StopSignals(lambda _signum: self.request_stop())
-        await self.start()
+        """Run until :meth:`request_stop` (or a signal, with ``handle_signals``), then stop and drain.
+
+        A stop requested while the runner is still starting (connecting, migrating, starting its lanes)
+        abandons the start-up and returns once what had started has stopped.
+        """
+        signals = StopSignals(self._on_signal)
+        if handle_signals:
+            signals.install()  # before start(): a signal at any moment of start-up must stop it cleanly
         try:
-            if handle_signals:
-                signals.install()
-            waits = [asyncio.ensure_future(worker.wait()) for worker in self.workers.values()]
-            stop = asyncio.ensure_future(self._stop_requested.wait())
-            await asyncio.wait([*waits, stop], return_when=asyncio.FIRST_COMPLETED)
-            stop.cancel()
-            for wait in waits:
-                wait.cancel()
+            if await self._unless_stop_requested(self.start()):
+                waits = [asyncio.ensure_future(worker.wait()) for worker in self.workers.values()]
+                stop = asyncio.ensure_future(self._stop_requested.wait())
+                await asyncio.wait([*waits, stop], return_when=asyncio.FIRST_COMPLETED)
+                stop.cancel()
+                for wait in waits:
+                    wait.cancel()
         finally:
             summary = await self.stop()
             signals.remove()
@@ -171,10 +178,39 @@ class WorkerRunner:
 
     def request_stop(self) -> None:
         """Ask every lane to stop gracefully; a second request cancels running jobs."""
-        if self._stop_requested.is_set():
-            for worker in self.workers.values():
-                worker.stop()  # the second stop() of a core worker stops running jobs at once
+        again = self._stop_requested.is_set()
         self._stop_requested.set()
+        for worker in self.workers.values():
+            if again:
+                worker.stop_now()
+            else:
+                worker.stop_gracefully()
+
+    def _on_signal(self, signum: int) -> None:
+        logger.warning(
+            "received %s: %s",
+            signal.Signals(signum).name,
+            "stopping now" if self._stop_requested.is_set() else "stopping gracefully (send again to stop now)",
+        )
+        self.request_stop()
+
+    async def _unless_stop_requested(self, work: Coroutine[Any, Any, Any]) -> bool:
+        """Run ``work``, cancelling it if a stop is requested first; whether it ran to its end."""
+        task = asyncio.ensure_future(work)
+        stop = asyncio.ensure_future(self._stop_requested.wait())
+        try:
+            await asyncio.wait([task, stop], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stop.cancel()
+            if not task.done():
+                task.cancel()
+                # The work cleans up after itself when cancelled (start() stops what it started).
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        if task.cancelled():
+            return False
+        task.result()  # raises what the work raised
+        return True
 
     # -- background ---------------------------------------------------------------------------------------------
 
@@ -210,7 +246,7 @@ class WorkerRunner:
         if stack is None:
             return self.summary
         for worker in self.workers.values():
-            worker.stop()
+            worker.stop_gracefully()  # all lanes drain at once, each within the grace period
         await stack.aclose()  # leaves each worker's `async with` in reverse order: waits for its drain
         return self.summary
 
@@ -223,23 +259,44 @@ class WorkerRunner:
 
     # -- once -----------------------------------------------------------------------------------------------------
 
-    async def run_once(self) -> RunSummary:
-        """Run every lane until nothing is runnable now, move dead jobs to the DLQ, and return the summary."""
+    async def run_once(self, *, handle_signals: bool = False) -> RunSummary:
+        """Run every lane until nothing is runnable now, move dead jobs to the DLQ, and return the summary.
+
+        Lanes run in rounds: a job that one lane finished may unlock a named queue whose next job belongs to
+        another lane that had already found nothing to do, so another round follows any round that ran a job.
+        A stop request (or a signal, with ``handle_signals``) ends it as it ends :meth:`serve`.
+        """
+        signals = StopSignals(self._on_signal)
+        if handle_signals:
+            signals.install()
+        try:
+            await self._unless_stop_requested(self._run_rounds())
+        finally:
+            signals.remove()
+        return self.summary
+
+    async def _run_rounds(self) -> None:
         pool = await self._open()
         try:
-            workers = self._make_workers(pool, once=True)
-            await asyncio.gather(*(worker.run_once() for worker in workers))
-            await self._final_move()
+            while not self._stop_requested.is_set():
+                workers = self._make_workers(pool, once=True)
+                await asyncio.gather(*(worker.run_once() for worker in workers))
+                if not any(worker.summary.processed for worker in workers):
+                    break
+                self._earlier_rounds = self.summary
+                self.workers = {}
         finally:
-            await self._close_pool()
-        return self.summary
+            try:
+                await self._final_move()
+            finally:
+                await self._close_pool()
 
     # -- shared -----------------------------------------------------------------------------------------------------
 
     @property
     def summary(self) -> RunSummary:
         """The lanes' summaries added up."""
-        total = RunSummary()
+        total = dataclasses.replace(self._earlier_rounds)
         for worker in self.workers.values():
             for counter in dataclasses.fields(RunSummary):
                 setattr(total, counter.name, getattr(total, counter.name) + getattr(worker.summary, counter.name))
@@ -428,6 +485,7 @@ def _with_default_timeout(registry: TaskRegistry, settings: BackfillSettings) ->
 
 def main() -> int:
     """``WorkerRunner.from_env().run()`` with configuration errors reported as exit code 2."""
+    record_stop_signals()  # from_env imports the task modules: a signal meanwhile stops the runner at once
     try:
         runner = WorkerRunner.from_env()
     except ConfigurationError as error:

@@ -29,6 +29,7 @@ from backfill.cli.exit_codes import (
 )
 from backfill.cli.worker import load_tasks
 from backfill.core.errors import BackfillError, ConfigurationError, DatabaseError, IncompatibleSchemaError, JobSpecError
+from backfill.core.signals import record_stop_signals
 
 __all__ = [
     "EXIT_FAILURE",
@@ -75,6 +76,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         stream=sys.stderr,
     )
     handler: Handler = args.handler
+    if getattr(args, "records_stop_signals", False):
+        record_stop_signals()
     try:
         return asyncio.run(handler(args))
     except KeyboardInterrupt:

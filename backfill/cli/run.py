@@ -34,12 +34,13 @@ def register(commands: Commands) -> None:
     parser.add_argument(
         "--env-file", default=".env", help="file of variables read under the environment (default .env)"
     )
-    parser.set_defaults(handler=_run_command)
+    # A signal during start-up (imports, connecting, migrating) stops the runner cleanly instead of killing it.
+    parser.set_defaults(handler=_run_command, records_stop_signals=True)
 
 
 async def _run_command(args: argparse.Namespace) -> int:
     runner = WorkerRunner.from_env(env_file=args.env_file, extra_task_modules=tuple(args.tasks))
-    summary = await (runner.run_once() if args.once else runner.serve(handle_signals=True))
+    summary = await (runner.run_once(handle_signals=True) if args.once else runner.serve(handle_signals=True))
     print(
         f"backfill run: succeeded={summary.succeeded} failed={summary.failed} "
         f"permanently_failed={summary.permanently_failed} interrupted={summary.interrupted}",

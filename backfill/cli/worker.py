@@ -62,7 +62,8 @@ def register(commands: Commands) -> None:
         default=None,
         help=f"Graphile crontab file to schedule from (default: ./{DEFAULT_CRONTAB} when it exists; see docs/cron.md)",
     )
-    worker_parser.set_defaults(handler=_worker_command)
+    # A signal during start-up (connecting, migrating) stops the worker cleanly instead of killing it.
+    worker_parser.set_defaults(handler=_worker_command, records_stop_signals=True)
 
     demo_parser = commands.add_parser(
         "demo", help="enqueue sample jobs and run a worker on them (embedded PostgreSQL if DATABASE_URL is unset)"

@@ -66,6 +66,20 @@ class Claims:
         names = self._task_names
         return [Job.from_record(row, task_identifier=names[row["task_id"]]) for row in rows]
 
+    async def runnable_exists(self) -> bool:
+        """Whether a job this worker may claim is runnable now, locks aside: the check an empty claim needs
+        before it may be read as "nothing left" (a concurrent fetch briefly row-locks what it looks at)."""
+        connection = await self._connection.get()
+        try:
+            return bool(
+                await connection.fetchval(
+                    self._queries.runnable_exists, self._worker_id, self._identifiers, 1, *self._flag_arguments
+                )
+            )
+        except BaseException:
+            await self._connection.discard()
+            raise
+
     async def hand_back(self, jobs: Sequence[Job]) -> int:
         """Unlock claimed jobs that never started, refunding their attempt; how many were still ours."""
         if not jobs:

@@ -16,7 +16,7 @@ import asyncio
 import logging
 import os
 import socket
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import timedelta
 from functools import cache
 from importlib import metadata
@@ -55,6 +55,7 @@ class Heartbeat:
         concurrency: int,
         tasks: Sequence[str],
         events: Events,
+        on_declared_dead: Callable[[], None] = lambda: None,
     ) -> None:
         if interval <= 0:
             raise ConfigurationError(f"the heartbeat interval must be positive, got {interval}")
@@ -70,6 +71,7 @@ class Heartbeat:
         self._concurrency = concurrency
         self._tasks = list(tasks)
         self._events = events
+        self._on_declared_dead = on_declared_dead  # the worker drops the claims it has not started yet
         self._registered = False
         self._declared_dead_count = 0
         self._failures = ConsecutiveFailures(initial=min(0.05, interval), maximum=interval)
@@ -139,6 +141,7 @@ class Heartbeat:
             self._worker_id,
             self._dead_after,
         )
+        self._on_declared_dead()
         self._events.emit("heartbeat:declaredDead", worker_id=self._worker_id)
         await self.register()
         return False

@@ -181,6 +181,7 @@ class RunSummary:
     lost_leases: int = 0  # results discarded because the job's lock was no longer ours
     timed_out: int = 0  # attempts cancelled at their deadline (also counted in failed)
     skipped: int = 0  # jobs an interceptor completed without running their handler
+    forfeited: int = 0  # claimed jobs dropped unstarted because the worker's claims were taken from it
 
     @property
     def processed(self) -> int:

@@ -56,6 +56,7 @@ class WorkerQueries:
     """SQL text of every worker statement for one schema."""
 
     fetch_jobs: str
+    runnable_exists: str
     complete_jobs: str
     fail_jobs: str
     return_jobs: str
@@ -76,6 +77,7 @@ class WorkerQueries:
         claimed = _CLAIMED_COLUMNS.format(queues=queues)
         return cls(
             fetch_jobs=_fetch_sql(jobs, queues, tasks, claimed, fetch_filter),
+            runnable_exists=_runnable_exists_sql(jobs, queues, tasks, fetch_filter),
             complete_jobs=f"""
                 with done as (
                   delete from {jobs} as jobs
@@ -211,7 +213,8 @@ def _unlock_queues_of(queues: str, cte: str, *, worker_param: str) -> str:
     """
 
 
-def _fetch_sql(jobs: str, queues: str, tasks: str, claimed: str, fetch_filter: FetchFilter) -> str:
+def _filter_clauses(fetch_filter: FetchFilter) -> str:
+    """The fetch filter's extra conditions; the flag arrays are ``$4`` and ``$5`` (see :class:`FetchFilter`)."""
     clauses: list[str] = []
     if fetch_filter.min_priority is not None:
         clauses.append(f"and jobs.priority >= {int(fetch_filter.min_priority)}")
@@ -223,7 +226,36 @@ def _fetch_sql(jobs: str, queues: str, tasks: str, claimed: str, fetch_filter: F
         parameter += 1
     if fetch_filter.required_flags:
         clauses.append(f"and jobs.flags ?| ${parameter}::text[]")
-    flags_clause = "\n             ".join(clauses)
+    return "\n             ".join(clauses)
+
+
+def _runnable_exists_sql(jobs: str, queues: str, tasks: str, fetch_filter: FetchFilter) -> str:
+    # The fetch's conditions without its locks, to tell "nothing runnable" from "the runnable rows were
+    # row-locked by a concurrent fetch": that fetch locks every available named queue for the length of its
+    # statement, so an empty claim alone does not prove that nothing is left (run_once relies on this).
+    # It takes the fetch's arguments ($1 worker id and $3 limit only typed here) so FetchFilter's numbering holds.
+    return f"""
+        select exists (
+          select 1
+            from {jobs} as jobs
+           where jobs.is_available = true
+             and jobs.run_at <= now()
+             and jobs.task_id = any(array(select t.id from {tasks} as t where t.identifier = any($2::text[])))
+             and (
+               jobs.job_queue_id is null
+               or jobs.job_queue_id in (
+                 select job_queues.id from {queues} as job_queues where job_queues.is_available = true
+               )
+             )
+             {_filter_clauses(fetch_filter)}
+             and $1::text is not null
+           limit $3::int
+        ) as runnable
+    """
+
+
+def _fetch_sql(jobs: str, queues: str, tasks: str, claimed: str, fetch_filter: FetchFilter) -> str:
+    flags_clause = _filter_clauses(fetch_filter)
     # Eligible named queues are locked up front with SKIP LOCKED, so two workers fetching at once never
     # take jobs of the same queue. A batch may still find several jobs of one queue; only the first
     # (by priority, run_at) is kept, because a named queue runs one job at a time. The rest stay untouched

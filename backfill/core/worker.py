@@ -175,24 +175,57 @@ class Worker:
         return await self._run(once=True)
 
     def stop(self) -> None:
-        """Ask for a graceful stop; a second call stops running jobs at once."""
+        """Ask for a graceful stop; a second call stops running jobs at once (as a second signal does)."""
         if self._stop_requested.is_set():
-            if not self._stop_now.is_set():
-                self.events.emit("forcefulShutdown", worker_id=self.worker_id)
-            self._stop_now.set()
+            self.stop_now()
         else:
-            self.events.emit("gracefulShutdown", worker_id=self.worker_id, signal=None)
+            self.stop_gracefully()
+
+    def stop_gracefully(self) -> None:
+        """Stop fetching, hand back unstarted jobs and give running ones ``shutdown_grace_period``.
+
+        Unlike :meth:`stop`, calling it again never shortens the grace period.
+        """
+        if self._stop_requested.is_set():
+            return
+        self.events.emit("gracefulShutdown", worker_id=self.worker_id, signal=None)
         self._stop_requested.set()
+        self._wake.set()
+
+    def stop_now(self) -> None:
+        """Stop, cancelling running jobs without waiting for the grace period (recorded as interrupted)."""
+        if not self._stop_now.is_set():
+            self.events.emit("forcefulShutdown", worker_id=self.worker_id)
+        self._stop_requested.set()
+        self._stop_now.set()
         self._wake.set()
 
     async def __aenter__(self) -> Worker:
         self._background = asyncio.create_task(self.run(), name=f"backfill-worker-{self.worker_id}")
         started = asyncio.create_task(self._started.wait())
-        await asyncio.wait({self._background, started}, return_when=asyncio.FIRST_COMPLETED)
+        try:
+            await asyncio.wait({self._background, started}, return_when=asyncio.FIRST_COMPLETED)
+        except BaseException:
+            # Cancelled while starting (a signal during a runner's start-up, say): a worker left running here
+            # would hold its connections for ever, and closing the pool would wait on it.
+            started.cancel()
+            await self._abort_start()
+            raise
         if self._background.done():
             started.cancel()
             self._background.result()  # raises the start-up error
         return self
+
+    async def _abort_start(self) -> None:
+        background = self._background
+        assert background is not None
+        if self._started.is_set():
+            # Already claiming: stop as a second signal would, so that claimed jobs are handed back.
+            self.stop_now()
+        else:
+            background.cancel()  # still connecting or migrating: nothing claimed, nothing to hand back
+        with contextlib.suppress(BaseException):
+            await background
 
     async def wait(self) -> RunSummary:
         """Inside ``async with worker:``, wait until the worker stops (``stop()``, a signal with
@@ -202,7 +235,9 @@ class Worker:
         return await asyncio.shield(self._background)
 
     async def __aexit__(self, *exc_info: object) -> None:
-        self.stop()
+        # Graceful unless someone already asked for more: leaving the block is not a second stop request
+        # (a runner that stopped its lanes first must not cut their grace period short here).
+        self.stop_gracefully()
         if self._background is not None:
             await self._background
 
@@ -217,6 +252,9 @@ class Worker:
         side_tasks: list[asyncio.Task[Any]] = []
         signal_handlers = StopSignals(self._on_signal)
         try:
+            if self.options.handle_signals:
+                # Before the rest of start-up: a signal meanwhile makes the worker stop as soon as it started.
+                signal_handlers.install()
             await self._prepare(pool)
             self._pool = pool
             self._completer = Completer(
@@ -263,8 +301,6 @@ class Worker:
                 once=once,
             )
             side_tasks.extend(self._supervised(coroutine, name) for name, coroutine in upkeep)
-            if self.options.handle_signals:
-                signal_handlers.install()
             self._started.set()
             self.events.emit("worker:create", worker_id=self.worker_id, tasks=list(self._identifiers))
             logger.info(
@@ -359,7 +395,7 @@ class Worker:
             logger.error("worker %s: %s failed; stopping", self.worker_id, name, exc_info=error)
             self._fatal = error
             self.events.emit("worker:fatalError", worker_id=self.worker_id, error=error, where=name)
-            self.stop()
+            self.stop_gracefully()
 
         task.add_done_callback(on_done)
         return task
@@ -403,6 +439,8 @@ class Worker:
         assert self._claims is not None
         jobs = await self._claims.claim(want)
         self._more_available = len(jobs) >= want
+        if not jobs:
+            self.events.emit("worker:getJob:empty", worker_id=self.worker_id)
         suspect = next((job for job in jobs if job.flags and SUSPECT_FLAG in job.flags), None)
         if suspect is not None:
             await self._isolate(suspect, jobs)
@@ -459,8 +497,6 @@ class Worker:
                 await self._wait_for_wake(failures.failed(logger, f"worker {self.worker_id}: fetching jobs", error))
                 continue
             failures.succeeded()
-            if fetched == 0:
-                self.events.emit("worker:getJob:empty", worker_id=self.worker_id)
             if fetched and self._more_available and len(self._local) <= self._refill_below:
                 continue  # a full batch came back and jobs were used meanwhile: more is waiting
             await self._wait_for_wake(self.options.poll_interval)
@@ -481,13 +517,15 @@ class Worker:
         Runs in the fetcher, between fetches, so no claim is in flight that the owned set could miss.
         """
         assert self._claims is not None and self._completer is not None
+        # Cleared first: a reason to reconcile that arrives while this one runs (a lost lease) needs another.
+        # A failure sets it again (the fetch loop's error path).
+        self._reconcile_needed = False
         owned = set(self._running_ids) | {item[2] for item in self._local} | self._completer.owned_job_ids()
         released, queues = await self._claims.release_orphans(owned)
-        self._reconcile_needed = False
         if released or queues:
             logger.warning(
                 "worker %s released %s job(s) and %s queue lock(s) it held without owning them (claims whose "
-                "reply was lost in a reconnect): %s",
+                "reply was lost in a reconnect, or that it dropped unstarted): %s",
                 self.worker_id,
                 len(released),
                 queues,
@@ -501,24 +539,48 @@ class Worker:
 
     async def _drain_runnable(self) -> None:
         """``run_once``: fetch and run until nothing runnable is left and every result is written."""
-        assert self._completer is not None
+        assert self._completer is not None and self._claims is not None
+        rechecks = backoff_delays(initial=0.005, maximum=0.2)
         while not self._stop_requested.is_set():
+            if self._needs_reconcile():
+                await self._reconcile()
             fetched = await self._fetch_into_local_queue()
             if not fetched and not self._local and not self._running:
                 # Results free named queues and may have enqueued follow-up jobs: write them, look again.
                 await self._completer.drained()
-                if not await self._fetch_into_local_queue():
+                if await self._fetch_into_local_queue():
+                    continue
+                if not await self._claims.runnable_exists():
                     return
+                # Runnable rows that the claim skipped: another fetch held their locks for its statement.
+                # Look again shortly rather than report "nothing left" with jobs waiting.
+                await self._wait_for_stop(next(rechecks))
                 continue
             if fetched and self._more_available and len(self._local) <= self._refill_below:
                 continue  # keep filling while the database has more and we have room
             # Wait for a slot to finish, then until the local queue is low enough to be worth a refill.
             # No await separates each state check from its clear(), so no wake-up is lost.
             self._slot_freed.clear()
-            await self._slot_freed.wait()
+            await self._wait_for_slot_or_stop()
             while len(self._local) > self._refill_below and not self._stop_requested.is_set():
                 self._slot_freed.clear()
-                await self._slot_freed.wait()
+                await self._wait_for_slot_or_stop()
+
+    async def _wait_for_slot_or_stop(self) -> None:
+        """Until a running job ends or a stop is requested (a long job must not delay a stop in run_once)."""
+        if self._stop_requested.is_set():
+            return
+        freed = asyncio.ensure_future(self._slot_freed.wait())
+        stop = asyncio.ensure_future(self._stop_requested.wait())
+        try:
+            await asyncio.wait({freed, stop}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            freed.cancel()
+            stop.cancel()
+
+    async def _wait_for_stop(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stop_requested.wait(), seconds)
 
     # -- running ----------------------------------------------------------------------------------------------
 
@@ -697,6 +759,7 @@ class Worker:
             concurrency=self.options.concurrency,
             tasks=self._identifiers,
             events=self.events,
+            on_declared_dead=lambda: self._forfeit_unstarted("it was declared dead and its jobs were released"),
         )
 
     def _make_listener(self, pool: asyncpg.Pool[Any]) -> Listener:
@@ -718,7 +781,33 @@ class Worker:
             self.events.emit(f"pool:listen:{state}", worker_id=self.worker_id, error=error)
 
     def _on_lost_lease(self, action: str, job_ids: list[int]) -> None:
+        self._forfeit_unstarted(f"it lost the lease on {len(job_ids)} job(s)")
         self.events.emit("job:lostLease", worker_id=self.worker_id, job_ids=job_ids, action=action)
+
+    def _forfeit_unstarted(self, reason: str) -> None:
+        """Drop the claimed jobs that have not started: our claims were released (or one was taken from us),
+        so they may be running elsewhere already, and starting them here would run their side effects twice.
+
+        Rows still locked by us that nothing here owns any more (those dropped, or a job claimed afresh while
+        its released attempt still ran here) are released by the reconciliation before the next fetch.
+        """
+        dropped = [item[3] for item in self._local]
+        self._local.clear()
+        if self._isolated is not None and not self._isolated_started:
+            dropped.append(self._isolated)
+            self._isolated = None
+        self._reconcile_needed = True
+        self._wake.set()
+        if not dropped:
+            return
+        self.summary.forfeited += len(dropped)
+        logger.warning(
+            "worker %s dropped %s claimed job(s) it had not started, because %s: %s",
+            self.worker_id,
+            len(dropped),
+            reason,
+            [job.id for job in dropped[:20]],
+        )
 
     def _on_results_written(self, completed: Sequence[Job], failed: Sequence[Failure]) -> None:
         self.events.emit(
@@ -746,7 +835,7 @@ class Worker:
                 revision,
                 LATEST_REVISION,
             )
-            self.stop()
+            self.stop_gracefully()
         elif payload.get("breaking") and revision not in BREAKING_REVISIONS:
             logger.warning("worker %s: unexpected breaking migration notice %s", self.worker_id, json.dumps(payload))
 

@@ -49,6 +49,7 @@ from backfill.metrics import BackfillMetrics, MetricsServer, QueueStatsCollector
 from backfill.migrations import migrate_all
 from backfill.retry_policies import ErrorRules, RetryPlanner, resolve_policy
 from backfill.settings import BackfillSettings
+from backfill.success_log import log_successes
 from backfill.task_catalog import publish_task_defaults
 from backfill.task_defaults import defaults_for, task_policy
 from backfill.task_modules import load_tasks
@@ -391,6 +392,7 @@ class WorkerRunner:
                 crontab=self._crontab if upkeep and not once else None,
             )
             self.metrics.observe_worker(events, lane.name, busy_slots=_busy_slots_of(worker))
+            log_successes(events, level=settings.success_log, sample_rate=settings.success_log_sample_rate)
             if self._mover is not None:
                 self._mover.attach(events)
             self.workers[lane.name] = worker

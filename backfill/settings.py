@@ -31,6 +31,7 @@ from backfill.core.options import MIN_CALLER_POOL_SIZE
 from backfill.core.schema import DEFAULT_SCHEMA, SchemaName
 from backfill.lanes import BULK_LANE, FAST_LANE, Lane, parse_lanes
 from backfill.logs import LOG_FORMATS, parse_log_level, redact_secrets
+from backfill.success_log import SuccessLogLevel
 
 __all__ = [
     "ENV_PREFIX",
@@ -88,6 +89,10 @@ class BackfillSettings(BaseSettings):
     log_format: LogFormat = Field("auto", validation_alias="BACKFILL_LOG_FORMAT")
     log_level: str = Field("INFO", validation_alias="BACKFILL_LOG_LEVEL")
     log_payloads: bool = Field(False, validation_alias="BACKFILL_LOG_PAYLOADS")
+    success_log: SuccessLogLevel = Field("info", validation_alias="BACKFILL_SUCCESS_LOG")
+    success_log_sample_rate: float = Field(
+        1.0, ge=0, le=1, allow_inf_nan=False, validation_alias="BACKFILL_SUCCESS_LOG_SAMPLE_RATE"
+    )
     heartbeat_interval_seconds: float = Field(
         2.0, gt=0, allow_inf_nan=False, validation_alias="BACKFILL_HEARTBEAT_INTERVAL_SECONDS"
     )
@@ -296,6 +301,8 @@ _MUST: Final[dict[str, str]] = {
     "metrics_host": "must be a host name or address",
     "log_format": f"must be one of {', '.join(LOG_FORMATS)}",
     "log_payloads": "must be true or false",
+    "success_log": "must be one of info, debug, off",
+    "success_log_sample_rate": "must be a number from 0 to 1 (the share of successes logged)",
     "heartbeat_interval_seconds": "must be a positive number of seconds",
     "dead_worker_after_seconds": "must be a positive number of seconds",
     "sweep_interval_seconds": "must be a positive number of seconds",

@@ -100,6 +100,12 @@ async def test_run_serves_metrics_logs_json_and_exits_0_on_sigterm(database_url:
     assert {"job_id", "task", "attempt", "lane"} <= set(failures[0])
     assert failures[0]["lane"] == "bulk"
     assert "payload" not in failures[0]
+    # A success leaves a trace too: one line with the job's fields and its duration.
+    successes = [line for line in lines if line.get("logger") == "backfill.jobs" and line.get("task") == "runner.echo"]
+    assert len(successes) == 1, stderr[-2000:]
+    assert successes[0]["level"] == "info"
+    assert successes[0]["lane"] == "fast" and successes[0]["attempt"] == 1
+    assert isinstance(successes[0]["job_id"], int) and successes[0]["duration_seconds"] >= 0
     assert await pool.fetchval("select count(*) from graphile_worker.backfill_workers") == 0
 
 

@@ -82,6 +82,8 @@ def test_environment_overrides(monkeypatch: pytest.MonkeyPatch) -> None:
         "BACKFILL_LOG_FORMAT": "JSON",
         "BACKFILL_LOG_LEVEL": "debug",
         "BACKFILL_LOG_PAYLOADS": "yes",
+        "BACKFILL_SUCCESS_LOG": "debug",
+        "BACKFILL_SUCCESS_LOG_SAMPLE_RATE": "0.25",
         "BACKFILL_HEARTBEAT_INTERVAL_SECONDS": "1",
         "BACKFILL_DEAD_WORKER_AFTER_SECONDS": "2",
         "BACKFILL_SWEEP_INTERVAL_SECONDS": "6",
@@ -114,6 +116,7 @@ def test_environment_overrides(monkeypatch: pytest.MonkeyPatch) -> None:
     assert settings.shutdown_grace_seconds == 0
     assert (settings.metrics_port, settings.metrics_host) == (9090, "127.0.0.1")
     assert (settings.log_format, settings.log_level, settings.log_payloads) == ("json", "DEBUG", True)
+    assert (settings.success_log, settings.success_log_sample_rate) == ("debug", 0.25)
     assert settings.log_level_number == 10
     assert (settings.heartbeat_interval_seconds, settings.dead_worker_after_seconds) == (1, 2)
     assert settings.sweep_interval == (4.0, 8.0)

@@ -1,0 +1,48 @@
+"""A log line for each job that succeeds, so a success leaves a trace beside the metrics.
+
+The line is written while the attempt's context is still set, so the runner's log format adds ``job_id``,
+``task``, ``attempt`` and ``lane`` to it like to every line of the attempt; the duration comes as
+``duration_seconds``. At thousands of jobs a second one line per job is a lot for a log aggregator:
+``BACKFILL_SUCCESS_LOG=debug`` (or ``off``) and ``BACKFILL_SUCCESS_LOG_SAMPLE_RATE`` tune it.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Callable
+from typing import Literal
+
+from backfill.core.events import Event, Events
+
+SuccessLogLevel = Literal["info", "debug", "off"]
+
+logger = logging.getLogger("backfill.jobs")
+
+
+def log_successes(events: Events, *, level: SuccessLogLevel, sample_rate: float) -> Callable[[], None]:
+    """Log ``job:success`` events of ``events`` at ``level``, a ``sample_rate`` share of them (0 to 1);
+    returns the function that stops it."""
+    if level == "off" or sample_rate <= 0.0:
+        return lambda: None
+    numeric_level = logging.INFO if level == "info" else logging.DEBUG
+    draw = random.random
+
+    def on_success(event: Event) -> None:
+        if sample_rate < 1.0 and draw() >= sample_rate:
+            return
+        if not logger.isEnabledFor(numeric_level):
+            return
+        job = event["job"]
+        duration = float(event["duration"])
+        logger.log(
+            numeric_level,
+            "job %s (%s) succeeded on attempt %s in %.3f s",
+            job.id,
+            job.task_identifier,
+            job.attempts,
+            duration,
+            extra={"duration_seconds": round(duration, 6)},
+        )
+
+    return events.on("job:success", on_success)

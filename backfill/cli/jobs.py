@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from collections.abc import Sequence
 
 from backfill.cli.common import (
@@ -19,23 +20,48 @@ from backfill.cli.common import (
     open_utils,
     parse_payload,
     run_at_from,
+    schema_of,
 )
 from backfill.cli.exit_codes import EXIT_NOT_FOUND, EXIT_OK
 from backfill.cli.output import NONE, cell, note, plural, print_json, table, timestamp
+from backfill.client import BackfillClient
 from backfill.core.admin_models import JobInfo, JobState
+from backfill.core.db import database_url_from_env
 from backfill.core.errors import ConfigurationError
 from backfill.core.jobs import Job, JobKeyMode
+from backfill.lanes import lane_of
+from backfill.priorities import Priority
 
 _SKIPPED = "no such job, or locked by a worker"
 
 
 def register(commands: Commands) -> None:
-    add = commands.add_parser("add", help="enqueue a job", description="Enqueue one job and print it.")
+    add = commands.add_parser(
+        "add",
+        help="enqueue a job",
+        description=(
+            "Enqueue one job as BackfillClient.enqueue does, and print it: options left out take the task's "
+            "defaults as its runners published them (lane, priority, queue, retry policy, attempts), then "
+            "BACKFILL_DEFAULT_RETRY_POLICY and the Bulk lane."
+        ),
+    )
     add.add_argument("task", metavar="TASK", help="task identifier")
     add.add_argument("payload", metavar="PAYLOAD_JSON", nargs="?", help="a JSON object or array (default {})")
     add.add_argument("--queue", "-q", metavar="Q", help="named queue: its jobs run one at a time, in order")
     add_run_at_options(add)
-    add.add_argument("--priority", type=int, metavar="N", help="lower runs first (default 0)")
+    add.add_argument(
+        "--priority",
+        metavar="N|NAME",
+        help=f"lower runs first: a number, or one of {', '.join(p.name for p in Priority)} (default: the task's, "
+        "else BULK_DEFAULT); negative priorities run in the Fast lane",
+    )
+    add.add_argument("--lane", metavar="LANE", help="a custom lane (BACKFILL_LANES on runners); default: the task's")
+    add.add_argument(
+        "--retry-policy",
+        metavar="POLICY",
+        help="fast, aggressive, conservative, default or graphile (default: the task's, else "
+        "BACKFILL_DEFAULT_RETRY_POLICY)",
+    )
     add.add_argument("--max-attempts", type=int, metavar="N", help="attempts before failing for good (default 25)")
     add.add_argument("--key", metavar="K", help="job key: a job with the same key is updated instead of added")
     add.add_argument(
@@ -106,25 +132,49 @@ async def _add_command(args: argparse.Namespace) -> int:
         raise ConfigurationError("--key-mode needs --key")
     payload = parse_payload(args.payload)
     run_at = run_at_from(args)
-    async with open_utils(args) as utils:
-        job = await utils.add_job(
+    priority = parse_priority(args.priority)
+    default_policy = os.environ.get("BACKFILL_DEFAULT_RETRY_POLICY") or "default"
+    client = BackfillClient(
+        database_url_from_env(args.database_url), schema=schema_of(args), default_retry_policy=default_policy
+    )
+    async with client:
+        job = await client.enqueue(
             args.task,
             payload,
-            queue_name=args.queue,
+            queue=args.queue,
+            lane=args.lane,
             run_at=run_at,
             max_attempts=args.max_attempts,
             job_key=args.key,
             job_key_mode=args.key_mode,
-            priority=args.priority,
+            priority=priority,
+            retry_policy=args.retry_policy,
             flags=args.flag,
         )
-    assert job is not None  # no transform here
     if args.json:
         print_json(job)
     else:
         queue = job.queue_name or NONE
-        print(f"added job {job.id}: task {job.task_identifier}, queue {queue}, run at {timestamp(job.run_at)}")
+        print(
+            f"added job {job.id}: task {job.task_identifier}, lane {lane_of(job.priority, job.flags)}, "
+            f"priority {job.priority}, queue {queue}, run at {timestamp(job.run_at)}"
+        )
     return EXIT_OK
+
+
+def parse_priority(text: str | None) -> int | None:
+    """``--priority``: a smallint, or a :class:`Priority` name in any case."""
+    if text is None:
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        pass
+    try:
+        return int(Priority[text.strip().upper()])
+    except KeyError:
+        names = ", ".join(p.name for p in Priority)
+        raise ConfigurationError(f"--priority: {text!r} is neither a number nor one of {names}") from None
 
 
 _LIST_HEADERS = ("ID", "TASK", "QUEUE", "STATE", "PRIORITY", "ATTEMPTS", "RUN_AT", "LOCKED_BY", "KEY", "LAST_ERROR")

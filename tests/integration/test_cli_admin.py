@@ -18,6 +18,7 @@ from backfill.cli import EXIT_FAILURE, EXIT_NOT_FOUND, EXIT_OK, EXIT_USAGE, main
 from backfill.core.enqueue import add_job
 from backfill.core.own_migrations import migrate_own
 from backfill.core.schema import SchemaName
+from backfill.migrations import migrate_all
 from tests.integration.worker_support.helpers import JOBS_TABLE, QUEUES_TABLE, job_count
 
 WORKERS_TABLE = "graphile_worker.backfill_workers"
@@ -68,7 +69,7 @@ async def test_add_prints_the_new_job_and_enqueues_it_with_every_option(
     code, out, err = await cli("add", "mail", '{"to": "a@example.com"}')
     assert code == EXIT_OK, err
     job_id = int(await conn.fetchval(f"select max(id) from {JOBS_TABLE}"))
-    assert out.startswith(f"added job {job_id}: task mail, queue -")
+    assert out.startswith(f"added job {job_id}: task mail, lane bulk, priority 0, queue -")
 
     added = await cli.json(
         "add", "sms", '[1, 2]', "--queue", "q1", "--delay", "3600", "--priority", "5", "--max-attempts", "3",
@@ -80,9 +81,43 @@ async def test_add_prints_the_new_job_and_enqueues_it_with_every_option(
         5,
         3,
         "k1",
-        ["eu", "slow"],
+        ["backfill:retry=default", "eu", "slow"],  # the client's default policy travels with the job
     )
     assert datetime.fromisoformat(added["run_at"]) > datetime.now(UTC) + timedelta(minutes=59)
+
+
+async def test_add_enqueues_as_the_client_does_with_the_task_s_published_defaults(
+    cli: Cli, database_url: str, conn: asyncpg.Connection[Any]
+) -> None:
+    # What a runner of this task publishes at start (backfill_task_defaults), without this process knowing it.
+    await migrate_all(conn, SchemaName("graphile_worker"))
+    await conn.execute(
+        "insert into graphile_worker.backfill_task_defaults (identifier, priority, lane, retry_flag, max_attempts,"
+        " published_by) values ('reports.monthly', -10, 'reports', 'backfill:retry=fast', 3, 'a runner')"
+    )
+    added = await cli.json("add", "reports.monthly", "{}")
+    assert (added["priority"], added["max_attempts"]) == (-10, 3)
+    assert sorted(added["flags"]) == ["backfill:lane", "backfill:lane=reports", "backfill:retry=fast"]
+
+    overridden = await cli.json(
+        "add", "reports.monthly", "--lane", "exports", "--retry-policy", "aggressive", "--priority", "bulk_low"
+    )
+    assert overridden["priority"] == 5
+    assert "backfill:lane=exports" in overridden["flags"]
+    assert any(flag.startswith("backfill:retry=aggressive") for flag in overridden["flags"]), overridden["flags"]
+
+
+@pytest.mark.parametrize(("given", "priority"), [("FAST_HIGH", -10), ("emergency", -20), ("7", 7), ("-3", -3)])
+async def test_add_takes_a_priority_as_a_number_or_a_name(cli: Cli, given: str, priority: int) -> None:
+    added = await cli.json("add", "mail", "--priority", given)
+    assert added["priority"] == priority
+
+
+async def test_add_refuses_an_unknown_priority_name_naming_the_option(cli: Cli, conn: asyncpg.Connection[Any]) -> None:
+    code, _out, err = await cli("add", "mail", "--priority", "URGENT")
+    assert code == EXIT_USAGE
+    assert "--priority" in err and "URGENT" in err and "FAST_HIGH" in err
+    assert await job_count(conn) == 0
 
 
 async def test_add_takes_an_iso_run_at_with_an_offset(cli: Cli) -> None:

@@ -16,7 +16,10 @@ from typing import Any
 import asyncpg
 
 from backfill.client import BackfillClient
+from tests.integration.worker_support.processes import RunnerProcess
 from tests.support.waiting import wait_for
+
+JOBS = "graphile_worker._private_jobs"
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -129,25 +132,21 @@ async def test_a_bad_variable_stops_start_up_with_exit_2_naming_it(database_url:
 
 async def test_runner_main_is_the_container_entry_point(database_url: str, pool: asyncpg.Pool[Any]) -> None:
     # WorkerRunner.from_env().run() through backfill.runner.main(): blocking, signals, exit code.
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-c",
-        "import sys; from backfill.runner import main; sys.exit(main())",
-        cwd=REPO_ROOT,
-        env=_environment(database_url),
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
+    runner = await RunnerProcess.start("runner.main()", _environment(database_url))
     try:
         job = await BackfillClient(pool).enqueue_fast("runner.echo", {})
-        await wait_for(
-            lambda: pool.fetchval("select count(*) = 0 from graphile_worker._private_jobs where id = $1", job.id),
-            timeout=20,
-        )
-        process.send_signal(signal.SIGINT)
-        code = await asyncio.wait_for(process.wait(), 30)
+
+        async def job_done() -> bool:
+            if runner.process.returncode is not None:
+                raise AssertionError(f"exited {runner.process.returncode}:\n{runner.output[-3000:]}")
+            return bool(await pool.fetchval(f"select count(*) = 0 from {JOBS} where id = $1", job.id))
+
+        try:
+            await wait_for(job_done, timeout=20)
+        except AssertionError as error:
+            raise AssertionError(f"{error}\n{runner.output[-3000:]}") from None
+        runner.send(signal.SIGINT)
+        code = await runner.exit_code(within=30)
     finally:
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
-    assert code == 0
+        await runner.kill()
+    assert code == 0, runner.output[-3000:]

@@ -36,6 +36,9 @@ def restore_logging() -> Iterator[None]:
             if handler not in handlers:
                 logger.removeHandler(handler)
                 handler.close()
+        for handler in handlers:  # pytest's capture handlers, if replace_root_handlers removed them
+            if handler not in logger.handlers:
+                logger.addHandler(handler)
         logger.setLevel(level)
         logger.propagate = propagate
     structlog.reset_defaults()
@@ -257,9 +260,29 @@ def test_default_leaves_the_application_root_logger_alone() -> None:
     assert root_stream.getvalue() == "theirs\n"  # no duplicate of backfill's line, app's line untouched
 
 
+def test_root_mode_keeps_an_application_root_handler_unless_asked() -> None:
+    app_stream, ours = io.StringIO(), io.StringIO()
+    app_handler = logging.StreamHandler(app_stream)
+    root = logging.getLogger()
+    root.addHandler(app_handler)
+    try:
+        configure_logging(stream=ours, fmt="json", root=True)  # what WorkerRunner.from_env does in an app
+        assert app_handler in root.handlers
+        logging.getLogger("backfill.worker").warning("ours")
+        logging.getLogger("myapp").warning("theirs")
+        assert [line["event"] for line in json_lines(ours)] == ["ours"]
+        assert app_stream.getvalue() == "theirs\n"  # the app's line in the app's format, no duplicate of ours
+
+        configure_logging(stream=ours, fmt="json", root=True, replace_root_handlers=True)
+        assert app_handler not in root.handlers
+    finally:
+        root.removeHandler(app_handler)
+
+
 def test_root_mode_renders_every_logger() -> None:
     stream = io.StringIO()
-    configure_logging(stream=stream, fmt="json", root=True)
+    # pytest's own capture handlers sit on the root logger: replacing them is asked for here.
+    configure_logging(stream=stream, fmt="json", root=True, replace_root_handlers=True)
     logging.getLogger("myapp").warning("from the app")
     get_logger("myapp.tasks").info("structlog in the app")
     logging.getLogger("backfill.worker").info("from backfill")

@@ -10,6 +10,7 @@ import argparse
 
 from backfill.cli.common import Commands
 from backfill.cli.exit_codes import EXIT_OK
+from backfill.logs import get_logger
 from backfill.runner import WorkerRunner
 
 
@@ -40,6 +41,14 @@ def register(commands: Commands) -> None:
 async def _run_command(args: argparse.Namespace) -> int:
     runner = WorkerRunner.from_env(env_file=args.env_file, extra_task_modules=tuple(args.tasks))
     summary = await (runner.run_once() if args.once else runner.serve(handle_signals=True))
+    # On stderr as fields (one JSON line in JSON mode), and on stdout for scripts, as before.
+    get_logger("backfill.cli").info(
+        "backfill run finished",
+        succeeded=summary.succeeded,
+        failed=summary.failed,
+        permanently_failed=summary.permanently_failed,
+        interrupted=summary.interrupted,
+    )
     print(
         f"backfill run: succeeded={summary.succeeded} failed={summary.failed} "
         f"permanently_failed={summary.permanently_failed} interrupted={summary.interrupted}",

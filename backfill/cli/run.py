@@ -7,10 +7,12 @@ every setting comes from the environment (and ``.env``), see ``.env.example`` an
 from __future__ import annotations
 
 import argparse
+import os
 
 from backfill.cli.common import Commands
 from backfill.cli.exit_codes import EXIT_OK
-from backfill.logs import get_logger
+from backfill.core.errors import ConfigurationError
+from backfill.logs import configure_logging, get_logger
 from backfill.runner import WorkerRunner
 
 
@@ -38,8 +40,22 @@ def register(commands: Commands) -> None:
     parser.set_defaults(handler=_run_command)
 
 
+def _log_like_the_runner() -> None:
+    """Settings that failed to load configured no logging: use BACKFILL_LOG_FORMAT (from the environment
+    alone, it may be the bad value) so that the error line that follows has the format every other line of
+    ``backfill run`` has — JSON when asked, or when stderr is not a terminal."""
+    try:
+        configure_logging(fmt=os.environ.get("BACKFILL_LOG_FORMAT") or "auto", root=True)
+    except ConfigurationError:
+        configure_logging(fmt="auto", root=True)
+
+
 async def _run_command(args: argparse.Namespace) -> int:
-    runner = WorkerRunner.from_env(env_file=args.env_file, extra_task_modules=tuple(args.tasks))
+    try:
+        runner = WorkerRunner.from_env(env_file=args.env_file, extra_task_modules=tuple(args.tasks))
+    except ConfigurationError:
+        _log_like_the_runner()
+        raise
     summary = await (runner.run_once() if args.once else runner.serve(handle_signals=True))
     # On stderr as fields (one JSON line in JSON mode), and on stdout for scripts, as before.
     get_logger("backfill.cli").info(

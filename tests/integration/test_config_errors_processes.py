@@ -133,3 +133,13 @@ async def test_json_mode_reports_a_fatal_error_as_json() -> None:
     assert rc == 1, err
     lines = _json_lines(err)
     assert any(line["level"] == "error" and "connect" in line["event"] for line in lines), err
+
+
+async def test_json_mode_reports_a_bad_variable_as_json(database_url: str) -> None:
+    env = _env(
+        DATABASE_URL=database_url, BACKFILL_TASK_MODULES=TASKS, BACKFILL_LOG_FORMAT="json", FAST_QUEUE_CONCURRENCY="ten"
+    )
+    rc, _, err = await _run("-m", "backfill", "run", "--env-file", os.devnull, env=env)
+    assert rc == 2, err
+    lines = _json_lines(err)
+    assert any(line["level"] == "error" and "FAST_QUEUE_CONCURRENCY" in line["event"] for line in lines), err

@@ -1,12 +1,12 @@
 """No password reaches the output of any entry point, whatever the connection string looks like.
 
-Every entry point (the CLI commands, ``backfill run``, and the ``WorkerRunner`` and ``BackfillClient`` APIs in
-a script of their own) runs as a real process against a list of awkward DSNs: passwords holding unencoded
-``#``, ``/``, ``?``, ``@``, ``:`` or a space, a percent-encoded one, libpq's key=value form, ``?password=``,
-and ``PGPASSWORD``; pointed at the real server with a database that does not exist, or at a closed port.
-stdout and stderr together must hold neither the password nor any part of it around its special character,
-no traceback from the CLI, and the exit code docs/cli.md gives: 2 for a string that cannot be parsed, 1 for
-a database that cannot be reached.
+Every entry point (the CLI commands, ``backfill run`` and ``backfill demo``, and the ``WorkerRunner`` and
+``BackfillClient`` APIs in a script of their own) runs as a real process against a list of awkward DSNs:
+passwords holding unencoded ``#``, ``/``, ``?``, ``@``, ``:`` or a space, a percent-encoded one, libpq's
+key=value form, ``?password=``, and ``PGPASSWORD``; pointed at the real server with a database that does not
+exist, or at a closed port. stdout and stderr together must hold neither the password nor any part of it
+around its special character, no traceback from the CLI, and the exit code docs/cli.md gives: 2 for a string
+that cannot be parsed, 1 for a database that cannot be reached.
 """
 
 from __future__ import annotations
@@ -76,6 +76,7 @@ ENTRY_POINTS: dict[str, tuple[list[str], bool, bool]] = {
     "dlq_list": (["-m", "backfill", "dlq", "list"], False, True),
     "add": (["-m", "backfill", "add", "runner.echo", "{}"], True, True),
     "run": (["-m", "backfill", "run", "--once", "--env-file", os.devnull], False, True),
+    "demo": (["-m", "backfill", "demo", "--jobs", "1"], False, True),
     "worker_runner_api": (["-c", _RUNNER_SCRIPT], False, False),
     "client_api": (["-c", _CLIENT_SCRIPT], False, False),
 }

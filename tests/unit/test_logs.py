@@ -16,6 +16,7 @@ from backfill.core.context import job_logger
 from backfill.core.current import current_job
 from backfill.core.errors import ConfigurationError
 from backfill.core.jobs import Job
+from backfill.core.secrets import remember_dsn
 from backfill.lanes import lane_flags
 from backfill.logs import configure_logging, get_logger, redact_secrets
 
@@ -301,3 +302,18 @@ def test_bad_level_or_format_is_a_configuration_error() -> None:
         configure_logging(level="loud")
     with pytest.raises(ConfigurationError, match="log format"):
         configure_logging(fmt="yaml")
+
+
+@pytest.mark.parametrize("fmt", ["json", "console"])
+def test_a_remembered_password_is_masked_in_tracebacks_too(fmt: str) -> None:
+    # asyncpg quotes a piece of a password it cannot parse; no pattern could recognise it, the memory does.
+    remember_dsn("postgresql://app:Kangaroo5#Dingo6@db/app")
+    stream = io.StringIO()
+    configure_logging(stream=stream, fmt=fmt)
+    try:
+        raise ValueError("invalid literal for int() with base 10: 'Kangaroo5'")
+    except ValueError:
+        logging.getLogger("backfill.cli").exception("could not connect (Dingo6)")
+    text = stream.getvalue()
+    assert "invalid literal" in text and "could not connect" in text
+    assert "Kangaroo5" not in text and "Dingo6" not in text

@@ -38,26 +38,23 @@ from structlog.typing import EventDict, ExcInfo, Processor, WrappedLogger
 
 from backfill.core.current import current_job
 from backfill.core.errors import ConfigurationError
+from backfill.core.secrets import MASK, ScrubbingFormatter, scrub
 from backfill.lanes import lane_of
 
 __all__ = [
     "LOG_FORMATS",
     "add_job_context",
+    "configure_cli_logging",
     "configure_logging",
     "get_logger",
+    "json_logging_active",
     "make_redactor",
     "parse_log_level",
     "redact_secrets",
 ]
 
 LOG_FORMATS = ("auto", "json", "console")
-MASK = "***"
 
-# scheme://user:password@host — greedy up to the last '@' of the token, so a password holding a raw '@'
-# is masked whole rather than leaking its tail (over-masking a query string is the safe failure).
-_URL_CREDENTIALS = re.compile(r"([a-zA-Z][a-zA-Z0-9+.-]*://[^\s:/@]*:)\S*@")
-# password=value in a query string or libpq's keyword form; a quoted value may hold spaces.
-_PASSWORD_PAIR = re.compile(r"(\bpassword\s*=\s*)('(?:[^'\\]|\\.)*'|[^\s&'\"]+)", re.IGNORECASE)
 # Field names whose values are secrets whatever they look like: password, db_password, api_token, ...
 _SECRET_KEY = re.compile(r"(?:^|_)(?:password|passwd|secret|token|api_key|apikey)$", re.IGNORECASE)
 _PAYLOAD_KEYS = frozenset({"payload"})
@@ -71,12 +68,9 @@ _BACKFILL_LOGGER = "backfill"
 
 
 def redact_secrets(text: str) -> str:
-    """``text`` with URL credentials and ``password=`` values replaced by ``***``."""
-    if "://" in text:
-        text = _URL_CREDENTIALS.sub(r"\1" + MASK + "@", text)
-    if "password" in text.lower():
-        text = _PASSWORD_PAIR.sub(r"\1" + MASK, text)
-    return text
+    """``text`` with URL credentials, ``password=`` values and every password backfill was given (see
+    :mod:`backfill.core.secrets`) replaced by ``***``."""
+    return scrub(text)
 
 
 def parse_log_level(level: str | int) -> int:
@@ -183,6 +177,37 @@ class _BackfillHandler(logging.StreamHandler[TextIO]):
     """The handler configure_logging installs; its class is how a later call finds and replaces it."""
 
 
+class _ScrubbingProcessorFormatter(structlog.stdlib.ProcessorFormatter):
+    """The last line of defence: the rendered line, tracebacks included, with every known password masked
+    (the redactor before it only sees fields, and asyncpg may quote a piece of a password anywhere)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return scrub(super().format(record))
+
+
+class _State:
+    # Whether backfill's handler renders JSON on the root logger: the CLI then reports its errors as JSON too.
+    json_on_root = False
+
+
+def json_logging_active() -> bool:
+    """Whether :func:`configure_logging` last installed a JSON handler on the root logger."""
+    return _State.json_on_root
+
+
+def configure_cli_logging(level: int) -> None:
+    """Plain ``time LEVEL logger: message`` lines on stderr for the CLI, passwords masked; a later
+    :func:`configure_logging` (``backfill run``) replaces this handler rather than adding to it."""
+    root = logging.getLogger()
+    _remove_our_handlers(root)
+    handler = _BackfillHandler(sys.stderr)
+    setattr(handler, _HANDLER_MARK, True)
+    handler.setFormatter(ScrubbingFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root.addHandler(handler)
+    root.setLevel(level)
+    logging.captureWarnings(True)
+
+
 def _remove_our_handlers(logger: logging.Logger) -> None:
     for handler in list(logger.handlers):
         if getattr(handler, _HANDLER_MARK, False):
@@ -197,6 +222,7 @@ def configure_logging(
     log_payloads: bool = False,
     stream: TextIO | None = None,
     root: bool = False,
+    replace_root_handlers: bool = False,
 ) -> None:
     """Send backfill's logs (structlog and standard-library) through one structlog handler.
 
@@ -205,8 +231,10 @@ def configure_logging(
       ``NO_COLOR`` is set), or ``auto``: console when ``stream`` is a terminal, JSON otherwise.
     * ``log_payloads`` — keep ``payload`` fields instead of dropping them.
     * ``stream`` — where lines go (default: standard error).
-    * ``root`` — attach the handler to the root logger rather than to ``backfill``, replacing the root logger's
-      other handlers (see the module docstring).
+    * ``root`` — attach the handler to the root logger rather than to ``backfill`` (see the module docstring),
+      and send :mod:`warnings` through it. When the root logger already has handlers of the application's
+      own, they are kept and backfill's handler goes on the ``backfill`` logger as without ``root``, unless
+      ``replace_root_handlers`` is true, which removes them.
 
     Calling it again replaces the previous configuration rather than adding a second handler.
     """
@@ -244,7 +272,7 @@ def configure_logging(
         structlog.stdlib.ProcessorFormatter.remove_processors_meta,
         renderer,
     ]
-    formatter = structlog.stdlib.ProcessorFormatter(
+    formatter = _ScrubbingProcessorFormatter(
         # Only for standard-library records: their extra= fields (job_id, task, ... from ctx.logger) and any
         # context bound with structlog.contextvars.
         foreign_pre_chain=[structlog.contextvars.merge_contextvars, structlog.stdlib.ExtraAdder()],
@@ -271,16 +299,20 @@ def configure_logging(
     root_logger = logging.getLogger()
     _remove_our_handlers(backfill_logger)
     _remove_our_handlers(root_logger)
-    if root:
-        # The process is backfill's (CLI, runner): its lines are ours alone. A handler someone installed
-        # before (logging.basicConfig, say) would print every line a second time in another format.
-        for other in list(root_logger.handlers):
+    theirs = list(root_logger.handlers)
+    # An application that embeds a runner (a FastAPI lifespan, Django) configured its root logger itself: its
+    # handlers stay, and backfill's lines go to backfill's handler alone (so none is printed twice).
+    if root and (replace_root_handlers or not theirs):
+        for other in theirs:
             root_logger.removeHandler(other)
         root_logger.addHandler(handler)
         root_logger.setLevel(level_number)
         backfill_logger.setLevel(logging.NOTSET)
         backfill_logger.propagate = True
+        logging.captureWarnings(True)  # a warning is a line like any other: JSON in JSON mode
+        _State.json_on_root = as_json
     else:
+        _State.json_on_root = False
         backfill_logger.addHandler(handler)
         backfill_logger.setLevel(level_number)
         backfill_logger.propagate = False

@@ -25,6 +25,7 @@ import dataclasses
 import logging
 import signal
 import sys
+import warnings
 from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
 from typing import Any
@@ -66,7 +67,9 @@ EXIT_INCOMPATIBLE_SCHEMA = 57
 # runner's own statements (dead-letter moves, queue statistics, migrations).
 _CONNECTIONS_PER_LANE = 3
 _RUNNER_CONNECTIONS = 3
-_LOOP_BLOCK_THRESHOLD = WorkerOptions().loop_block_threshold
+# WorkerOptions' default, as a constant: building WorkerOptions() at import read GRAPHILE_WORKER_SCHEMA, so a bad
+# value there broke every import of backfill instead of being reported when used.
+_LOOP_BLOCK_THRESHOLD: float | None = 1.0
 
 
 class WorkerRunner:
@@ -127,10 +130,14 @@ class WorkerRunner:
         """Settings from the environment (and ``.env``), logging configured, the modules of
         ``BACKFILL_TASK_MODULES`` (and ``extra_task_modules``) imported for their tasks; ``options`` as for
         the constructor."""
-        settings = BackfillSettings.load(env_file)
+        with warnings.catch_warnings(record=True) as early:  # raised before logging is configured: held back
+            warnings.simplefilter("always")
+            settings = BackfillSettings.load(env_file)
         configure_logging(
             level=settings.log_level, fmt=settings.log_format, log_payloads=settings.log_payloads, root=True
         )
+        for warning in early:  # now through the configured handler (JSON in JSON mode)
+            warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
         modules = (*settings.task_modules, *extra_task_modules)
         if modules and "tasks" not in options:
             source = "BACKFILL_TASK_MODULES" if settings.task_modules else "--tasks"

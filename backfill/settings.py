@@ -29,6 +29,7 @@ from backfill.core.errors import ConfigurationError
 from backfill.core.jobs import MAX_TIMEOUT_SECONDS
 from backfill.core.options import MIN_CALLER_POOL_SIZE
 from backfill.core.schema import DEFAULT_SCHEMA, SchemaName
+from backfill.core.secrets import dsn_problem, remember_dsn
 from backfill.lanes import BULK_LANE, FAST_LANE, Lane, parse_lanes
 from backfill.logs import LOG_FORMATS, parse_log_level, redact_secrets
 from backfill.success_log import SuccessLogLevel
@@ -127,8 +128,11 @@ class BackfillSettings(BaseSettings):
     @field_validator("database_url")
     @classmethod
     def _check_database_url(cls, value: str | None) -> str | None:
-        if value is not None and not value.startswith(("postgres://", "postgresql://")):
-            raise ValueError("must be a postgres:// or postgresql:// URL")
+        if value is not None:
+            remember_dsn(value)  # so that no log line or message shows its password, even in pieces
+            problem = dsn_problem(value)
+            if problem is not None:
+                raise ValueError(problem)
         return value
 
     @field_validator("schema_name", mode="before")

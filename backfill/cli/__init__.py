@@ -29,7 +29,9 @@ from backfill.cli.exit_codes import (
 )
 from backfill.cli.worker import load_tasks
 from backfill.core.errors import BackfillError, ConfigurationError, DatabaseError, IncompatibleSchemaError, JobSpecError
+from backfill.core.secrets import scrub
 from backfill.core.signals import record_stop_signals
+from backfill.logs import configure_cli_logging, json_logging_active, parse_log_level
 
 __all__ = [
     "EXIT_FAILURE",
@@ -57,7 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
             "Exit codes: 0 success, 1 runtime failure, 2 bad usage, 3 nothing matched, 57 incompatible schema."
         ),
     )
-    parser.add_argument("--log-level", default=os.environ.get("BACKFILL_LOG_LEVEL", "INFO"), help="default: INFO")
+    parser.add_argument("--log-level", default=None, help="default: $BACKFILL_LOG_LEVEL or INFO")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     worker.register(commands)
     run.register(commands)
@@ -70,11 +72,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)  # exits 2 itself on bad usage, as argparse does
-    logging.basicConfig(
-        level=str(args.log_level).upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    try:
+        configure_cli_logging(_log_level(args.log_level))
+    except ConfigurationError as error:
+        return _report(error)
     handler: Handler = args.handler
     if getattr(args, "records_stop_signals", False):
         record_stop_signals()
@@ -82,24 +83,46 @@ def main(argv: Sequence[str] | None = None) -> int:
         return asyncio.run(handler(args))
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
-    except (BackfillError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
+    except Exception as error:  # every failure becomes a message and an exit code, never a raw traceback
         return _report(error)
 
 
+def _log_level(option: str | None) -> int:
+    """``--log-level``, else ``BACKFILL_LOG_LEVEL``, else INFO; a bad value is an error naming its source."""
+    source, value = ("--log-level", option) if option is not None else ("BACKFILL_LOG_LEVEL", None)
+    value = value if value is not None else os.environ.get("BACKFILL_LOG_LEVEL") or "INFO"
+    try:
+        return parse_log_level(value)
+    except ConfigurationError as error:
+        raise ConfigurationError(f"{source}: {error}") from None
+
+
 def _report(error: BaseException) -> int:
-    """Say what went wrong on stderr, and the exit code it means."""
+    """Say what went wrong on stderr, and the exit code it means. No message shows a password: each is
+    scrubbed of every password this process was given, as log lines are."""
     if isinstance(error, IncompatibleSchemaError):
-        logger.error("%s", error)
+        logger.error("%s", scrub(str(error)))
         return EXIT_INCOMPATIBLE_SCHEMA
     if isinstance(error, (ConfigurationError, JobSpecError)):
-        print(f"backfill: error: {error}", file=sys.stderr)
+        _say(str(error))
         return EXIT_USAGE
     if isinstance(error, DatabaseError):
-        # The message carries asyncpg's; no traceback for an unreachable database. DSNs in messages are redacted.
-        print(f"backfill: error: {error}", file=sys.stderr)
+        # The message carries asyncpg's; no traceback for an unreachable database.
+        _say(str(error))
     elif isinstance(error, BackfillError):
-        logger.error("%s", error, exc_info=error.__cause__)
-    else:
+        logger.error("%s", scrub(str(error)), exc_info=error.__cause__)
+    elif isinstance(error, (OSError, asyncpg.PostgresError, asyncpg.InterfaceError)):
         # A database error a core function let through unwrapped: still a runtime failure, not a traceback.
-        print(f"backfill: error: {type(error).__name__}: {error}", file=sys.stderr)
+        _say(f"{type(error).__name__}: {error}")
+    else:
+        # A bug: its traceback helps, and goes through the scrubbing log handler.
+        logger.error("unexpected %s: %s", type(error).__name__, scrub(str(error)), exc_info=error)
     return EXIT_FAILURE
+
+
+def _say(message: str) -> None:
+    """One error line on stderr: JSON when ``backfill run`` logs JSON (every stderr line is then JSON)."""
+    if json_logging_active():
+        logger.error("%s", scrub(message))
+    else:
+        print(f"backfill: error: {scrub(message)}", file=sys.stderr, flush=True)

@@ -14,8 +14,8 @@ from typing import Any, TypeAlias
 
 import asyncpg
 
-from backfill.core.db import database_url_from_env, redact_dsn
-from backfill.core.errors import ConfigurationError, DatabaseError
+from backfill.core.db import connect, database_url_from_env
+from backfill.core.errors import ConfigurationError
 from backfill.core.schema import SchemaName
 from backfill.core.utils import WorkerUtils
 
@@ -46,11 +46,7 @@ async def open_utils(args: argparse.Namespace) -> AsyncIterator[WorkerUtils]:
 @asynccontextmanager
 async def open_connection(args: argparse.Namespace) -> AsyncIterator[asyncpg.Connection[Any]]:
     """One connection, for core functions that take a connection rather than WorkerUtils."""
-    dsn = database_url_from_env(args.database_url)
-    try:
-        connection = await asyncpg.connect(dsn)
-    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
-        raise DatabaseError(f"cannot connect to {redact_dsn(dsn)}: {error}") from error
+    connection = await connect(database_url_from_env(args.database_url))
     try:
         yield connection
     finally:

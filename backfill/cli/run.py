@@ -7,9 +7,12 @@ every setting comes from the environment (and ``.env``), see ``.env.example`` an
 from __future__ import annotations
 
 import argparse
+import os
 
 from backfill.cli.common import Commands
 from backfill.cli.exit_codes import EXIT_OK
+from backfill.core.errors import ConfigurationError
+from backfill.logs import configure_logging, get_logger
 from backfill.runner import WorkerRunner
 
 
@@ -38,9 +41,31 @@ def register(commands: Commands) -> None:
     parser.set_defaults(handler=_run_command, records_stop_signals=True)
 
 
+def _log_like_the_runner() -> None:
+    """Settings that failed to load configured no logging: use BACKFILL_LOG_FORMAT (from the environment
+    alone, it may be the bad value) so that the error line that follows has the format every other line of
+    ``backfill run`` has — JSON when asked, or when stderr is not a terminal."""
+    try:
+        configure_logging(fmt=os.environ.get("BACKFILL_LOG_FORMAT") or "auto", root=True)
+    except ConfigurationError:
+        configure_logging(fmt="auto", root=True)
+
+
 async def _run_command(args: argparse.Namespace) -> int:
-    runner = WorkerRunner.from_env(env_file=args.env_file, extra_task_modules=tuple(args.tasks))
+    try:
+        runner = WorkerRunner.from_env(env_file=args.env_file, extra_task_modules=tuple(args.tasks))
+    except ConfigurationError:
+        _log_like_the_runner()
+        raise
     summary = await (runner.run_once(handle_signals=True) if args.once else runner.serve(handle_signals=True))
+    # On stderr as fields (one JSON line in JSON mode), and on stdout for scripts, as before.
+    get_logger("backfill.cli").info(
+        "backfill run finished",
+        succeeded=summary.succeeded,
+        failed=summary.failed,
+        permanently_failed=summary.permanently_failed,
+        interrupted=summary.interrupted,
+    )
     print(
         f"backfill run: succeeded={summary.succeeded} failed={summary.failed} "
         f"permanently_failed={summary.permanently_failed} interrupted={summary.interrupted}",

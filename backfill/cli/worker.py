@@ -8,10 +8,8 @@ import os
 import sys
 from collections.abc import Sequence
 
-import asyncpg
-
-from backfill.cli.common import Commands, add_database_options
-from backfill.cli.exit_codes import EXIT_FAILURE, EXIT_OK
+from backfill.cli.common import Commands, add_database_options, open_connection
+from backfill.cli.exit_codes import EXIT_OK
 from backfill.core.crontab import CronItem, load_crontab_file
 from backfill.core.db import database_url_from_env, redact_dsn
 from backfill.core.options import WorkerOptions
@@ -81,19 +79,11 @@ def load_tasks(modules: Sequence[str]) -> TaskRegistry:
 
 
 async def _migrate_command(args: argparse.Namespace) -> int:
-    dsn = database_url_from_env(args.database_url)
     schema = SchemaName.from_env(args.schema)
-    try:
-        connection = await asyncpg.connect(dsn)
-    except (OSError, asyncpg.PostgresError) as error:
-        logger.error("cannot connect to %s: %s", redact_dsn(dsn), error)
-        return EXIT_FAILURE
-    try:
+    async with open_connection(args) as connection:
         # Graphile's schema, then backfill's own tables beside it: the worker registry and error history (core
         # line), the dead-letter table (dlq line) and the task defaults catalog (tasks line).
         report, own = await migrate_all(connection, schema)
-    finally:
-        await connection.close()
     if report.applied:
         print(f"schema {schema}: revision {report.from_revision or 0} -> {report.to_revision}")
     else:

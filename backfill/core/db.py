@@ -8,15 +8,26 @@ from __future__ import annotations
 
 import asyncio
 import os
-import re
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from typing import Any, TypeAlias
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import asyncpg
 
 from backfill.core.errors import ConfigurationError, DatabaseError
+from backfill.core.secrets import check_dsn, redact_dsn, remember_dsn, scrub
+
+__all__ = [
+    "MIN_SERVER_VERSION_NUM",
+    "ConnectionSource",
+    "Executor",
+    "LazyPool",
+    "connect",
+    "connection_from",
+    "create_pool",
+    "database_url_from_env",
+    "redact_dsn",
+]
 
 # asyncpg's pool hands out proxies of Connection; both expose the same query API.
 Executor: TypeAlias = "asyncpg.Connection[Any] | asyncpg.pool.PoolConnectionProxy[Any]"
@@ -41,6 +52,8 @@ class LazyPool:
 
     def __init__(self, database: str | asyncpg.Pool[Any], *, max_size: int, prepared_statements: bool = True) -> None:
         self._dsn = database if isinstance(database, str) else None
+        if self._dsn is not None:
+            remember_dsn(self._dsn)
         self._pool: asyncpg.Pool[Any] | None = database if isinstance(database, asyncpg.Pool) else None
         self._max_size = max_size
         self._statement_cache_size = 100 if prepared_statements else 0  # 0 for PgBouncer in transaction mode
@@ -58,12 +71,9 @@ class LazyPool:
         async with self._opening:
             if self._pool is None:
                 assert self._dsn is not None
-                try:
-                    self._pool = await asyncpg.create_pool(
-                        self._dsn, min_size=1, max_size=self._max_size, statement_cache_size=self._statement_cache_size
-                    )
-                except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
-                    raise DatabaseError(f"cannot connect to {redact_dsn(self._dsn)}: {error}") from error
+                self._pool = await create_pool(
+                    self._dsn, min_size=1, max_size=self._max_size, statement_cache_size=self._statement_cache_size
+                )
             return self._pool
 
     async def close(self) -> None:
@@ -81,43 +91,46 @@ class LazyPool:
             async with pool.acquire() as connection:
                 yield connection
         except (asyncpg.UndefinedTableError, asyncpg.UndefinedFunctionError, asyncpg.InvalidSchemaNameError) as error:
-            raise DatabaseError(f"{what} failed: {error} ({missing_hint})") from error
+            raise DatabaseError(f"{what} failed: {scrub(str(error))} ({missing_hint})") from error
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
-            raise DatabaseError(f"{what} failed: {error}") from error
+            raise DatabaseError(f"{what} failed: {scrub(str(error))}") from error
 
 
-def database_url_from_env(value: str | None = None) -> str:
-    """The DSN given, else ``DATABASE_URL``; a clear error when neither is set."""
+def database_url_from_env(value: str | None = None, *, option: str = "--database-url") -> str:
+    """The DSN given (by ``option``), else ``DATABASE_URL``; a clear error naming where it came from when
+    neither is set or it cannot be parsed. Its password is remembered, so that no message shows it."""
     dsn = value or os.environ.get("DATABASE_URL")
     if not dsn:
         raise ConfigurationError("DATABASE_URL is not set and no database URL was given")
+    remember_dsn(dsn)
+    check_dsn(dsn, option if value else "DATABASE_URL")
     return dsn
 
 
-def redact_dsn(dsn: str) -> str:
-    """The DSN with every password replaced by ``***``, for logs and error messages.
+@contextmanager
+def _connect_errors(dsn: str) -> Iterator[None]:
+    """asyncpg's connection errors as ours, with no password in their text.
 
-    Covers the URL's userinfo, a ``password=`` query parameter (asyncpg accepts both) and libpq's
-    keyword/value form (``host=db password=...``), which a misconfigured variable may hold.
-    """
-    if "://" not in dsn:
-        return _KEYWORD_PASSWORD.sub(r"\1***", dsn)
+    asyncpg raises ValueError (some as ClientConfigurationError) for a DSN it cannot parse, and its message
+    quotes the piece it choked on, which may be part of the password: that error is not chained."""
+    remember_dsn(dsn)
     try:
-        parts = urlsplit(dsn)
-        password = parts.password
-    except ValueError:
-        return "<unparsable database URL>"
-    query = parse_qsl(parts.query, keep_blank_values=True)
-    if password is None and not any(key == "password" for key, _ in query):
-        return dsn  # untouched: urlunsplit would not give back every spelling (e.g. postgresql:///db) as is
-    if password is not None:
-        host = parts.netloc.rsplit("@", 1)[1]
-        parts = parts._replace(netloc=f"{parts.username or ''}:***@{host}")
-    if any(key == "password" for key, _ in query):
-        query = [(key, "***" if key == "password" else value) for key, value in query]
-        parts = parts._replace(query=urlencode(query, safe="*/"))
-    return urlunsplit(parts)
+        yield
+    except ValueError as error:
+        raise ConfigurationError(f"the database URL cannot be used: {scrub(str(error))}") from None
+    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
+        raise DatabaseError(f"cannot connect to {redact_dsn(dsn)}: {scrub(str(error))}") from error
 
 
-# password=value, password = 'quoted value' (libpq allows spaces around '=' and single-quoted values).
-_KEYWORD_PASSWORD = re.compile(r"(\bpassword\s*=\s*)('(?:[^'\\]|\\.)*'|\S*)")
+async def connect(dsn: str, **kwargs: Any) -> asyncpg.Connection[Any]:
+    """``asyncpg.connect`` with errors as :class:`ConfigurationError` (an unusable DSN) or
+    :class:`DatabaseError` (an unreachable database), neither showing the password."""
+    with _connect_errors(dsn):
+        connection: asyncpg.Connection[Any] = await asyncpg.connect(dsn, **kwargs)
+    return connection
+
+
+async def create_pool(dsn: str, **kwargs: Any) -> asyncpg.Pool[Any]:
+    """``asyncpg.create_pool`` with the errors of :func:`connect`."""
+    with _connect_errors(dsn):
+        return await asyncpg.create_pool(dsn, **kwargs)

@@ -50,19 +50,35 @@ class TaskDefinition:
         try:
             return self.payload_model.model_validate(payload)
         except Exception as error:  # pydantic's ValidationError, or any model's own
-            raise _validation_error(self.identifier, error) from error
+            # Not chained: pydantic's own message quotes the values (input_value=...), and a chained error
+            # would print them in every traceback of the failure. Payloads are never logged by default.
+            raise _validation_error(self.identifier, error) from None
 
 
 def _validation_error(identifier: str, error: Exception) -> PayloadValidationError:
+    """The error naming each bad field, what is wrong with it and pydantic's error type, without values."""
     fields: list[str] = []
     details: list[str] = []
+    for item in _error_items(error):
+        location = ".".join(str(part) for part in item.get("loc", ())) or "payload"
+        fields.append(location)
+        kind = f" [{item['type']}]" if item.get("type") else ""
+        details.append(f"{location}: {item.get('msg', 'invalid')}{kind}")
+    # A model's own exception may quote the payload in its message too: only its type is safe to show.
+    return PayloadValidationError(
+        identifier, fields, "; ".join(details) or f"{type(error).__name__} (message withheld)"
+    )
+
+
+def _error_items(error: Exception) -> list[dict[str, Any]]:
     errors = getattr(error, "errors", None)
-    if callable(errors):
-        for item in errors():
-            location = ".".join(str(part) for part in item.get("loc", ())) or "payload"
-            fields.append(location)
-            details.append(f"{location}: {item.get('msg', 'invalid')}")
-    return PayloadValidationError(identifier, fields, "; ".join(details) or str(error))
+    if not callable(errors):
+        return []
+    try:
+        items = errors(include_input=False, include_url=False, include_context=False)
+    except TypeError:  # a model whose errors() takes no such arguments (not pydantic's)
+        return []
+    return [dict(item) for item in items]
 
 
 class TaskRegistry:

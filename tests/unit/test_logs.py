@@ -16,6 +16,7 @@ from backfill.core.context import job_logger
 from backfill.core.current import current_job
 from backfill.core.errors import ConfigurationError
 from backfill.core.jobs import Job
+from backfill.core.secrets import remember_dsn
 from backfill.lanes import lane_flags
 from backfill.logs import configure_logging, get_logger, redact_secrets
 
@@ -36,6 +37,9 @@ def restore_logging() -> Iterator[None]:
             if handler not in handlers:
                 logger.removeHandler(handler)
                 handler.close()
+        for handler in handlers:  # pytest's capture handlers, if replace_root_handlers removed them
+            if handler not in logger.handlers:
+                logger.addHandler(handler)
         logger.setLevel(level)
         logger.propagate = propagate
     structlog.reset_defaults()
@@ -257,9 +261,29 @@ def test_default_leaves_the_application_root_logger_alone() -> None:
     assert root_stream.getvalue() == "theirs\n"  # no duplicate of backfill's line, app's line untouched
 
 
+def test_root_mode_keeps_an_application_root_handler_unless_asked() -> None:
+    app_stream, ours = io.StringIO(), io.StringIO()
+    app_handler = logging.StreamHandler(app_stream)
+    root = logging.getLogger()
+    root.addHandler(app_handler)
+    try:
+        configure_logging(stream=ours, fmt="json", root=True)  # what WorkerRunner.from_env does in an app
+        assert app_handler in root.handlers
+        logging.getLogger("backfill.worker").warning("ours")
+        logging.getLogger("myapp").warning("theirs")
+        assert [line["event"] for line in json_lines(ours)] == ["ours"]
+        assert app_stream.getvalue() == "theirs\n"  # the app's line in the app's format, no duplicate of ours
+
+        configure_logging(stream=ours, fmt="json", root=True, replace_root_handlers=True)
+        assert app_handler not in root.handlers
+    finally:
+        root.removeHandler(app_handler)
+
+
 def test_root_mode_renders_every_logger() -> None:
     stream = io.StringIO()
-    configure_logging(stream=stream, fmt="json", root=True)
+    # pytest's own capture handlers sit on the root logger: replacing them is asked for here.
+    configure_logging(stream=stream, fmt="json", root=True, replace_root_handlers=True)
     logging.getLogger("myapp").warning("from the app")
     get_logger("myapp.tasks").info("structlog in the app")
     logging.getLogger("backfill.worker").info("from backfill")
@@ -278,3 +302,18 @@ def test_bad_level_or_format_is_a_configuration_error() -> None:
         configure_logging(level="loud")
     with pytest.raises(ConfigurationError, match="log format"):
         configure_logging(fmt="yaml")
+
+
+@pytest.mark.parametrize("fmt", ["json", "console"])
+def test_a_remembered_password_is_masked_in_tracebacks_too(fmt: str) -> None:
+    # asyncpg quotes a piece of a password it cannot parse; no pattern could recognise it, the memory does.
+    remember_dsn("postgresql://app:Kangaroo5#Dingo6@db/app")
+    stream = io.StringIO()
+    configure_logging(stream=stream, fmt=fmt)
+    try:
+        raise ValueError("invalid literal for int() with base 10: 'Kangaroo5'")
+    except ValueError:
+        logging.getLogger("backfill.cli").exception("could not connect (Dingo6)")
+    text = stream.getvalue()
+    assert "invalid literal" in text and "could not connect" in text
+    assert "Kangaroo5" not in text and "Dingo6" not in text

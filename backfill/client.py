@@ -87,9 +87,11 @@ class BackfillClient:
     def from_env(cls, **options: Any) -> BackfillClient:
         """A client for ``DATABASE_URL``, ``GRAPHILE_WORKER_SCHEMA`` and ``BACKFILL_DEFAULT_RETRY_POLICY`` (from
         the environment or ``.env``); ``options`` as for the constructor."""
-        from backfill.settings import BackfillSettings  # the settings module imports the layer's pieces
+        from backfill.settings import ClientSettings  # the settings module imports the layer's pieces
 
-        settings = BackfillSettings.load()
+        # Only what a client reads is validated: a bad worker variable in a shared environment is the
+        # runner's to report, not a reason for a web process to stop enqueueing.
+        settings = ClientSettings.load()
         if not settings.database_url:
             raise ConfigurationError("DATABASE_URL: not set; it must name the PostgreSQL database to enqueue into")
         options.setdefault("schema", settings.schema_name)

@@ -18,7 +18,7 @@ import os
 import warnings
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Annotated, Any, Final, Literal
+from typing import Annotated, Any, ClassVar, Final, Literal, Self
 
 from pydantic import Field, ValidationError, ValidationInfo, field_validator
 from pydantic_core import ErrorDetails
@@ -39,6 +39,7 @@ __all__ = [
     "RETRY_POLICY_PRESETS",
     "TEST_ONLY_VARIABLES",
     "BackfillSettings",
+    "ClientSettings",
     "UnknownSettingWarning",
 ]
 
@@ -58,10 +59,15 @@ class UnknownSettingWarning(UserWarning):
     """A ``BACKFILL_*`` variable is set that backfill does not read (most likely a typo)."""
 
 
-class BackfillSettings(BaseSettings):
-    """Every setting of a backfill process. Build it with :meth:`load`; fields are named after the
-    variables (``FAST_QUEUE_CONCURRENCY`` → ``fast_queue_concurrency``; ``BACKFILL_`` dropped), and
-    ``GRAPHILE_WORKER_SCHEMA`` is ``schema_name``, a validated :class:`SchemaName` that core calls accept."""
+class ClientSettings(BaseSettings):
+    """What a process that only enqueues reads (``BackfillClient.from_env``, the module-level ``enqueue``):
+    the database, the schema, the default retry policy and prepared statements. Only these are validated, so
+    a web process sharing its environment with workers keeps enqueueing when a worker variable is wrong.
+    Build it with :meth:`load`."""
+
+    # Whether load() reports BACKFILL_* variables it does not know: a runner's settings do; a client reads a
+    # subset and leaves the rest to the runner.
+    warns_about_unknown_variables: ClassVar[bool] = False
 
     model_config = SettingsConfigDict(
         env_file=".env",
@@ -78,6 +84,106 @@ class BackfillSettings(BaseSettings):
     schema_name: Annotated[SchemaName, NoDecode] = Field(
         SchemaName(DEFAULT_SCHEMA), validation_alias="GRAPHILE_WORKER_SCHEMA"
     )
+    default_retry_policy: RetryPolicyName = Field("default", validation_alias="BACKFILL_DEFAULT_RETRY_POLICY")
+    prepared_statements: bool = Field(True, validation_alias="BACKFILL_PREPARED_STATEMENTS")
+
+    @field_validator("database_url")
+    @classmethod
+    def _check_database_url(cls, value: str | None) -> str | None:
+        if value is not None:
+            remember_dsn(value)  # so that no log line or message shows its password, even in pieces
+            problem = dsn_problem(value)
+            if problem is not None:
+                raise ValueError(problem)
+        return value
+
+    @field_validator("schema_name", mode="before")
+    @classmethod
+    def _check_schema(cls, value: Any) -> Any:
+        if isinstance(value, SchemaName):
+            return value
+        try:
+            return SchemaName(value)
+        except ConfigurationError as error:
+            raise ValueError(str(error)) from None
+
+    @field_validator("default_retry_policy", mode="before")
+    @classmethod
+    def _lower_policy(cls, value: Any) -> Any:
+        return value.strip().lower() if isinstance(value, str) else value
+
+    @property
+    def database_url_redacted(self) -> str | None:
+        """``DATABASE_URL`` with its password masked, for logs and messages."""
+        return None if self.database_url is None else redact_dsn(self.database_url)
+
+    def __repr_args__(self) -> Iterable[tuple[str | None, Any]]:
+        # repr(settings) ends up in logs and tracebacks: never with the database password.
+        for name, value in super().__repr_args__():
+            yield name, (self.database_url_redacted if name == "database_url" else value)
+
+    # --- loading ---
+
+    @classmethod
+    def env_names(cls) -> dict[str, str]:
+        """Field name → the environment variable it is read from, in declaration order."""
+        return {name: str(field.validation_alias) for name, field in cls.model_fields.items()}
+
+    @classmethod
+    def load(cls, env_file: str | Path | None = ".env", **overrides: Any) -> Self:
+        """The settings from ``overrides`` (by field name), the environment, ``env_file`` and the defaults, in
+        that order of precedence. ``env_file=None`` reads no file; a missing file is not an error.
+
+        Raises :class:`ConfigurationError` listing every bad value, one line per variable. Warns with
+        :class:`UnknownSettingWarning` for each ``BACKFILL_*`` variable backfill does not read.
+        """
+        names = cls.env_names()
+        unknown = sorted(set(overrides) - set(names))
+        if unknown:
+            raise ConfigurationError(f"unknown setting(s): {', '.join(unknown)}; known: {', '.join(names)}")
+        if cls.warns_about_unknown_variables:
+            for message in cls.unknown_variables(env_file):
+                warnings.warn(message, UnknownSettingWarning, stacklevel=2)
+        # By variable name: pydantic-settings matches init arguments against the aliases, and enabling matching
+        # by field name would also make it read LOG_LEVEL, LANES, ... from the environment.
+        init: dict[str, Any] = {names[key]: value for key, value in overrides.items()}
+        init["_env_file"] = env_file  # BaseSettings' own argument, which the model's synthesized signature hides
+        try:
+            return cls(**init)
+        except ValidationError as error:
+            lines = [_describe(detail, names, overridden=set(overrides)) for detail in error.errors()]
+            raise ConfigurationError("invalid configuration:\n" + "\n".join(lines)) from None
+        except SettingsError as error:  # a source failed before validation (an unreadable .env, say)
+            raise ConfigurationError(redact_secrets(str(error))) from None
+
+    @classmethod
+    def unknown_variables(
+        cls, env_file: str | Path | None = ".env", environ: Mapping[str, str] | None = None
+    ) -> list[str]:
+        """One message per ``BACKFILL_*`` variable set in ``environ`` (default: the process environment) or
+        ``env_file`` that backfill does not read, with the closest known name when there is one."""
+        seen = {key.upper() for key in (os.environ if environ is None else environ)}
+        if env_file is not None and Path(env_file).is_file():
+            seen.update(key.upper() for key in _dotenv_keys(Path(env_file)))
+        # Every variable a backfill process reads, whichever subset this class validates.
+        known = set(BackfillSettings.env_names().values())
+        ours = sorted(known | TEST_ONLY_VARIABLES)
+        messages = []
+        for key in sorted(seen):
+            if key.startswith(ENV_PREFIX) and key not in known and key not in TEST_ONLY_VARIABLES:
+                close = difflib.get_close_matches(key, ours, n=1, cutoff=0.8)
+                hint = f" (did you mean {close[0]}?)" if close else ""
+                messages.append(f"{key} is not a backfill setting and is ignored{hint}")
+        return messages
+
+
+class BackfillSettings(ClientSettings):
+    """Every setting of a backfill process. Build it with :meth:`load`; fields are named after the
+    variables (``FAST_QUEUE_CONCURRENCY`` → ``fast_queue_concurrency``; ``BACKFILL_`` dropped), and
+    ``GRAPHILE_WORKER_SCHEMA`` is ``schema_name``, a validated :class:`SchemaName` that core calls accept."""
+
+    warns_about_unknown_variables: ClassVar[bool] = True
+
     fast_queue_concurrency: int = Field(10, ge=1, validation_alias="FAST_QUEUE_CONCURRENCY")
     bulk_queue_concurrency: int = Field(5, ge=1, validation_alias="BULK_QUEUE_CONCURRENCY")
     poll_interval_ms: int = Field(200, ge=1, validation_alias="POLL_INTERVAL_MS")
@@ -110,9 +216,7 @@ class BackfillSettings(BaseSettings):
     )
     task_modules: Annotated[tuple[str, ...], NoDecode] = Field((), validation_alias="BACKFILL_TASK_MODULES")
     crontab: Path | None = Field(None, validation_alias="BACKFILL_CRONTAB")
-    default_retry_policy: RetryPolicyName = Field("default", validation_alias="BACKFILL_DEFAULT_RETRY_POLICY")
     max_pool_size: int | None = Field(None, ge=MIN_CALLER_POOL_SIZE, validation_alias="BACKFILL_MAX_POOL_SIZE")
-    prepared_statements: bool = Field(True, validation_alias="BACKFILL_PREPARED_STATEMENTS")
     queue_stats_interval_seconds: float = Field(
         15.0, gt=0, allow_inf_nan=False, validation_alias="BACKFILL_QUEUE_STATS_INTERVAL_SECONDS"
     )
@@ -124,26 +228,6 @@ class BackfillSettings(BaseSettings):
     )
 
     # --- validators: a ValueError's message becomes "<VARIABLE>: <message>, got <value>" (see _describe) ---
-
-    @field_validator("database_url")
-    @classmethod
-    def _check_database_url(cls, value: str | None) -> str | None:
-        if value is not None:
-            remember_dsn(value)  # so that no log line or message shows its password, even in pieces
-            problem = dsn_problem(value)
-            if problem is not None:
-                raise ValueError(problem)
-        return value
-
-    @field_validator("schema_name", mode="before")
-    @classmethod
-    def _check_schema(cls, value: Any) -> Any:
-        if isinstance(value, SchemaName):
-            return value
-        try:
-            return SchemaName(value)
-        except ConfigurationError as error:
-            raise ValueError(str(error)) from None
 
     @field_validator("lanes", mode="before")
     @classmethod
@@ -170,7 +254,7 @@ class BackfillSettings(BaseSettings):
                 raise ValueError(f"{name!r} is not a module name; give dotted module names separated by commas")
         return value
 
-    @field_validator("log_format", "default_retry_policy", mode="before")
+    @field_validator("log_format", mode="before")
     @classmethod
     def _lower(cls, value: Any) -> Any:
         return value.strip().lower() if isinstance(value, str) else value
@@ -222,71 +306,9 @@ class BackfillSettings(BaseSettings):
         return (Lane(FAST_LANE, self.fast_queue_concurrency), Lane(BULK_LANE, self.bulk_queue_concurrency), *self.lanes)
 
     @property
-    def database_url_redacted(self) -> str | None:
-        """``DATABASE_URL`` with its password masked, for logs and messages."""
-        return None if self.database_url is None else redact_dsn(self.database_url)
-
-    @property
     def log_level_number(self) -> int:
         """``BACKFILL_LOG_LEVEL`` as a :mod:`logging` level number."""
         return parse_log_level(self.log_level)
-
-    def __repr_args__(self) -> Iterable[tuple[str | None, Any]]:
-        # repr(settings) ends up in logs and tracebacks: never with the database password.
-        for name, value in super().__repr_args__():
-            yield name, (self.database_url_redacted if name == "database_url" else value)
-
-    # --- loading ---
-
-    @classmethod
-    def env_names(cls) -> dict[str, str]:
-        """Field name → the environment variable it is read from, in declaration order."""
-        return {name: str(field.validation_alias) for name, field in cls.model_fields.items()}
-
-    @classmethod
-    def load(cls, env_file: str | Path | None = ".env", **overrides: Any) -> BackfillSettings:
-        """The settings from ``overrides`` (by field name), the environment, ``env_file`` and the defaults, in
-        that order of precedence. ``env_file=None`` reads no file; a missing file is not an error.
-
-        Raises :class:`ConfigurationError` listing every bad value, one line per variable. Warns with
-        :class:`UnknownSettingWarning` for each ``BACKFILL_*`` variable backfill does not read.
-        """
-        names = cls.env_names()
-        unknown = sorted(set(overrides) - set(names))
-        if unknown:
-            raise ConfigurationError(f"unknown setting(s): {', '.join(unknown)}; known: {', '.join(names)}")
-        for message in cls.unknown_variables(env_file):
-            warnings.warn(message, UnknownSettingWarning, stacklevel=2)
-        # By variable name: pydantic-settings matches init arguments against the aliases, and enabling matching
-        # by field name would also make it read LOG_LEVEL, LANES, ... from the environment.
-        init: dict[str, Any] = {names[key]: value for key, value in overrides.items()}
-        init["_env_file"] = env_file  # BaseSettings' own argument, which the model's synthesized signature hides
-        try:
-            return cls(**init)
-        except ValidationError as error:
-            lines = [_describe(detail, names, overridden=set(overrides)) for detail in error.errors()]
-            raise ConfigurationError("invalid configuration:\n" + "\n".join(lines)) from None
-        except SettingsError as error:  # a source failed before validation (an unreadable .env, say)
-            raise ConfigurationError(redact_secrets(str(error))) from None
-
-    @classmethod
-    def unknown_variables(
-        cls, env_file: str | Path | None = ".env", environ: Mapping[str, str] | None = None
-    ) -> list[str]:
-        """One message per ``BACKFILL_*`` variable set in ``environ`` (default: the process environment) or
-        ``env_file`` that backfill does not read, with the closest known name when there is one."""
-        seen = {key.upper() for key in (os.environ if environ is None else environ)}
-        if env_file is not None and Path(env_file).is_file():
-            seen.update(key.upper() for key in _dotenv_keys(Path(env_file)))
-        known = set(cls.env_names().values())
-        ours = sorted(known | TEST_ONLY_VARIABLES)
-        messages = []
-        for key in sorted(seen):
-            if key.startswith(ENV_PREFIX) and key not in known and key not in TEST_ONLY_VARIABLES:
-                close = difflib.get_close_matches(key, ours, n=1, cutoff=0.8)
-                hint = f" (did you mean {close[0]}?)" if close else ""
-                messages.append(f"{key} is not a backfill setting and is ignored{hint}")
-        return messages
 
 
 def _dotenv_keys(path: Path) -> list[str]:

@@ -14,6 +14,7 @@ import logging
 import os
 import sys
 from collections.abc import Callable, Coroutine, Sequence
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -60,6 +61,12 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     parser.add_argument("--log-level", default=None, help="default: $BACKFILL_LOG_LEVEL or INFO")
+    parser.add_argument(
+        "--env-file",
+        default=None,
+        metavar="FILE",
+        help="variables read under the environment, for every command (default: .env, if there is one)",
+    )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     worker.register(commands)
     run.register(commands)
@@ -73,6 +80,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)  # exits 2 itself on bad usage, as argparse does
     try:
+        read_env_file(args.env_file)
         configure_cli_logging(_log_level(args.log_level))
     except ConfigurationError as error:
         return _report(error)
@@ -85,6 +93,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_INTERRUPTED
     except Exception as error:  # every failure becomes a message and an exit code, never a raw traceback
         return _report(error)
+
+
+def read_env_file(path: str | None) -> None:
+    """Every command reads ``.env`` (or ``--env-file``) under the environment, as ``backfill run`` does: its
+    variables fill in what the environment leaves unset. A file named with ``--env-file`` must exist; a
+    missing default ``.env`` is fine."""
+    from dotenv import load_dotenv  # pydantic-settings' own .env reader, so both agree on the syntax
+
+    if path is None:
+        if Path(".env").is_file():
+            load_dotenv(".env", override=False, encoding="utf-8")
+        return
+    if not Path(path).exists() or Path(path).is_dir():  # /dev/null is fine: "no variables from a file"
+        raise ConfigurationError(f"--env-file: {path} does not exist (or is a directory)")
+    load_dotenv(path, override=False, encoding="utf-8")
 
 
 def _log_level(option: str | None) -> int:

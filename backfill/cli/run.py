@@ -34,8 +34,12 @@ def register(commands: Commands) -> None:
         help="module whose tasks to run (repeatable; added to BACKFILL_TASK_MODULES)",
     )
     parser.add_argument("--once", action="store_true", help="run what is runnable now in every lane, then exit")
+    # Also accepted after the command, as before; SUPPRESS keeps it from clobbering `backfill --env-file F run`.
     parser.add_argument(
-        "--env-file", default=".env", help="file of variables read under the environment (default .env)"
+        "--env-file",
+        default=argparse.SUPPRESS,
+        metavar="FILE",
+        help="file of variables read under the environment (default .env, if there is one); must exist",
     )
     # A signal during start-up (imports, connecting, migrating) stops the runner cleanly instead of killing it.
     parser.set_defaults(handler=_run_command, records_stop_signals=True)
@@ -53,7 +57,8 @@ def _log_like_the_runner() -> None:
 
 async def _run_command(args: argparse.Namespace) -> int:
     try:
-        runner = WorkerRunner.from_env(env_file=args.env_file, extra_task_modules=tuple(args.tasks))
+        # main() has read the file into the environment already (and refused a missing one).
+        runner = WorkerRunner.from_env(env_file=args.env_file or ".env", extra_task_modules=tuple(args.tasks))
     except ConfigurationError:
         _log_like_the_runner()
         raise

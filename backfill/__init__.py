@@ -42,6 +42,7 @@ from backfill.core import (
     migrate,
     parse_crontab,
 )
+from backfill.core.errors import CallTimeoutError
 from backfill.default_client import close_default_client, enqueue, enqueue_bulk, enqueue_critical, enqueue_fast
 from backfill.dlq import DeadLetterFilter, DeadLetterQueue
 from backfill.lanes import Lane
@@ -62,6 +63,7 @@ __all__ = [
     "BackfillMetrics",
     "BackfillSettings",
     "BatchJobError",
+    "CallTimeoutError",
     "ConfigurationError",
     "CronItem",
     "DatabaseError",

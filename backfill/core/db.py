@@ -58,6 +58,8 @@ class LazyPool:
         self._max_size = max_size
         self._statement_cache_size = 100 if prepared_statements else 0  # 0 for PgBouncer in transaction mode
         self._opening = asyncio.Lock()
+        # The process the pool at hand belongs to: a forked child must not use it (see _forget_if_forked).
+        self._pid = os.getpid()
 
     @property
     def is_open(self) -> bool:
@@ -65,7 +67,8 @@ class LazyPool:
         return self._pool is not None
 
     async def get(self) -> asyncpg.Pool[Any]:
-        """The pool, opened now if it is ours and not open yet."""
+        """The pool, opened now if it is ours and not open yet (again, in a forked child)."""
+        self._forget_if_forked()
         if self._pool is not None:
             return self._pool
         async with self._opening:
@@ -77,10 +80,30 @@ class LazyPool:
             return self._pool
 
     async def close(self) -> None:
-        """Close the pool this object opened; a pool the caller passed in stays open."""
+        """Close the pool this object opened; a pool the caller passed in stays open. In a forked child the
+        parent's pool is only forgotten: its connections are the parent's to close."""
+        if self._dsn is not None:
+            self._forget_if_forked()
         if self._dsn is not None and self._pool is not None:
             pool, self._pool = self._pool, None
             await pool.close()
+
+    def _forget_if_forked(self) -> None:
+        """In a child forked after the pool was made, drop the parent's pool without touching it."""
+        if self._pid == os.getpid():
+            return
+        if self._dsn is None:
+            # The caller's pool: backfill cannot open its replacement, and using it would interleave the
+            # child's messages with the parent's on the same sockets.
+            raise DatabaseError(
+                "an asyncpg pool passed in was created before this process forked (pid "
+                f"{self._pid} → {os.getpid()}); a pool cannot cross a fork: create it in the child, or pass a "
+                "DSN so backfill opens one per process"
+            )
+        abandon_after_fork(self._pool, self._opening)
+        self._pool = None
+        self._opening = asyncio.Lock()  # the parent's may be bound to the parent's loop
+        self._pid = os.getpid()
 
     @asynccontextmanager
     async def connection(self, what: str, *, missing_hint: str) -> AsyncIterator[Executor]:
@@ -94,6 +117,18 @@ class LazyPool:
             raise DatabaseError(f"{what} failed: {scrub(str(error))} ({missing_hint})") from error
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
             raise DatabaseError(f"{what} failed: {scrub(str(error))}") from error
+
+
+# What a forked child inherited from its parent and must neither use nor close. Closing an asyncpg connection
+# politely sends Terminate on the parent's session; even garbage collection would abort it, which unregisters
+# its socket from the epoll instance the child shares with the parent's loop. So the child keeps a reference
+# for good: a few idle file descriptors, never read or written.
+_ABANDONED_AFTER_FORK: list[object] = []
+
+
+def abandon_after_fork(*objects: object) -> None:
+    """Keep ``objects`` (a parent's pool, loop, thread) alive and untouched for the rest of this process."""
+    _ABANDONED_AFTER_FORK.extend(item for item in objects if item is not None)
 
 
 def database_url_from_env(value: str | None = None, *, option: str = "--database-url") -> str:

@@ -11,6 +11,7 @@ Every error backfill raises on purpose derives from :class:`BackfillError`::
     ├── PayloadValidationError      a payload that does not validate against its task's model
     ├── DatabaseError               a database call failed; ``__cause__`` keeps asyncpg's error
     ├── JobTimeoutError             an attempt ran past its deadline and was cancelled (also a TimeoutError)
+    ├── CallTimeoutError            a blocking client call ran past its timeout (also a TimeoutError)
     ├── BatchJobError               some items of a batch job failed; only those are retried
     └── TaskControl                 raised *by handlers* to steer the outcome of an attempt
         ├── PermanentFailure        fail the job now, with no further attempts
@@ -73,6 +74,19 @@ class JobTimeoutError(BackfillError, TimeoutError):
         super().__init__(f"timed out: the handler ran longer than its {timeout:g}s timeout{detail}")
         self.timeout = timeout
         self.stuck = stuck
+
+
+class CallTimeoutError(BackfillError, TimeoutError):
+    """A blocking call (``SyncBackfillClient``'s) did not finish within its timeout; the work was cancelled.
+    ``operation`` names the call, ``timeout`` is in seconds."""
+
+    def __init__(self, operation: str, timeout: float) -> None:
+        super().__init__(
+            f"{operation} did not finish within its {timeout:g}s timeout and was cancelled "
+            "(database unreachable, or a statement waiting on a lock?)"
+        )
+        self.operation = operation
+        self.timeout = timeout
 
 
 class BatchJobError(BackfillError):

@@ -32,6 +32,7 @@ from backfill.core.schema import DEFAULT_SCHEMA, SchemaName
 from backfill.core.secrets import dsn_problem, remember_dsn
 from backfill.lanes import BULK_LANE, FAST_LANE, Lane, parse_lanes
 from backfill.logs import LOG_FORMATS, parse_log_level, redact_secrets
+from backfill.payload_limit import DEFAULT_MAX_PAYLOAD_BYTES
 from backfill.success_log import SuccessLogLevel
 
 __all__ = [
@@ -122,6 +123,8 @@ class BackfillSettings(BaseSettings):
     connect_timeout_seconds: float = Field(
         30.0, ge=0, allow_inf_nan=False, validation_alias="BACKFILL_CONNECT_TIMEOUT_SECONDS"
     )
+    # Enqueueing: read by BackfillClient.from_env (and so the module-level enqueue functions).
+    max_payload_bytes: int = Field(DEFAULT_MAX_PAYLOAD_BYTES, ge=0, validation_alias="BACKFILL_MAX_PAYLOAD_BYTES")
 
     # --- validators: a ValueError's message becomes "<VARIABLE>: <message>, got <value>" (see _describe) ---
 
@@ -317,6 +320,7 @@ _MUST: Final[dict[str, str]] = {
     "max_pool_size": f"must be an integer, at least {MIN_CALLER_POOL_SIZE} (or unset to let the runner choose)",
     "prepared_statements": "must be true or false",
     "queue_stats_interval_seconds": "must be a positive number of seconds",
+    "max_payload_bytes": "must be a number of bytes, 0 or more (0: no limit)",
     "job_timeout_seconds": f"must be a number of seconds in (0, {MAX_TIMEOUT_SECONDS:g}] (or unset for none)",
 }
 

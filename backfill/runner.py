@@ -406,7 +406,7 @@ class WorkerRunner:
                 hooks=self._hooks,
                 crontab=self._crontab if upkeep and not once else None,
             )
-            self.metrics.observe_worker(events, lane.name, busy_slots=_busy_slots_of(worker))
+            self.metrics.observe_worker(events, lane.name, busy_slots=_busy_slots_of(worker), slots=lane.concurrency)
             log_successes(events, level=settings.success_log, sample_rate=settings.success_log_sample_rate)
             self._readiness.observe(events, lane.name)
             if self._mover is not None:

@@ -82,7 +82,13 @@ async def test_ready_only_while_every_lane_runs_and_not_during_the_drain(
         _status, body = await wait_for(lambda: answers(runner, "/readyz", 200), timeout=10, message="ready")
         assert body == "ok\n" and runner.ready
         assert await probe(runner, "/healthz") == (200, "ok\n")
-        assert (await probe(runner, "/metrics"))[0] == 200
+        status, metrics = await probe(runner, "/metrics")
+        assert status == 200
+        # The runner's own registry describes the whole process, and each lane's capacity beside its use.
+        for line in ('backfill_lane_slots{lane="fast"} 1.0', 'backfill_busy_slots{lane="bulk"} 0.0'):
+            assert line in metrics
+        for name in ("process_resident_memory_bytes", "python_gc_objects_collected_total", "backfill_build_info"):
+            assert f"# TYPE {name}" in metrics
 
         await runner.pool.execute("select graphile_worker.add_job('slow', '{}'::json)")
         await wait_for_event(started, timeout=10, message="the slow job starts")

@@ -29,12 +29,13 @@ def big_payload(n: int) -> dict[str, Any]:
 
 
 async def _longest_gap_while(work: asyncio.Future[Any]) -> float:
-    """The longest time the loop went without running a 1 ms ticker while ``work`` ran."""
+    """The longest time the loop went without running a 1 ms ticker while ``work`` ran, in CPU time of the loop's
+    thread: time other processes took the CPU (two cores shared by several test runs) is not the loop's stall."""
     longest = 0.0
-    last = time.perf_counter()
+    last = time.thread_time()
     while not work.done():
         await asyncio.sleep(0.001)
-        now = time.perf_counter()
+        now = time.thread_time()
         longest = max(longest, now - last)
         last = now
     return longest
@@ -46,10 +47,10 @@ async def test_a_batch_of_large_payloads_is_decoded_one_per_loop_turn(pool: asyn
     texts = [spec.payload_json for spec in specs]
     gc.collect()
     gc.disable()
-    started = time.perf_counter()
+    started = time.thread_time()
     for text in texts:
         json.loads(text)
-    whole_batch = time.perf_counter() - started
+    whole_batch = time.thread_time() - started
     gc.enable()
 
     schema = SchemaName.coerce(None)

@@ -22,11 +22,12 @@ import asyncpg
 
 from backfill.core.db import ConnectionSource, LazyPool
 from backfill.core.enqueue import add_job_spec, add_jobs
-from backfill.core.errors import ConfigurationError, JobSpecError
+from backfill.core.errors import ConfigurationError, JobSpecError, PayloadTooLargeError
 from backfill.core.jobs import Job, JobKeyMode, JobSpec
 from backfill.core.schema import SchemaName
 from backfill.lanes import LANE_FLAG, lane_flags
 from backfill.migrations import migrate_all
+from backfill.payload_limit import DEFAULT_MAX_PAYLOAD_BYTES, check_limit, enforce_limit
 from backfill.priorities import Priority
 from backfill.retry_policies import RETRY_FLAG_PREFIX, RetryPolicy, resolve_policy
 from backfill.task_catalog import TaskCatalog
@@ -60,7 +61,11 @@ class Enqueue:
 
 class BackfillClient:
     """Enqueues jobs into one Graphile schema. Accepts a DSN (the client then owns a small pool, opened on
-    first use and closed by :meth:`close` or ``async with``) or a pool of yours (never closed here)."""
+    first use and closed by :meth:`close` or ``async with``) or a pool of yours (never closed here).
+
+    ``max_payload_bytes`` (default 1 MiB, ``BACKFILL_MAX_PAYLOAD_BYTES`` in :meth:`from_env`; 0: no limit)
+    refuses larger payloads, as JSON, with :class:`~backfill.core.errors.PayloadTooLargeError` before anything
+    is written (see :mod:`backfill.payload_limit` for why)."""
 
     def __init__(
         self,
@@ -72,6 +77,7 @@ class BackfillClient:
         metrics: EnqueueObserver | None = None,
         max_pool_size: int = 5,
         prepared_statements: bool = True,
+        max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
     ) -> None:
         if not isinstance(database, (str, asyncpg.Pool)):
             raise ConfigurationError("database must be a DSN string or an asyncpg.Pool")
@@ -79,14 +85,15 @@ class BackfillClient:
         self.default_retry_policy = resolve_policy(default_retry_policy, field_name="default_retry_policy")
         self.default_priority = _priority("default_priority", default_priority)
         self._metrics = metrics
+        self.max_payload_bytes = check_limit(max_payload_bytes)
         # prepared_statements off behind PgBouncer in transaction mode (for a pool the client opens itself).
         self._pool = LazyPool(database, max_size=max_pool_size, prepared_statements=prepared_statements)
         self._catalog = TaskCatalog(self.schema)
 
     @classmethod
     def from_env(cls, **options: Any) -> BackfillClient:
-        """A client for ``DATABASE_URL``, ``GRAPHILE_WORKER_SCHEMA`` and ``BACKFILL_DEFAULT_RETRY_POLICY`` (from
-        the environment or ``.env``); ``options`` as for the constructor."""
+        """A client for ``DATABASE_URL``, ``GRAPHILE_WORKER_SCHEMA``, ``BACKFILL_DEFAULT_RETRY_POLICY`` and
+        ``BACKFILL_MAX_PAYLOAD_BYTES`` (from the environment or ``.env``); ``options`` as for the constructor."""
         from backfill.settings import ClientSettings  # the settings module imports the layer's pieces
 
         # Only what a client reads is validated: a bad worker variable in a shared environment is the
@@ -97,6 +104,7 @@ class BackfillClient:
         options.setdefault("schema", settings.schema_name)
         options.setdefault("default_retry_policy", settings.default_retry_policy)
         options.setdefault("prepared_statements", settings.prepared_statements)
+        options.setdefault("max_payload_bytes", settings.max_payload_bytes)
         return cls(settings.database_url, **options)
 
     # -- enqueueing -----------------------------------------------------------------------------------------
@@ -181,6 +189,8 @@ class BackfillClient:
                 specs.append(
                     self.build_spec(request, known.get(request.task) if isinstance(request.task, str) else None)
                 )
+            except PayloadTooLargeError as error:
+                raise error.at(f"requests[{position}].payload") from None
             except JobSpecError as error:
                 raise JobSpecError(f"requests[{position}].{error.field}", str(error).partition(": ")[2]) from None
         jobs = await add_jobs(
@@ -235,7 +245,7 @@ class BackfillClient:
         flags.append(policy.flag)
         if lane is not None:
             flags.extend(lane_flags(lane))
-        return JobSpec(
+        spec = JobSpec(
             request.task,
             request.payload,
             queue_name=queue,
@@ -246,6 +256,8 @@ class BackfillClient:
             flags=flags,
             timeout=request.timeout,
         )
+        enforce_limit(spec.identifier, spec.payload_json, self.max_payload_bytes)
+        return spec
 
     # -- lifecycle --------------------------------------------------------------------------------------------
 

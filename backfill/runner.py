@@ -47,6 +47,7 @@ from backfill.dlq import DeadLetterMover, MovedJob
 from backfill.lanes import Lane
 from backfill.logs import configure_logging
 from backfill.metrics import BackfillMetrics, MetricsServer, QueueStatsCollector, serve_metrics
+from backfill.metrics.health import LoopLiveness, Readiness
 from backfill.migrations import migrate_all
 from backfill.retry_policies import ErrorRules, RetryPlanner, resolve_policy
 from backfill.settings import BackfillSettings
@@ -114,6 +115,7 @@ class WorkerRunner:
         self.metrics = BackfillMetrics(
             metrics_registry, tasks=self.registry.identifiers, lanes=[lane.name for lane in self.lanes]
         )
+        self._readiness = Readiness(lane.name for lane in self.lanes)  # /readyz; see the `ready` property
         self.workers: dict[str, Worker] = {}
         self._pool: asyncpg.Pool[Any] | None = None
         self._mover: DeadLetterMover | None = None
@@ -311,6 +313,12 @@ class WorkerRunner:
         return total
 
     @property
+    def ready(self) -> bool:
+        """Started, every lane's worker running, and the database answered within the last few seconds: what
+        ``/readyz`` answers 200 to (see :mod:`backfill.metrics.health`)."""
+        return self._stack is not None and self._readiness()[0]
+
+    @property
     def pool(self) -> asyncpg.Pool[Any]:
         """The pool the lanes share (handlers may use it too); only while running."""
         if self._pool is None:
@@ -398,8 +406,9 @@ class WorkerRunner:
                 hooks=self._hooks,
                 crontab=self._crontab if upkeep and not once else None,
             )
-            self.metrics.observe_worker(events, lane.name, busy_slots=_busy_slots_of(worker))
+            self.metrics.observe_worker(events, lane.name, busy_slots=_busy_slots_of(worker), slots=lane.concurrency)
             log_successes(events, level=settings.success_log, sample_rate=settings.success_log_sample_rate)
+            self._readiness.observe(events, lane.name)
             if self._mover is not None:
                 self._mover.attach(events)
             self.workers[lane.name] = worker
@@ -417,9 +426,14 @@ class WorkerRunner:
             lanes=[lane.name for lane in self.lanes],
         )
         self._side_tasks.append(asyncio.create_task(stats.run(), name="backfill-queue-stats"))
+        self._side_tasks.append(asyncio.create_task(self._readiness.probe_database(pool), name="backfill-db-probe"))
         if settings.metrics_port is not None:
             self._metrics_server = serve_metrics(
-                self.metrics.registry, host=settings.metrics_host, port=settings.metrics_port
+                self.metrics.registry,
+                host=settings.metrics_host,
+                port=settings.metrics_port,
+                liveness=LoopLiveness(asyncio.get_running_loop()),
+                readiness=self._readiness,
             )
             logger.info("metrics served on http://%s:%s/metrics", settings.metrics_host, self._metrics_server.port)
 

@@ -32,6 +32,7 @@ from backfill.core.schema import DEFAULT_SCHEMA, SchemaName
 from backfill.core.secrets import dsn_problem, remember_dsn
 from backfill.lanes import BULK_LANE, FAST_LANE, Lane, parse_lanes
 from backfill.logs import LOG_FORMATS, parse_log_level, redact_secrets
+from backfill.payload_limit import DEFAULT_MAX_PAYLOAD_BYTES
 from backfill.success_log import SuccessLogLevel
 
 __all__ = [
@@ -61,9 +62,9 @@ class UnknownSettingWarning(UserWarning):
 
 class ClientSettings(BaseSettings):
     """What a process that only enqueues reads (``BackfillClient.from_env``, the module-level ``enqueue``):
-    the database, the schema, the default retry policy and prepared statements. Only these are validated, so
-    a web process sharing its environment with workers keeps enqueueing when a worker variable is wrong.
-    Build it with :meth:`load`."""
+    the database, the schema, the default retry policy, prepared statements and the payload size limit. Only
+    these are validated, so a web process sharing its environment with workers keeps enqueueing when a worker
+    variable is wrong. Build it with :meth:`load`."""
 
     # Whether load() reports BACKFILL_* variables it does not know: a runner's settings do; a client reads a
     # subset and leaves the rest to the runner.
@@ -86,6 +87,7 @@ class ClientSettings(BaseSettings):
     )
     default_retry_policy: RetryPolicyName = Field("default", validation_alias="BACKFILL_DEFAULT_RETRY_POLICY")
     prepared_statements: bool = Field(True, validation_alias="BACKFILL_PREPARED_STATEMENTS")
+    max_payload_bytes: int = Field(DEFAULT_MAX_PAYLOAD_BYTES, ge=0, validation_alias="BACKFILL_MAX_PAYLOAD_BYTES")
 
     @field_validator("database_url")
     @classmethod
@@ -339,6 +341,7 @@ _MUST: Final[dict[str, str]] = {
     "max_pool_size": f"must be an integer, at least {MIN_CALLER_POOL_SIZE} (or unset to let the runner choose)",
     "prepared_statements": "must be true or false",
     "queue_stats_interval_seconds": "must be a positive number of seconds",
+    "max_payload_bytes": "must be a number of bytes, 0 or more (0: no limit)",
     "job_timeout_seconds": f"must be a number of seconds in (0, {MAX_TIMEOUT_SECONDS:g}] (or unset for none)",
 }
 

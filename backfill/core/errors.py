@@ -7,6 +7,7 @@ Every error backfill raises on purpose derives from :class:`BackfillError`::
     ├── MigrationError              the schema cannot be installed or upgraded
     │   └── IncompatibleSchemaError a breaking revision newer than ours, or one too old to upgrade
     ├── JobSpecError                a job specification that cannot be enqueued (names the field)
+    │   └── PayloadTooLargeError    a payload over the enqueuing client's size limit
     ├── TaskDefinitionError         a task registered twice or with a handler of the wrong shape
     ├── PayloadValidationError      a payload that does not validate against its task's model
     ├── DatabaseError               a database call failed; ``__cause__`` keeps asyncpg's error
@@ -46,6 +47,26 @@ class JobSpecError(BackfillError, ValueError):
     def __init__(self, field: str, message: str) -> None:
         super().__init__(f"{field}: {message}")
         self.field = field
+
+
+class PayloadTooLargeError(JobSpecError):
+    """A payload, as JSON, is larger than the enqueuing client's limit (``BACKFILL_MAX_PAYLOAD_BYTES``). The
+    message names the task, the size and the limit, never the payload; nothing was written."""
+
+    def __init__(self, task: str, size: int, limit: int, *, field: str = "payload") -> None:
+        super().__init__(
+            field,
+            f"the payload of a {task!r} job is {size:,} bytes of JSON, over the limit of {limit:,} bytes "
+            "(BACKFILL_MAX_PAYLOAD_BYTES; 0 turns the limit off). Store large data elsewhere and enqueue a "
+            "reference to it",
+        )
+        self.task = task
+        self.size = size
+        self.limit = limit
+
+    def at(self, field: str) -> PayloadTooLargeError:
+        """The same error for the request at ``field`` (``requests[3].payload``)."""
+        return PayloadTooLargeError(self.task, self.size, self.limit, field=field)
 
 
 class TaskDefinitionError(BackfillError):

@@ -59,7 +59,7 @@ EVENT_NAMES: Mapping[str, str] = {
     "cron:scheduled": "worker_id, timestamp, items, jobs: cron jobs were scheduled",
     "heartbeat:declaredDead": "worker_id: backfill — a sweeper declared this worker dead; it registered again",
     "sweep:recovered": "worker_id, dead_workers, released_jobs, poisoned_jobs, released_queues: backfill",
-    "loop:blocked": "worker_id, seconds, stack: backfill — something blocked the event loop",
+    "loop:blocked": "worker_id, seconds, stack, culprit (handler/backfill/unknown): backfill — the loop was blocked",
 }
 
 

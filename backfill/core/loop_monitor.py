@@ -6,20 +6,73 @@ loop) stops everything else on the loop: fetching, result writing, the LISTEN co
 is to make it obvious. A coroutine on the loop stamps the time every ``threshold / 2`` seconds; a daemon
 thread checks the stamp as often, and when it is older than ``threshold`` it logs the loop thread's current stack
 (which names the blocking function) once per stall, and emits ``loop:blocked`` when the loop is back.
+
+Not every stall is the handler's: backfill itself can hold the loop (decoding a large payload on the claim
+path, which no thread can take off the loop while the JSON decoder holds the GIL). The report tells the two
+apart by the frames of the callback the loop is running: if they are backfill's own and the standard
+library's only, the stall is reported as backfill's, and the user is not told to fix their handler.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import sys
+import sysconfig
 import threading
 import time
 import traceback
+from pathlib import Path
+from types import FrameType
+
+import asyncpg
+import croniter
 
 from backfill.core.events import Events
 
 logger = logging.getLogger("backfill.worker")
+
+# Whose code is running, by file: backfill's own and the drivers it runs on (asyncpg, croniter), or the standard
+# library's; any other frame is the application's (a handler, or a library a handler called).
+_OURS_DIRS = tuple(
+    str(Path(module.__file__).resolve().parent) + os.sep
+    for module in (sys.modules["backfill"], asyncpg, croniter)
+    if module.__file__ is not None
+)
+_STDLIB_DIRS = tuple({str(Path(sysconfig.get_paths()[key]).resolve()) + os.sep for key in ("stdlib", "platstdlib")})
+# asyncio's Handle._run: the frame every loop callback (a task's step included) runs under.
+_DISPATCH_FILE = str(Path(asyncio.events.__file__).resolve())
+
+HANDLER, BACKFILL, UNKNOWN = "handler", "backfill", "unknown"
+_WHAT_TO_DO = {
+    HANDLER: "; something called blocking code on it (use a plain def handler, asyncio.to_thread or an async "
+    "library). Blocking",
+    BACKFILL: " inside backfill itself, not in a handler (a large payload being decoded, say: see "
+    "BACKFILL_MAX_PAYLOAD_BYTES).",
+    UNKNOWN: " outside any handler, in the standard library (a garbage collection or the loop's own I/O, say).",
+}
+
+
+def culprit(frame: FrameType | None) -> str:
+    """Whose code the loop callback running ``frame`` (its innermost frame) is: ``"handler"`` if any frame
+    between it and the loop's dispatch is outside backfill, its drivers and the standard library (a handler,
+    or a library a handler called); ``"backfill"`` if some frame is backfill's or its drivers' and none is the
+    application's; ``"unknown"`` with standard-library frames only (a garbage collection that struck there, the
+    loop's own I/O). Without a dispatch frame to stop at (uvloop), the program's entry point counts as the
+    application's: blaming the handler stays the default."""
+    ours = False
+    while frame is not None:
+        name = frame.f_code.co_filename
+        path = str(Path(name).resolve()) if os.path.isabs(name) else name
+        if path == _DISPATCH_FILE:
+            break
+        if path.startswith(_OURS_DIRS):
+            ours = True
+        elif not path.startswith(_STDLIB_DIRS) or "-packages" + os.sep in path:
+            return HANDLER
+        frame = frame.f_back
+    return BACKFILL if ours else UNKNOWN
 
 
 class LoopMonitor:
@@ -31,8 +84,8 @@ class LoopMonitor:
         self._stopped = threading.Event()
         self.stalls = 0
 
-    def _emit_blocked(self, seconds: float, stack: str) -> None:
-        self._events.emit("loop:blocked", worker_id=self._worker_id, seconds=seconds, stack=stack)
+    def _emit_blocked(self, seconds: float, stack: str, whose: str) -> None:
+        self._events.emit("loop:blocked", worker_id=self._worker_id, seconds=seconds, stack=stack, culprit=whose)
 
     async def run(self) -> None:
         """Stamp the loop's liveness until cancelled; the watching thread lives as long as this does."""
@@ -65,15 +118,16 @@ class LoopMonitor:
             self.stalls += 1
             frame = sys._current_frames().get(loop_thread)
             stack = "".join(traceback.format_stack(frame, limit=12)) if frame is not None else "(stack unavailable)"
+            whose = culprit(frame)
             logger.error(
-                "worker %s: the event loop has been blocked for %.1fs; something called blocking code on it "
-                "(use a plain def handler, asyncio.to_thread or an async library). Blocking stack:\n%s",
+                "worker %s: the event loop has been blocked for %.1fs%s Stack:\n%s",
                 self._worker_id,
                 stalled_for,
+                _WHAT_TO_DO[whose],
                 stack,
             )
             # Delivered when the loop runs again; listeners must not run on this thread.
             try:
-                loop.call_soon_threadsafe(self._emit_blocked, stalled_for, stack)
+                loop.call_soon_threadsafe(self._emit_blocked, stalled_for, stack, whose)
             except RuntimeError:  # the loop closed meanwhile
                 return

@@ -19,9 +19,15 @@ Metric names (namespace ``backfill``) and their labels:
   lane. ``backfill_queue_ready_jobs``, ``backfill_queue_scheduled_jobs``,
   ``backfill_queue_oldest_ready_job_age_seconds``: queue (the 20 deepest named queues, the rest as ``other``).
 * ``backfill_dead_letter_jobs``, ``backfill_queue_stats_collected_timestamp_seconds``: no labels.
-* ``backfill_busy_slots``: lane. ``backfill_lost_lease_jobs_total``: lane, action.
+  ``backfill_dead_letter_jobs_by_task``: task.
+* ``backfill_busy_slots``, ``backfill_lane_slots``: lane. ``backfill_lost_lease_jobs_total``: lane, action.
 * ``backfill_recovered_jobs_total``: outcome (``released``, ``poisoned``). ``backfill_dead_workers_total``,
   ``backfill_event_loop_blocks_total``, ``backfill_event_loop_blocked_seconds_total``: no labels.
+* ``backfill_build_info``: version, python, implementation, graphile_schema_revision (value 1). A private
+  registry also gets prometheus-client's ``process_*``, ``python_gc_*`` and ``python_info``.
+
+``serve_metrics(..., liveness=, readiness=)`` also answers ``/healthz`` and ``/readyz``
+(:mod:`backfill.metrics.health`).
 
 ``task`` is a task named in ``BackfillMetrics(tasks=...)`` or ``other``; ``lane`` a lane named in ``lanes=``
 or ``other``; ``priority_band`` one of :data:`backfill.priorities.PRIORITY_BANDS`.

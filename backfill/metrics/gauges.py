@@ -43,6 +43,7 @@ class QueueSnapshot:
     lanes: Mapping[str, WaitingJobs] = field(default_factory=dict)
     queues: Mapping[str, WaitingJobs] = field(default_factory=dict)
     dead_letters: int = 0  # rows of backfill_dlq in state 'dead'; 0 while that table does not exist
+    dead_letters_by_task: Mapping[str, int] = field(default_factory=dict)  # the same, by (bounded) task label
     collected_at: float = 0.0  # Unix time of the round
 
 
@@ -59,6 +60,7 @@ class QueueGauges:
             "queue_scheduled": f"{prefix}queue_scheduled_jobs",
             "queue_age": f"{prefix}queue_oldest_ready_job_age_seconds",
             "dead_letters": f"{prefix}dead_letter_jobs",
+            "dead_letters_by_task": f"{prefix}dead_letter_jobs_by_task",
             "collected": f"{prefix}queue_stats_collected_timestamp_seconds",
         }
         self._snapshot: QueueSnapshot | None = None  # replaced whole, never mutated: safe to read from a thread
@@ -101,31 +103,41 @@ class QueueGauges:
             yield scheduled
             yield age
         dead = GaugeMetricFamily(names["dead_letters"], "Jobs in the dead-letter queue (state 'dead')")
+        by_task = GaugeMetricFamily(
+            names["dead_letters_by_task"], "Jobs in the dead-letter queue (state 'dead'), by task", labels=["task"]
+        )
         collected = GaugeMetricFamily(
             names["collected"], "Unix time of the last successful queue statistics round (stale gauges if old)"
         )
         if snapshot is not None:
             dead.add_metric([], snapshot.dead_letters)
             collected.add_metric([], snapshot.collected_at)
+            for task, count in snapshot.dead_letters_by_task.items():
+                by_task.add_metric([task], count)
         yield dead
+        yield by_task
         yield collected
 
 
 class BusySlots:
-    """``<namespace>_busy_slots{lane}``: running handlers, summed over the workers observed in each lane."""
+    """``<namespace>_busy_slots{lane}``: running handlers, and ``<namespace>_lane_slots{lane}``: handler slots
+    (concurrency), each summed over the workers observed in each lane."""
 
     def __init__(self, namespace: str) -> None:
-        self._name = f"{namespace}_busy_slots" if namespace else "busy_slots"
-        self._sources: dict[int, tuple[str, Callable[[], int]]] = {}
+        prefix = f"{namespace}_" if namespace else ""
+        self._name = f"{prefix}busy_slots"
+        self._slots_name = f"{prefix}lane_slots"
+        self._sources: dict[int, tuple[str, Callable[[], int] | None, int | None]] = {}
         self._next = 0
         self._lock = threading.Lock()  # sources change on the loop's thread while a scrape reads them on another
 
-    def add(self, lane: str, read: Callable[[], int]) -> Callable[[], None]:
-        """Read ``read()`` at every scrape into ``lane``'s sum; returns the function that stops it."""
+    def add(self, lane: str, read: Callable[[], int] | None, slots: int | None = None) -> Callable[[], None]:
+        """Read ``read()`` at every scrape into ``lane``'s busy sum, and add ``slots`` to its slots; returns the
+        function that stops both."""
         with self._lock:
             token = self._next
             self._next += 1
-            self._sources[token] = (lane, read)
+            self._sources[token] = (lane, read, slots)
 
         def remove() -> None:
             with self._lock:
@@ -134,23 +146,31 @@ class BusySlots:
         return remove
 
     def describe(self) -> Iterator[Metric]:
-        yield self._family({})
+        yield self._family(self._name, "Job handlers running now, by lane", {})
+        yield self._family(self._slots_name, "Job handler slots (concurrency), by lane", {})
 
     def collect(self) -> Iterator[Metric]:
         with self._lock:
             sources = list(self._sources.values())
         totals: dict[str, int] = {}
-        for lane, read in sources:
+        capacity: dict[str, int] = {}
+        for lane, read, slots in sources:
+            if slots is not None:
+                capacity[lane] = capacity.get(lane, 0) + slots
+            if read is None:
+                continue
             try:
                 busy = int(read())
             except Exception:  # a broken reader must not break the whole scrape
                 logger.exception("busy-slots reader %r for lane %s raised; skipped", read, lane)
                 continue
             totals[lane] = totals.get(lane, 0) + busy
-        yield self._family(totals)
+        yield self._family(self._name, "Job handlers running now, by lane", totals)
+        yield self._family(self._slots_name, "Job handler slots (concurrency), by lane", capacity)
 
-    def _family(self, totals: Mapping[str, int]) -> GaugeMetricFamily:
-        family = GaugeMetricFamily(self._name, "Job handlers running now, by lane", labels=["lane"])
-        for lane, busy in totals.items():
-            family.add_metric([lane], busy)
+    @staticmethod
+    def _family(name: str, documentation: str, totals: Mapping[str, int]) -> GaugeMetricFamily:
+        family = GaugeMetricFamily(name, documentation, labels=["lane"])
+        for lane, value in totals.items():
+            family.add_metric([lane], value)
         return family

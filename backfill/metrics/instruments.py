@@ -12,13 +12,23 @@ can be read per lane whichever worker ran the job.
 
 from __future__ import annotations
 
+import importlib.metadata
+import platform
 import time
 from collections.abc import Callable, Collection, Iterable
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    GCCollector,
+    Histogram,
+    Info,
+    PlatformCollector,
+    ProcessCollector,
+)
 
-from backfill.core import Event, Events
+from backfill.core import LATEST_REVISION, Event, Events
 from backfill.lanes import BUILT_IN_LANES, lane_of
 from backfill.metrics.gauges import BusySlots, QueueGauges
 from backfill.priorities import priority_band
@@ -74,7 +84,10 @@ class BackfillMetrics:
     """backfill's Prometheus metrics, registered in ``registry`` (default: a new, private registry).
 
     Pass ``prometheus_client.REGISTRY`` to expose them beside the application's own metrics; two instances on
-    one registry clash (their names are the same), unless their ``namespace`` differs.
+    one registry clash (their names are the same), unless their ``namespace`` differs. A private registry (none
+    passed) also gets prometheus-client's process, GC and platform collectors (``process_*``, ``python_gc_*``,
+    ``python_info``), so that its ``/metrics`` describes the whole process; a registry passed in is left to
+    have them or not (the default one has them already, and registering them twice would fail).
 
     ``tasks`` and ``lanes`` are the label values kept as they are; any other task or lane is counted as
     ``other``. With no ``tasks`` every task is ``other``, so name the ones you want to tell apart.
@@ -89,6 +102,10 @@ class BackfillMetrics:
         namespace: str = "backfill",
     ) -> None:
         self.registry = registry if registry is not None else CollectorRegistry()
+        if registry is None:
+            ProcessCollector(registry=self.registry)
+            GCCollector(registry=self.registry)
+            PlatformCollector(registry=self.registry)
         self.tasks: frozenset[str] = frozenset(tasks)
         self.lanes: tuple[str, ...] = tuple(dict.fromkeys(lanes))
         self.namespace = namespace
@@ -136,6 +153,9 @@ class BackfillMetrics:
         self.loop_blocked_seconds = counter(
             "event_loop_blocked_seconds", "Seconds the event loop was reported blocked", ()
         )
+        self.build_info = Info("build", "What is running: backfill's version, Python's, the Graphile schema revision",
+                               namespace=namespace, registry=self.registry)  # fmt: skip
+        self.build_info.info(_build_labels())
         self.queue_gauges = QueueGauges(namespace)
         self.registry.register(self.queue_gauges)
         self.busy_slots = BusySlots(namespace)
@@ -201,12 +221,18 @@ class BackfillMetrics:
     # -- a worker's events ------------------------------------------------------------------------------------
 
     def observe_worker(
-        self, events: Events, lane: str, *, busy_slots: Callable[[], int] | None = None
+        self,
+        events: Events,
+        lane: str,
+        *,
+        busy_slots: Callable[[], int] | None = None,
+        slots: int | None = None,
     ) -> Callable[[], None]:
         """Count what the worker emitting ``events`` does; returns the function that stops counting.
 
         ``lane`` is the lane that worker runs: it labels busy slots and lost leases (job counters use each
-        job's own lane). ``busy_slots`` (``lambda: worker.busy_slots``) is read at scrape time. Observe each
+        job's own lane). ``busy_slots`` (``lambda: worker.busy_slots``) is read at scrape time; ``slots``
+        (the worker's concurrency) is added to ``lane_slots``, so that busy / slots is the lane's use. Observe each
         ``Events`` once: sweeps and loop blocks are counted per observer. Listening to ``job:*`` events makes
         the worker take its observed path (a few microseconds per job); the listeners only bump counters.
         """
@@ -280,11 +306,24 @@ class BackfillMetrics:
             events.on("sweep:recovered", on_recovered),
             events.on("loop:blocked", on_blocked),
         ]
-        if busy_slots is not None:
-            stops.append(self.busy_slots.add(lane_label, busy_slots))
+        if busy_slots is not None or slots is not None:
+            stops.append(self.busy_slots.add(lane_label, busy_slots, slots))
 
         def stop() -> None:
             while stops:
                 stops.pop()()
 
         return stop
+
+
+def _build_labels() -> dict[str, str]:
+    try:
+        version = importlib.metadata.version("backfill")
+    except importlib.metadata.PackageNotFoundError:  # run from a source tree that was never installed
+        version = "unknown"
+    return {
+        "version": version,
+        "python": platform.python_version(),
+        "implementation": platform.python_implementation(),
+        "graphile_schema_revision": str(LATEST_REVISION),
+    }

@@ -116,7 +116,9 @@ class QueueStatsCollector:
         self.keep_emptied = keep_emptied
         self._stats_sql = _stats_sql(self._schema)
         self._dlq_name = self._schema.qualify(DLQ_TABLE)
-        self._dlq_sql = f"select count(*) from {self._dlq_name} where state = 'dead'"
+        self._dlq_sql = (
+            f"select task_identifier, count(*) as dead from {self._dlq_name} where state = 'dead' group by 1"
+        )
         # When each reported lane/queue label was last non-empty (monotonic seconds), for the 0-then-gone rule.
         self._lanes_seen: dict[str, float] = {}
         self._queues_seen: dict[str, float] = {}
@@ -129,8 +131,8 @@ class QueueStatsCollector:
                 self._stats_sql, self._dlq_name, LANE_FLAG, LANE_FLAG_PREFIX, FAST_LANE, BULK_LANE
             )
             # The table is another component's and may not exist yet (or any more): checked every round.
-            dead = int(await connection.fetchval(self._dlq_sql)) if rows[0]["dlq_exists"] else 0
-        snapshot = self._snapshot(rows, dead)
+            dead_rows = await connection.fetch(self._dlq_sql) if rows[0]["dlq_exists"] else []
+        snapshot = self._snapshot(rows, self._dead_by_task(dead_rows))
         self._metrics.queue_gauges.update(snapshot)
         return snapshot
 
@@ -153,7 +155,15 @@ class QueueStatsCollector:
                 self.consecutive_failures = 0
             await asyncio.sleep(self.interval)
 
-    def _snapshot(self, rows: Sequence[Mapping[str, Any]], dead_letters: int) -> QueueSnapshot:
+    def _dead_by_task(self, rows: Sequence[Mapping[str, Any]]) -> dict[str, int]:
+        # Task labels bounded as the counters' are: the metrics' named tasks (always, 0 when none), else "other".
+        by_task = dict.fromkeys(sorted(self._metrics.tasks), 0)
+        for row in rows:
+            label = self._metrics.task_label(row["task_identifier"])
+            by_task[label] = by_task.get(label, 0) + int(row["dead"])
+        return by_task
+
+    def _snapshot(self, rows: Sequence[Mapping[str, Any]], dead_by_task: dict[str, int]) -> QueueSnapshot:
         lanes: dict[str, WaitingJobs] = {}
         queues: list[tuple[str, WaitingJobs]] = []
         for row in rows:
@@ -169,7 +179,8 @@ class QueueStatsCollector:
         return QueueSnapshot(
             lanes=_with_emptied(lanes, self._lanes_seen, now, self.keep_emptied, always=self.lanes),
             queues=_with_emptied(self._capped(queues), self._queues_seen, now, self.keep_emptied, always=()),
-            dead_letters=dead_letters,
+            dead_letters=sum(dead_by_task.values()),
+            dead_letters_by_task=dead_by_task,
             collected_at=time.time(),
         )
 

@@ -1,4 +1,5 @@
-"""Serving a registry over HTTP for Prometheus to scrape, on a thread that can be stopped.
+"""Serving a registry over HTTP for Prometheus to scrape, on a thread that can be stopped; with health checks,
+``/healthz`` and ``/readyz`` beside it (200 and ``ok``, or 503 and the reason, as plain text).
 
 prometheus-client's ``start_http_server`` runs ``serve_forever`` with its default half-second poll, so stopping
 it can block the caller that long; this server polls every 50 ms and ``close()`` waits for the thread.
@@ -8,13 +9,18 @@ from __future__ import annotations
 
 import socket
 import threading
+from collections.abc import Callable, Iterable
 from socketserver import ThreadingMixIn
 from types import TracebackType
+from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from prometheus_client import CollectorRegistry, make_wsgi_app
 
 _POLL_SECONDS = 0.05
+
+Check = Callable[[], tuple[bool, str]]
+WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
 
 class _QuietHandler(WSGIRequestHandler):
@@ -63,13 +69,49 @@ class MetricsServer:
         self.close()
 
 
-def serve_metrics(registry: CollectorRegistry, *, host: str = "0.0.0.0", port: int) -> MetricsServer:
-    """Serve ``registry`` in Prometheus' text format at ``http://host:port/metrics`` (any path answers, like
-    prometheus-client's own server) from a daemon thread. ``port=0`` picks a free port: read ``server.port``."""
+def serve_metrics(
+    registry: CollectorRegistry,
+    *,
+    host: str = "0.0.0.0",
+    port: int,
+    liveness: Check | None = None,
+    readiness: Check | None = None,
+) -> MetricsServer:
+    """Serve ``registry`` in Prometheus' text format at ``http://host:port/metrics`` (any other path answers
+    too, like prometheus-client's own server) from a daemon thread. ``port=0`` picks a free port: read
+    ``server.port``. ``liveness`` and ``readiness`` (see :mod:`backfill.metrics.health`) answer ``/healthz``
+    and ``/readyz``; they are called on the server's thread."""
     server_class = _Server6 if ":" in host else _Server
-    server = make_server(host, port, make_wsgi_app(registry), server_class, handler_class=_QuietHandler)
+    app: WsgiApp = make_wsgi_app(registry)
+    checks = {path: check for path, check in (("/healthz", liveness), ("/readyz", readiness)) if check is not None}
+    if checks:
+        app = _with_checks(app, checks)
+    server = make_server(host, port, app, server_class, handler_class=_QuietHandler)
     thread = threading.Thread(
         target=server.serve_forever, kwargs={"poll_interval": _POLL_SECONDS}, name="backfill-metrics", daemon=True
     )
     thread.start()
     return MetricsServer(server, thread)
+
+
+def _with_checks(metrics: WsgiApp, checks: dict[str, Check]) -> WsgiApp:
+    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        check = checks.get(environ.get("PATH_INFO", ""))
+        if check is None:
+            return metrics(environ, start_response)
+        try:
+            ok, reason = check()
+        except Exception as error:  # a broken check is a failed one, never a 500 with a traceback
+            ok, reason = False, f"check failed ({type(error).__name__})"
+        body = f"{reason}\n".encode()
+        start_response(
+            "200 OK" if ok else "503 Service Unavailable",
+            [
+                ("Content-Type", "text/plain; charset=utf-8"),
+                ("Content-Length", str(len(body))),
+                ("Cache-Control", "no-store"),
+            ],
+        )
+        return [body]
+
+    return app

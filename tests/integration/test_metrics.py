@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import importlib.metadata
 import logging
+import platform
 import urllib.error
 import urllib.request
 from datetime import UTC, datetime, timedelta
@@ -11,8 +13,9 @@ from typing import Any
 
 import asyncpg
 import pytest
+from prometheus_client import CollectorRegistry, GCCollector, ProcessCollector
 
-from backfill.core import Events, RetryAfter, SchemaName, TaskRegistry, Worker, add_job, migrate
+from backfill.core import LATEST_REVISION, Events, RetryAfter, SchemaName, TaskRegistry, Worker, add_job, migrate
 from backfill.metrics import BackfillMetrics, QueueStatsCollector, serve_metrics
 from tests.integration.worker_support.helpers import JOBS_TABLE, fast_options
 from tests.support.waiting import wait_for
@@ -195,16 +198,82 @@ async def test_queue_gauges_per_lane_and_capped_named_queue_match_the_rows_and_d
 async def test_the_dead_letter_gauge_counts_dead_rows_once_the_table_exists(
     pool: asyncpg.Pool[Any], conn: asyncpg.Connection[Any]
 ) -> None:
-    metrics = BackfillMetrics()
+    metrics = BackfillMetrics(tasks=["mail", "quiet"])
     collector = QueueStatsCollector(pool, None, metrics)
     assert (await collector.collect_once()).dead_letters == 0
 
-    # Stands in for the real dead-letter table: only its `state` column matters here.
+    # Stands in for the real dead-letter table: only its `task_identifier` and `state` columns matter here.
     assert await conn.fetchval("select to_regclass('graphile_worker.backfill_dlq')") is None
-    await conn.execute("create table graphile_worker.backfill_dlq (id bigserial primary key, state text not null)")
-    await conn.execute("insert into graphile_worker.backfill_dlq (state) values ('dead'), ('dead'), ('requeued')")
-    assert (await collector.collect_once()).dead_letters == 2
-    assert sample(metrics, "backfill_dead_letter_jobs") == 2
+    await conn.execute(
+        "create table graphile_worker.backfill_dlq"
+        " (id bigserial primary key, task_identifier text not null, state text not null)"
+    )
+    await conn.execute(
+        "insert into graphile_worker.backfill_dlq (task_identifier, state) values"
+        " ('mail', 'dead'), ('mail', 'dead'), ('mail', 'requeued'), ('stranger', 'dead'), ('unnamed', 'dead')"
+    )
+    assert (await collector.collect_once()).dead_letters == 4
+    assert sample(metrics, "backfill_dead_letter_jobs") == 4
+    # By task, with the task label bounded like the counters': named tasks always (0 when none), the rest summed.
+    assert sample(metrics, "backfill_dead_letter_jobs_by_task", task="mail") == 2
+    assert sample(metrics, "backfill_dead_letter_jobs_by_task", task="quiet") == 0
+    assert sample(metrics, "backfill_dead_letter_jobs_by_task", task="other") == 2
+    assert sample(metrics, "backfill_dead_letter_jobs_by_task", task="stranger") is None
+
+
+def test_a_private_registry_gets_process_gc_platform_and_build_info_collectors() -> None:
+    metrics = BackfillMetrics()
+    assert (sample(metrics, "process_cpu_seconds_total") or 0) > 0
+    assert sample(metrics, "process_resident_memory_bytes") is not None
+    assert sample(metrics, "python_gc_objects_collected_total", generation="0") is not None
+    assert sample(metrics, "python_info", **_python_info()) == 1
+    build = {
+        "version": importlib.metadata.version("backfill"),
+        "python": platform.python_version(),
+        "implementation": platform.python_implementation(),
+        "graphile_schema_revision": str(LATEST_REVISION),
+    }
+    assert sample(metrics, "backfill_build_info", **build) == 1
+
+
+def test_a_shared_registry_keeps_its_own_process_collectors() -> None:
+    # An application's registry that already has them (prometheus_client's default one does): registering them
+    # a second time would raise "Duplicated timeseries".
+    shared = CollectorRegistry()
+    ProcessCollector(registry=shared)
+    GCCollector(registry=shared)
+    metrics = BackfillMetrics(shared)
+    assert metrics.registry is shared
+    assert sample(metrics, "backfill_build_info", **_build_labels(metrics)) == 1
+    assert sample(metrics, "python_info", **_python_info()) is None  # not ours to add to someone else's registry
+
+
+def test_lane_slots_sit_beside_busy_slots() -> None:
+    metrics = BackfillMetrics(lanes=["fast", "bulk"])
+    metrics.observe_worker(Events(), "fast", busy_slots=lambda: 2, slots=10)
+    metrics.observe_worker(Events(), "fast", busy_slots=lambda: 1, slots=5)  # a second worker in the lane adds up
+    stop = metrics.observe_worker(Events(), "bulk", busy_slots=lambda: 0, slots=4)
+    assert sample(metrics, "backfill_lane_slots", lane="fast") == 15
+    assert sample(metrics, "backfill_busy_slots", lane="fast") == 3
+    assert sample(metrics, "backfill_lane_slots", lane="bulk") == 4
+    stop()
+    assert sample(metrics, "backfill_lane_slots", lane="bulk") is None
+
+
+def _python_info() -> dict[str, str]:
+    major, minor, patch = platform.python_version_tuple()
+    return {
+        "implementation": platform.python_implementation(),
+        "major": major,
+        "minor": minor,
+        "patchlevel": patch,
+        "version": platform.python_version(),
+    }
+
+
+def _build_labels(metrics: BackfillMetrics) -> dict[str, str]:
+    [family] = [m for m in metrics.registry.collect() if m.name == "backfill_build"]
+    return dict(family.samples[0].labels)
 
 
 async def test_run_logs_a_failing_round_once_keeps_going_and_recovers(

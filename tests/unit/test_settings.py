@@ -65,6 +65,7 @@ def test_defaults() -> None:
     assert settings.prepared_statements is True
     assert settings.queue_stats_interval_seconds == 15
     assert settings.job_timeout_seconds is None
+    assert settings.max_payload_bytes == 1024 * 1024
     assert settings.all_lanes == (Lane("fast", 10), Lane("bulk", 5))
 
 
@@ -98,6 +99,7 @@ def test_environment_overrides(monkeypatch: pytest.MonkeyPatch) -> None:
         "BACKFILL_QUEUE_STATS_INTERVAL_SECONDS": "30",
         "BACKFILL_JOB_TIMEOUT_SECONDS": "90.5",
         "BACKFILL_CONNECT_TIMEOUT_SECONDS": "4",
+        "BACKFILL_MAX_PAYLOAD_BYTES": "2048",
     }
     assert set(values) == set(BackfillSettings.env_names().values()), "every variable is exercised here"
     for key, value in values.items():
@@ -131,6 +133,7 @@ def test_environment_overrides(monkeypatch: pytest.MonkeyPatch) -> None:
     assert settings.queue_stats_interval_seconds == 30
     assert settings.job_timeout_seconds == 90.5
     assert settings.connect_timeout_seconds == 4.0
+    assert settings.max_payload_bytes == 2048
 
 
 def test_empty_value_means_unset(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -333,3 +336,12 @@ def test_env_example_values_are_the_defaults() -> None:
     defaults = load()
     # DATABASE_URL is an example of the form, not a default (there is none).
     assert from_example.model_dump(exclude={"database_url"}) == defaults.model_dump(exclude={"database_url"})
+
+
+def test_a_negative_payload_limit_names_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BACKFILL_MAX_PAYLOAD_BYTES", "-1")
+    with pytest.raises(ConfigurationError) as raised:
+        load()
+    assert error_lines(raised) == [
+        "BACKFILL_MAX_PAYLOAD_BYTES: must be a number of bytes, 0 or more (0: no limit), got '-1'"
+    ]

@@ -27,7 +27,7 @@ _ASCENDING = sorted(Priority)
 def priority_band(priority: int) -> str:
     """The lower-cased name of the most urgent named level that ``priority`` reaches, e.g. ``fast_default``.
 
-    A priority between two levels belongs to the more urgent one's band (-7 → ``fast_default``, 3 →
+    A priority between two levels belongs to the more urgent one's band (-7 → ``fast_high``, 3 →
     ``bulk_default``), so a band never crosses the Fast/Bulk boundary at 0; anything more urgent than
     EMERGENCY is ``emergency`` and anything less urgent than BULK_LOWEST is ``bulk_lowest``.
     """

@@ -120,14 +120,16 @@ async def test_worker_finishes_its_running_job_on_sigterm_and_exits_0(
     assert "succeeded=1" in stderr
 
 
-async def test_migrate_installs_the_schema_and_exits_0(empty_database_url: str) -> None:
-    code, stdout, stderr = await run_cli(["migrate"], empty_database_url)
-    assert code == 0, stderr
-    assert "-> 20" in stdout
-
-    code, stdout, stderr = await run_cli(["migrate"], empty_database_url)
-    assert code == 0, stderr
-    assert "already at revision 20" in stdout
+async def test_migrate_installs_the_schema_and_exits_0_printing_what_docs_cli_md_shows(
+    empty_database_url: str,
+) -> None:
+    # The session that docs/cli.md shows under `migrate`: two runs on an empty database, output for output.
+    documented = _documented_session("## `migrate`")
+    assert [command for command, _ in documented] == ["backfill migrate", "backfill migrate"]
+    for _, expected in documented:
+        code, stdout, stderr = await run_cli(["migrate"], empty_database_url)
+        assert code == 0, stderr
+        assert stdout.splitlines() == expected
     connection = await asyncpg.connect(empty_database_url)
     try:
         assert await current_revision(connection) == 20
@@ -235,3 +237,18 @@ async def test_a_malformed_crontab_stops_the_worker_at_start_with_exit_2_naming_
     assert code == 2, stderr
     assert f"{crontab} line 2" in stderr
     assert "unknown option 'fil'" in stderr
+
+
+def _documented_session(heading: str) -> list[tuple[str, list[str]]]:
+    """The first shell session (a fenced block of ``$ command`` lines, each followed by its output) under
+    ``heading`` in docs/cli.md: (command, output lines) pairs."""
+    text = (REPO_ROOT / "docs" / "cli.md").read_text(encoding="utf-8")
+    section = text[text.index(heading) :]
+    block = section[section.index("```\n$ ") + 4 : section.index("\n```", section.index("```\n$ ") + 4)]
+    session: list[tuple[str, list[str]]] = []
+    for line in block.splitlines():
+        if line.startswith("$ "):
+            session.append((line[2:], []))
+        else:
+            session[-1][1].append(line)
+    return session

@@ -329,6 +329,10 @@ class Worker:
             for task in leftovers:
                 task.cancel()
             await asyncio.gather(*leftovers, return_exceptions=True)
+            if self._heartbeat is not None and not self._started.is_set():
+                # Stopped (cancelled, or failed) during start-up, after registering but before any claim:
+                # nothing is locked by us, so the row goes now rather than staying until a sweeper calls it dead.
+                await self._heartbeat.deregister()
             if self._executor is not None:
                 if self._executor.busy:
                     logger.error(

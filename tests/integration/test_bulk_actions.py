@@ -16,6 +16,8 @@ import pytest
 
 from backfill.cli import EXIT_FAILURE, EXIT_OK, EXIT_USAGE
 from backfill.core.enqueue import add_job
+from backfill.core.errors import ConfigurationError
+from backfill.dlq import DeadLetterQueue
 from tests.integration.test_dlq_cli import Cli
 from tests.integration.test_dlq_support import DLQ, JOBS, installed
 
@@ -235,3 +237,24 @@ async def test_jobs_fail_and_reschedule_take_filters_or_all_and_json_lists_the_j
     code, out, err = await cli("jobs", "complete", str(ids[0]), "--task", "mail")
     assert code == EXIT_USAGE and "not both" in err
     assert json.loads((await cli("jobs", "complete", "--task", "nothing", "--json"))[1]) == []
+
+
+async def test_the_api_yields_each_batch_once_committed_and_checks_the_batch_size(
+    cli: Cli, dlq_pool: asyncpg.Pool[Any]
+) -> None:
+    ids = await make_entries(dlq_pool, 7)
+    async with DeadLetterQueue(dlq_pool) as dlq:
+        seen: list[tuple[list[int], int]] = []
+        async for batch in dlq.requeue_batches(all=True, batch_size=3):
+            # Committed before the next batch starts: another connection already sees this batch's jobs.
+            seen.append(([r.entry_id for r in batch.requeued], await dlq_pool.fetchval(f"select count(*) from {JOBS}")))
+        assert seen == [(ids[0:3], 3), (ids[3:6], 6), (ids[6:], 7)]
+
+        with pytest.raises(ConfigurationError, match="batch_size"):
+            async for _ in dlq.delete_batches(all=True, batch_size=0):
+                pass
+        deleted = [batch.deleted async for batch in dlq.delete_batches(ids[:5], batch_size=2)]
+        assert deleted == [tuple(ids[0:2]), tuple(ids[2:4]), (ids[4],)]
+
+    code, _, err = await cli("dlq", "requeue", "--all", "--yes", "--batch-size", "0")
+    assert code == EXIT_USAGE and "--batch-size" in err

@@ -2,7 +2,8 @@
 
 Everything goes through :class:`backfill.dlq.DeadLetterQueue`. Acting commands choose entries by id or by
 filter; a filter that would match everything must be spelled ``--all`` (a dry run may leave it out). When
-nothing matched (an unknown id, no entry acted on) the command exits 3.
+nothing matched (an unknown id, no entry acted on) the command exits 3. ``requeue`` and ``delete`` work in
+batches, each its own transaction (see backfill/cli/bulk.py).
 """
 
 from __future__ import annotations
@@ -12,6 +13,18 @@ import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+from backfill.cli.bulk import (
+    LISTED_AT_MOST,
+    Noun,
+    add_bulk_options,
+    batch_size_of,
+    confirmed,
+    needs_confirmation,
+    some,
+    stopped,
+    summary,
+    walk,
+)
 from backfill.cli.common import (
     Commands,
     add_database_options,
@@ -21,11 +34,18 @@ from backfill.cli.common import (
     run_at_from,
     schema_of,
 )
-from backfill.cli.exit_codes import EXIT_NOT_FOUND, EXIT_OK
+from backfill.cli.exit_codes import EXIT_FAILURE, EXIT_NOT_FOUND, EXIT_OK
 from backfill.cli.output import NONE, cell, note, print_json, table, timestamp
 from backfill.core.db import database_url_from_env
 from backfill.core.errors import ConfigurationError
-from backfill.dlq import DeadLetterEntry, DeadLetterFilter, DeadLetterQueue, EntryState, RequeueResult
+from backfill.dlq import (
+    DeadLetterEntry,
+    DeadLetterFilter,
+    DeadLetterQueue,
+    DeleteResult,
+    EntryState,
+    RequeueResult,
+)
 
 
 def register(commands: Commands) -> None:
@@ -57,7 +77,7 @@ def register(commands: Commands) -> None:
     )
     requeue.add_argument("ids", type=int, nargs="*", metavar="ID", help="entry ids (or use filters, or --all)")
     _filter_options(requeue, state=False)
-    _all_and_dry_run(requeue, "requeue")
+    add_bulk_options(requeue, verb="requeue", noun=_ENTRY)
     requeue.add_argument("--priority", type=int, metavar="N", help="instead of the entry's priority")
     add_run_at_options(requeue)
     requeue.add_argument("--max-attempts", type=int, metavar="N", help="instead of the entry's max_attempts")
@@ -67,7 +87,7 @@ def register(commands: Commands) -> None:
     delete = actions.add_parser("delete", help="delete entries", description="Delete dead-letter entries.")
     delete.add_argument("ids", type=int, nargs="*", metavar="ID", help="entry ids (or use filters, or --all)")
     _filter_options(delete, state=True)
-    _all_and_dry_run(delete, "delete")
+    add_bulk_options(delete, verb="delete", noun=_ENTRY)
     _common(delete, _delete_command)
 
     stats = actions.add_parser(
@@ -99,11 +119,6 @@ def _filter_options(parser: argparse.ArgumentParser, *, state: bool) -> None:
         parser.add_argument("--state", choices=[s.value for s in EntryState], help="dead or requeued")
 
 
-def _all_and_dry_run(parser: argparse.ArgumentParser, verb: str) -> None:
-    parser.add_argument("--all", action="store_true", help=f"{verb} every entry the filters match, even no filter")
-    parser.add_argument("--dry-run", action="store_true", help="say what would be done, change nothing")
-
-
 def _filter_from(args: argparse.Namespace) -> DeadLetterFilter:
     return DeadLetterFilter(
         task=args.task,
@@ -125,8 +140,11 @@ def _choice(args: argparse.Namespace) -> tuple[list[int] | None, DeadLetterFilte
     return None, where
 
 
+_ENTRY = Noun("entry", "entries")
+
+
 def _entries(count: int) -> str:
-    return f"{count} entry" if count == 1 else f"{count} entries"
+    return _ENTRY.count(count)
 
 
 @asynccontextmanager
@@ -216,8 +234,18 @@ def _describe(entry: DeadLetterEntry) -> str:
 async def _requeue_command(args: argparse.Namespace) -> int:
     ids, where = _choice(args)
     run_at = run_at_from(args)
+    batch_size = batch_size_of(args)
+    ask = needs_confirmation(args, "requeue")  # before connecting: a refusal never touches the database
     async with _open(args) as dlq:
-        result = await dlq.requeue(
+        total = len(set(ids)) if ids is not None else await dlq.count(where, dead_only=True)
+        if ask and not confirmed(f"requeue {_ENTRY.count(total)}?"):
+            return EXIT_FAILURE
+
+        def failed(done: list[RequeueResult]) -> None:
+            _report_requeue(args, done, finished=False)
+            stopped("requeued", sum(len(r.requeued) for r in done), total, _ENTRY, batches=len(done))
+
+        batches = dlq.requeue_batches(
             ids,
             filter=where,
             all=args.all,
@@ -226,46 +254,98 @@ async def _requeue_command(args: argparse.Namespace) -> int:
             run_at=run_at,
             max_attempts=args.max_attempts,
             note=args.note,
+            batch_size=batch_size,
         )
-    _report_requeue(args, result)
-    return EXIT_OK if result.requeued else EXIT_NOT_FOUND
+        done = await walk(
+            batches, total=total, noun=_ENTRY, size=lambda r: len(r.requeued) + len(r.skipped), on_failure=failed
+        )
+    requeued = _report_requeue(args, done, finished=True)
+    return EXIT_OK if requeued else EXIT_NOT_FOUND
 
 
-def _report_requeue(args: argparse.Namespace, result: RequeueResult) -> None:
+def _report_requeue(args: argparse.Namespace, batches: list[RequeueResult], *, finished: bool) -> int:
+    """Print what the batches requeued (stdout) and skipped (stderr); the number requeued."""
+    requeued = [r for batch in batches for r in batch.requeued]
+    skipped = [s for batch in batches for s in batch.skipped]
     if args.json:
-        print_json(result)
-    elif result.dry_run:
+        print_json(
+            {
+                "requeued": requeued,
+                "skipped": skipped,
+                "dry_run": args.dry_run,
+                "batches": len(batches),
+                "finished": finished,
+            }
+        )
+    elif not finished:
+        pass  # the note on stderr says how far it got; stdout stays empty for a failed command
+    elif args.dry_run:
         print("dry run: nothing was changed")
-        if result.requeued:
-            listed = ", ".join(str(r.entry_id) for r in result.requeued)
-            print(f"would requeue {_entries(len(result.requeued))}: {listed}")
-    elif result.requeued:
-        listed = ", ".join(f"{r.entry_id} as job {r.job_id}" for r in result.requeued)
-        print(f"requeued {_entries(len(result.requeued))}: {listed}")
-    for skipped in result.skipped:
-        note(f"not requeued: entry {skipped.entry_id} ({skipped.reason})")
-    if not result.requeued:
-        note("no entry was requeued" if not result.dry_run else "no entry would be requeued")
+        if requeued:
+            listed = [str(r.entry_id) for r in requeued]
+            print(summary("would requeue", len(requeued), _ENTRY, batches=len(batches), listed=listed))
+    elif requeued:
+        listed = [f"{r.entry_id} as job {r.job_id}" for r in requeued]
+        print(summary("requeued", len(requeued), _ENTRY, batches=len(batches), listed=listed))
+    if len(skipped) <= LISTED_AT_MOST:
+        for one in skipped:
+            note(f"not requeued: entry {one.entry_id} ({one.reason})")
+    else:
+        first = skipped[0]
+        note(
+            f"not requeued: {_ENTRY.count(len(skipped))}, e.g. entry {first.entry_id} ({first.reason}); "
+            "--json lists each with its reason"
+        )
+    if finished and not requeued:
+        note("no entry was requeued" if not args.dry_run else "no entry would be requeued")
+    return len(requeued)
 
 
 async def _delete_command(args: argparse.Namespace) -> int:
     ids, where = _choice(args)
+    batch_size = batch_size_of(args)
+    ask = needs_confirmation(args, "delete")
     async with _open(args) as dlq:
-        result = await dlq.delete(ids, filter=where, all=args.all, dry_run=args.dry_run)
+        total = len(set(ids)) if ids is not None else await dlq.count(where)
+        if ask and not confirmed(f"delete {_ENTRY.count(total)}?"):
+            return EXIT_FAILURE
+
+        def failed(done: list[DeleteResult]) -> None:
+            _report_delete(args, done, finished=False)
+            stopped("deleted", sum(len(r.deleted) for r in done), total, _ENTRY, batches=len(done))
+
+        batches = dlq.delete_batches(ids, filter=where, all=args.all, dry_run=args.dry_run, batch_size=batch_size)
+        done = await walk(
+            batches, total=total, noun=_ENTRY, size=lambda r: len(r.deleted) + len(r.missing), on_failure=failed
+        )
+    deleted = _report_delete(args, done, finished=True)
+    return EXIT_OK if deleted else EXIT_NOT_FOUND
+
+
+def _report_delete(args: argparse.Namespace, batches: list[DeleteResult], *, finished: bool) -> int:
+    deleted = [entry_id for batch in batches for entry_id in batch.deleted]
+    missing = [entry_id for batch in batches for entry_id in batch.missing]
     if args.json:
-        print_json(result)
-    else:
-        if result.dry_run:
+        print_json(
+            {
+                "deleted": deleted,
+                "missing": missing,
+                "dry_run": args.dry_run,
+                "batches": len(batches),
+                "finished": finished,
+            }
+        )
+    elif finished:
+        if args.dry_run:
             print("dry run: nothing was changed")
-        if result.deleted:
-            verb = "would delete" if result.dry_run else "deleted"
-            print(f"{verb} {_entries(len(result.deleted))}: {', '.join(map(str, result.deleted))}")
-    if result.missing:
-        note(f"no such entry: {', '.join(map(str, result.missing))}")
-    if not result.deleted:
+        if deleted:
+            verb = "would delete" if args.dry_run else "deleted"
+            print(summary(verb, len(deleted), _ENTRY, batches=len(batches), listed=[str(i) for i in deleted]))
+    if missing:
+        note(f"no such entry: {some(missing)}")
+    if finished and not deleted:
         note("no entry matched")
-        return EXIT_NOT_FOUND
-    return EXIT_OK
+    return len(deleted)
 
 
 async def _stats_command(args: argparse.Namespace) -> int:

@@ -2,7 +2,8 @@
 
 Acting commands (complete, fail, reschedule, remove) use Graphile's SQL functions through WorkerUtils, so a job
 locked by a worker is left alone; ids that matched nothing are named on stderr, and when nothing at all
-matched the command exits 3.
+matched the command exits 3. complete, fail and reschedule take ids, filters or --all and work in batches:
+they live in job_actions.py.
 """
 
 from __future__ import annotations
@@ -10,7 +11,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-from collections.abc import Sequence
 
 from backfill.cli.common import (
     Commands,
@@ -23,16 +23,15 @@ from backfill.cli.common import (
     schema_of,
 )
 from backfill.cli.exit_codes import EXIT_NOT_FOUND, EXIT_OK
+from backfill.cli.job_actions import register_actions
 from backfill.cli.output import NONE, cell, note, plural, print_json, table, timestamp
 from backfill.client import BackfillClient
 from backfill.core.admin_models import JobInfo, JobState
 from backfill.core.db import database_url_from_env
 from backfill.core.errors import ConfigurationError
-from backfill.core.jobs import Job, JobKeyMode
+from backfill.core.jobs import JobKeyMode
 from backfill.lanes import lane_of
 from backfill.priorities import Priority
-
-_SKIPPED = "no such job, or locked by a worker"
 
 
 def register(commands: Commands) -> None:
@@ -91,26 +90,7 @@ def register(commands: Commands) -> None:
     show.add_argument("id", type=int, metavar="ID")
     _common(show, _show_command)
 
-    complete = actions.add_parser("complete", help="delete jobs as done", description="Mark jobs done (deletes them).")
-    complete.add_argument("ids", type=int, nargs="+", metavar="ID")
-    _common(complete, _complete_command)
-
-    fail = actions.add_parser(
-        "fail", help="fail jobs for good", description="Fail jobs permanently: attempts = max_attempts."
-    )
-    fail.add_argument("ids", type=int, nargs="+", metavar="ID")
-    fail.add_argument("--reason", required=True, metavar="TEXT", help="stored as the job's last_error")
-    _common(fail, _fail_command)
-
-    reschedule = actions.add_parser(
-        "reschedule", help="change when and how jobs run", description="Change the given fields of jobs."
-    )
-    reschedule.add_argument("ids", type=int, nargs="+", metavar="ID")
-    add_run_at_options(reschedule)
-    reschedule.add_argument("--priority", type=int, metavar="N")
-    reschedule.add_argument("--attempts", type=int, metavar="N", help="e.g. 0 to give a failed job a fresh start")
-    reschedule.add_argument("--max-attempts", type=int, metavar="N")
-    _common(reschedule, _reschedule_command)
+    register_actions(actions)  # complete, fail, reschedule: by ids, filters or --all, in batches
 
     remove = actions.add_parser(
         "remove",
@@ -254,44 +234,6 @@ def _describe(job: JobInfo) -> str:
     lines.append("payload:")
     lines.append(json.dumps(job.payload, indent=2, ensure_ascii=False))
     return "\n".join(lines)
-
-
-def _report_acted(args: argparse.Namespace, verb: str, asked: Sequence[int], done: Sequence[Job]) -> int:
-    """Print the jobs acted on; name the ids that were not; exit 3 when none was."""
-    if args.json:
-        print_json(done)
-    elif done:
-        print(f"{verb} {plural(len(done), 'job')}: {', '.join(str(job.id) for job in done)}")
-    done_ids = {job.id for job in done}
-    missed = [job_id for job_id in dict.fromkeys(asked) if job_id not in done_ids]
-    if missed:
-        note(f"not {verb} ({_SKIPPED}): {', '.join(map(str, missed))}")
-    return EXIT_OK if done else EXIT_NOT_FOUND
-
-
-async def _complete_command(args: argparse.Namespace) -> int:
-    async with open_utils(args) as utils:
-        done = await utils.complete_jobs(args.ids)
-    return _report_acted(args, "completed", args.ids, done)
-
-
-async def _fail_command(args: argparse.Namespace) -> int:
-    async with open_utils(args) as utils:
-        done = await utils.permanently_fail_jobs(args.ids, args.reason)
-    return _report_acted(args, "failed", args.ids, done)
-
-
-async def _reschedule_command(args: argparse.Namespace) -> int:
-    run_at = run_at_from(args)
-    if run_at is None and args.priority is None and args.attempts is None and args.max_attempts is None:
-        raise ConfigurationError(
-            "jobs reschedule: give at least one of --run-at/--delay, --priority, --attempts, --max-attempts"
-        )
-    async with open_utils(args) as utils:
-        done = await utils.reschedule_jobs(
-            args.ids, run_at=run_at, priority=args.priority, attempts=args.attempts, max_attempts=args.max_attempts
-        )
-    return _report_acted(args, "rescheduled", args.ids, done)
 
 
 async def _remove_command(args: argparse.Namespace) -> int:

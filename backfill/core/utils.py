@@ -23,11 +23,12 @@ from typing import Any, Final
 
 import asyncpg
 
-from backfill.core import admin_queries
+from backfill.core import admin_queries, job_selection
 from backfill.core.admin_models import CleanupReport, JobInfo, JobState, QueueStats, TaskStats, WorkerInfo
 from backfill.core.db import Executor, LazyPool
 from backfill.core.enqueue import add_job_spec, add_jobs
 from backfill.core.errors import ConfigurationError, JobSpecError
+from backfill.core.job_selection import JobFilter
 from backfill.core.jobs import SMALLINT_MAX, SMALLINT_MIN, Job, JobKeyMode, JobSpec
 from backfill.core.migrate import MigrationReport, migrate
 from backfill.core.own_migrations import migrate_own
@@ -351,6 +352,22 @@ class WorkerUtils:
         """Registered backfill workers, then lock owners that never registered (e.g. Node workers)."""
         async with self._connection("workers") as connection:
             return await admin_queries.workers(connection, self.schema)
+
+    # -- choosing jobs for bulk actions ---------------------------------------------------------------------
+
+    async def count_jobs(self, which: JobFilter, *, actable_only: bool = False) -> int:
+        """How many jobs ``which`` matches; ``actable_only`` leaves out those locked by a worker (which
+        :meth:`complete_jobs` and the other acting methods would leave alone)."""
+        async with self._connection("count_jobs") as connection:
+            return await job_selection.count_jobs(connection, self.schema, which, actable_only=actable_only)
+
+    async def job_id_page(self, which: JobFilter, *, after: int = 0, limit: int = 1000) -> list[int]:
+        """Ids of the next ``limit`` jobs ``which`` matches above ``after``, ascending: walk them a page at a
+        time, handing each page to an acting method, so that each page is a short transaction of its own."""
+        _check_optional_int("after", after, 0, BIGINT_MAX, error=ConfigurationError)
+        _check_optional_int("limit", limit, 1, 2**31 - 1, error=ConfigurationError)
+        async with self._connection("job_id_page") as connection:
+            return await job_selection.job_id_page(connection, self.schema, which, after=after, limit=limit)
 
 
 def _job_ids(ids: Iterable[int]) -> list[int]:

@@ -9,12 +9,14 @@
         await dlq.requeue([entry.id for entry in page.entries], note="SMTP fixed, see INC-42")
 
 Acting on many entries at once takes care: ``requeue`` and ``delete`` with a filter refuse an empty one (which
-matches every entry) unless ``all=True`` is passed, except in a dry run, which changes nothing.
+matches every entry) unless ``all=True`` is passed, except in a dry run, which changes nothing. ``requeue`` and
+``delete`` act in one transaction; for thousands of entries, ``requeue_batches`` and ``delete_batches`` do the
+same as many short transactions, yielding each batch's result (see :mod:`backfill.dlq.batches`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import AbstractAsyncContextManager
 from datetime import datetime
 from types import TracebackType
@@ -26,7 +28,7 @@ from backfill.core.db import Executor, LazyPool
 from backfill.core.errors import ConfigurationError, DatabaseError
 from backfill.core.jobs import SMALLINT_MAX, SMALLINT_MIN
 from backfill.core.schema import SchemaName
-from backfill.dlq import queries
+from backfill.dlq import batches, queries
 from backfill.dlq.migrations import migrate_dlq
 from backfill.dlq.models import (
     DeadLetterEntry,
@@ -139,19 +141,69 @@ class DeadLetterQueue:
         See :mod:`backfill.dlq.requeue`.
         """
         entry_ids, where = _targets(ids, filter, everything=all, dry_run=dry_run, action="requeue")
-        if priority is not None:
-            _check_int("priority", priority, SMALLINT_MIN, SMALLINT_MAX)
-        if max_attempts is not None:
-            _check_int("max_attempts", max_attempts, 1, SMALLINT_MAX)
-        if run_at is not None and (
-            not isinstance(run_at, datetime) or run_at.tzinfo is None or run_at.utcoffset() is None
-        ):
-            raise ConfigurationError(f"run_at must be a timezone-aware datetime, got {run_at!r}")
-        overrides = Overrides(priority=priority, run_at=run_at, max_attempts=max_attempts, note=_note(note))
+        overrides = _overrides(priority, run_at, max_attempts, note)
         async with self._connection("requeue") as connection:
             return await requeue_entries(
                 connection, self.schema, ids=entry_ids, where=where, overrides=overrides, dry_run=dry_run
             )
+
+    async def requeue_batches(
+        self,
+        ids: Iterable[int] | None = None,
+        *,
+        filter: DeadLetterFilter | None = None,
+        all: bool = False,
+        dry_run: bool = False,
+        priority: int | None = None,
+        run_at: datetime | None = None,
+        max_attempts: int | None = None,
+        note: str | None = None,
+        batch_size: int = batches.DEFAULT_BATCH_SIZE,
+    ) -> AsyncIterator[RequeueResult]:
+        """As :meth:`requeue`, one transaction per batch of at most ``batch_size`` entries (by ascending id),
+        yielding each batch's result once it is committed (rolled back with ``dry_run``).
+
+        An error stops the walk with the batches before it done; calling again with the same arguments
+        continues, since requeued entries are no longer ``dead``.
+        """
+        entry_ids, where = _targets(ids, filter, everything=all, dry_run=dry_run, action="requeue")
+        overrides = _overrides(priority, run_at, max_attempts, note)
+        _check_int("batch_size", batch_size, 1, MAX_LIMIT)
+        async with self._connection("requeue") as connection:
+            async for result in batches.requeue_batches(
+                connection,
+                self.schema,
+                ids=entry_ids,
+                where=where,
+                overrides=overrides,
+                dry_run=dry_run,
+                batch_size=batch_size,
+            ):
+                yield result
+
+    async def delete_batches(
+        self,
+        ids: Iterable[int] | None = None,
+        *,
+        filter: DeadLetterFilter | None = None,
+        all: bool = False,
+        dry_run: bool = False,
+        batch_size: int = batches.DEFAULT_BATCH_SIZE,
+    ) -> AsyncIterator[DeleteResult]:
+        """As :meth:`delete`, one transaction per batch of at most ``batch_size`` entries, yielding each."""
+        entry_ids, where = _targets(ids, filter, everything=all, dry_run=dry_run, action="delete")
+        _check_int("batch_size", batch_size, 1, MAX_LIMIT)
+        async with self._connection("delete") as connection:
+            async for result in batches.delete_batches(
+                connection, self.schema, ids=entry_ids, where=where, dry_run=dry_run, batch_size=batch_size
+            ):
+                yield result
+
+    async def count(self, filter: DeadLetterFilter | None = None, *, dead_only: bool = False) -> int:
+        """How many entries ``filter`` matches; ``dead_only`` counts only those a requeue would take."""
+        where = _filter(filter)
+        async with self._connection("count") as connection:
+            return await batches.count_entries(connection, self.schema, where, dead_only=dead_only)
 
     async def delete(
         self,
@@ -227,6 +279,16 @@ def _targets(
             f"{action}: no ids and an empty filter would {action} every entry; pass all=True if that is meant"
         )
     return None, checked
+
+
+def _overrides(priority: Any, run_at: Any, max_attempts: Any, note: Any) -> Overrides:
+    if priority is not None:
+        _check_int("priority", priority, SMALLINT_MIN, SMALLINT_MAX)
+    if max_attempts is not None:
+        _check_int("max_attempts", max_attempts, 1, SMALLINT_MAX)
+    if run_at is not None and (not isinstance(run_at, datetime) or run_at.tzinfo is None or run_at.utcoffset() is None):
+        raise ConfigurationError(f"run_at must be a timezone-aware datetime, got {run_at!r}")
+    return Overrides(priority=priority, run_at=run_at, max_attempts=max_attempts, note=_note(note))
 
 
 def _check_id(name: str, value: Any) -> None:

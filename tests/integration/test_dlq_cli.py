@@ -131,7 +131,7 @@ async def test_requeue_by_id_filter_and_all_with_dry_run_and_overrides(
     code, out, err = await cli("dlq", "requeue", str(dead["sms"]))  # already requeued: nothing done
     assert code == EXIT_NOT_FOUND and f"already requeued as job {job_id}" in err
 
-    result = await cli.json("dlq", "requeue", "--all")
+    result = await cli.json("dlq", "requeue", "--all", "--yes")
     assert sorted(r["entry_id"] for r in result["requeued"]) == sorted([dead["mail1"], dead["mail2"]])
     assert all(entry.state == EntryState.REQUEUED for entry in await entries(pool))
 
@@ -153,7 +153,7 @@ async def test_delete_note_and_stats(cli: Cli, dead: dict[str, int], pool: async
     code, out, err = await cli("dlq", "delete", str(dead["sms"]), "999999")
     assert code == EXIT_OK and out.strip() == f"deleted 1 entry: {dead['sms']}" and "no such entry: 999999" in err
     assert (await cli("dlq", "delete", "--task", "nothing-like-it"))[0] == EXIT_NOT_FOUND
-    deleted = await cli.json("dlq", "delete", "--all")
+    deleted = await cli.json("dlq", "delete", "--all", "--yes")
     assert sorted(deleted["deleted"]) == sorted([dead["mail1"], dead["mail2"]])
     assert await pool.fetchval(f"select count(*) from {DLQ}") == 0
 

@@ -25,7 +25,8 @@ from backfill.core.enqueue import add_job_spec, add_jobs
 from backfill.core.errors import ConfigurationError, JobSpecError, PayloadTooLargeError
 from backfill.core.jobs import Job, JobKeyMode, JobSpec
 from backfill.core.schema import SchemaName
-from backfill.lanes import LANE_FLAG, lane_flags
+from backfill.lane_catalog import LaneCatalog
+from backfill.lanes import BUILT_IN_LANES, LANE_FLAG, lane_flags, lane_of
 from backfill.migrations import migrate_all
 from backfill.payload_limit import DEFAULT_MAX_PAYLOAD_BYTES, check_limit, enforce_limit
 from backfill.priorities import Priority
@@ -89,6 +90,7 @@ class BackfillClient:
         # prepared_statements off behind PgBouncer in transaction mode (for a pool the client opens itself).
         self._pool = LazyPool(database, max_size=max_pool_size, prepared_statements=prepared_statements)
         self._catalog = TaskCatalog(self.schema)
+        self._lanes = LaneCatalog(self.schema)
 
     @classmethod
     def from_env(cls, **options: Any) -> BackfillClient:
@@ -144,6 +146,7 @@ class BackfillClient:
             task, payload, priority, queue, lane, run_at, delay, job_key, max_attempts, retry_policy, flags, timeout
         )
         spec = self.build_spec(request, await self.task_defaults(task))
+        await self.warn_if_lane_undeclared(spec)
         job = await add_job_spec(
             connection if connection is not None else await self._get_pool(),
             spec,
@@ -193,6 +196,8 @@ class BackfillClient:
                 raise error.at(f"requests[{position}].payload") from None
             except JobSpecError as error:
                 raise JobSpecError(f"requests[{position}].{error.field}", str(error).partition(": ")[2]) from None
+        for spec in {lane_of(0, spec.flags): spec for spec in specs}.values():
+            await self.warn_if_lane_undeclared(spec)
         jobs = await add_jobs(
             connection if connection is not None else await self._get_pool(),
             specs,
@@ -213,6 +218,13 @@ class BackfillClient:
         if local is not None:
             return local  # no database needed (nor a pool opened, for callers passing connection=)
         return await self._catalog.defaults(await self._get_pool(), task)
+
+    async def warn_if_lane_undeclared(self, spec: JobSpec) -> None:
+        """Warn, once per lane, when ``spec`` goes to a custom lane that no runner has ever declared: the job
+        waits until a runner serves it (see :mod:`backfill.lane_catalog`). The job is enqueued all the same."""
+        lane = lane_of(0, spec.flags)
+        if lane not in BUILT_IN_LANES:
+            await self._lanes.warn_if_undeclared(await self._get_pool(), lane)
 
     def build_spec(self, request: Enqueue, defaults: TaskDefaults | None = None) -> JobSpec:
         """The core job spec for ``request``: ``defaults`` (the task's, from :meth:`task_defaults`; this

@@ -8,12 +8,16 @@ dead-letter queue off) and the task catalog line. Each step is idempotent and sa
 
 from __future__ import annotations
 
-from backfill.core.db import ConnectionSource
+import logging
+
+from backfill.core.db import ConnectionSource, connection_from
 from backfill.core.migrate import MigrationReport, migrate
 from backfill.core.own_migrations import CORE_LINE, migrate_own
 from backfill.core.schema import SchemaName
 from backfill.dlq.migrations import DLQ_LINE, migrate_dlq
 from backfill.task_catalog import TASKS_LINE, migrate_task_catalog
+
+logger = logging.getLogger("backfill.migrate")
 
 
 async def migrate_all(
@@ -22,8 +26,34 @@ async def migrate_all(
     """Bring ``schema`` to Graphile's revision 20, then apply backfill's own migration lines; Graphile's
     report and the own migrations applied here, as ``line/id`` (``core/2``, ``dlq/1`` …)."""
     report = await migrate(executor, schema)
+    if report.installed_fresh:
+        await _warn_about_other_queues(executor, schema)
     applied = [f"{CORE_LINE}/{n}" for n in await migrate_own(executor, schema)]
     if dlq:
         applied += [f"{DLQ_LINE}/{n}" for n in await migrate_dlq(executor, schema)]
     applied += [f"{TASKS_LINE}/{n}" for n in await migrate_task_catalog(executor, schema)]
     return report, applied
+
+
+async def _warn_about_other_queues(executor: ConnectionSource, schema: SchemaName) -> None:
+    """A schema installed from nothing while another schema of this database already holds a Graphile queue is
+    usually a GRAPHILE_WORKER_SCHEMA typo: jobs enqueued into one are never seen by workers of the other."""
+    async with connection_from(executor) as connection:
+        others = await connection.fetch(
+            """
+            select namespace.nspname as name
+              from pg_catalog.pg_class as relation
+              join pg_catalog.pg_namespace as namespace on namespace.oid = relation.relnamespace
+             where relation.relname = '_private_jobs' and relation.relkind = 'r' and namespace.nspname <> $1::text
+             order by 1
+            """,
+            schema.name,
+        )
+    if others:
+        logger.warning(
+            "installed a new job queue in schema %s, but this database already has one in schema(s) %s: if "
+            "GRAPHILE_WORKER_SCHEMA (or --schema) has a typo, jobs enqueued into one are never run by workers of "
+            "the other",
+            schema.name,
+            ", ".join(row["name"] for row in others),
+        )

@@ -44,6 +44,7 @@ from backfill.core.signals import StopSignals, record_stop_signals
 from backfill.core.tasks import TaskRegistry, default_registry
 from backfill.core.worker import Worker
 from backfill.dlq import DeadLetterMover, MovedJob
+from backfill.lane_catalog import declare_lanes
 from backfill.lanes import Lane
 from backfill.logs import configure_logging
 from backfill.metrics import BackfillMetrics, MetricsServer, QueueStatsCollector, serve_metrics
@@ -363,6 +364,7 @@ class WorkerRunner:
             await migrate_all(pool, settings.schema_name, dlq=settings.dlq_enabled)
             # So that services enqueueing these tasks without importing them still apply their defaults.
             await publish_task_defaults(pool, settings.schema_name, self.registry.identifiers)
+            await declare_lanes(pool, settings.schema_name, self.lanes)  # so clients can tell a lane's typo
         except BaseException:
             await pool.close()
             raise

@@ -37,6 +37,7 @@ from backfill.core.db import abandon_after_fork
 from backfill.core.enqueue import add_job_arguments, add_job_sql
 from backfill.core.errors import CallTimeoutError, ConfigurationError, DatabaseError
 from backfill.core.jobs import Job, JobKeyMode, JobSpec
+from backfill.lanes import BUILT_IN_LANES, lane_of
 from backfill.priorities import Priority
 
 T = TypeVar("T")
@@ -95,6 +96,8 @@ class SyncBackfillClient:
             # bound that write: it is the caller's transaction, not ours to cancel.
             defaults = self._call(operation, self._client.task_defaults(task), timeout)
             spec = self._client.build_spec(request, defaults)
+            if lane_of(0, spec.flags) not in BUILT_IN_LANES:
+                self._call(operation, self._client.warn_if_lane_undeclared(spec), timeout)
             return self._enqueue_on(connection, spec, job_key_mode)
         return self._call(operation, self._client.enqueue(task, payload, job_key_mode=job_key_mode, **options), timeout)
 

@@ -34,6 +34,9 @@ logger = logging.getLogger("backfill.task_catalog")
 TASKS_LINE = "tasks"
 TASKS_MIGRATIONS: tuple[OwnMigration, ...] = (
     OwnMigration(1, "task defaults", "tasks_001_defaults.sql", package="backfill.task_catalog_sql"),
+    # The custom lanes runners declared (see backfill.lane_catalog); on this line because runners publish it
+    # at start beside the task defaults, and clients read it the same way.
+    OwnMigration(2, "declared lanes", "tasks_002_lanes.sql", package="backfill.task_catalog_sql"),
 )
 DEFAULT_TTL = 30.0
 

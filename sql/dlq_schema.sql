@@ -4,8 +4,9 @@
 --
 -- The schema defaults to graphile_worker and must already hold Graphile Worker's tables (install them with
 -- `backfill migrate` or Node's graphile-worker first). This creates the same table, constraints and indexes
--- as backfill's migration line "dlq" (id 1), and records that migration in backfill_migrations, so a backfill
--- process started later finds it applied and does nothing. Safe to run again: every step checks first.
+-- as backfill's migration line "dlq" (ids 1 and 2), and records those migrations in backfill_migrations, so a
+-- backfill process started later finds them applied and does nothing. Safe to run again, and on a table an
+-- earlier version of this script made (it adds what is missing): every step checks first.
 -- One transaction: it all happens or none of it does.
 
 \set ON_ERROR_STOP on
@@ -66,9 +67,15 @@ create index if not exists backfill_dlq_state_failed_at_id on :"schema".backfill
 create index if not exists backfill_dlq_requeued_job_id on :"schema".backfill_dlq (requeued_job_id)
   where requeued_job_id is not null;
 
--- The name matches backfill.dlq.migrations.DLQ_MIGRATIONS.
+-- Migration dlq/2 (backfill/dlq/sql/dlq_002_error_details.sql): the last attempt's exception type and
+-- traceback. Added after the table, as the migration does, so the columns come in the same order.
+alter table :"schema".backfill_dlq
+  add column if not exists exception_type text,
+  add column if not exists traceback text;
+
+-- The names match backfill.dlq.migrations.DLQ_MIGRATIONS.
 insert into :"schema".backfill_migrations (line, id, name)
-values ('dlq', 1, 'dead-letter table')
+values ('dlq', 1, 'dead-letter table'), ('dlq', 2, 'error details')
 on conflict (line, id) do nothing;
 
 commit;

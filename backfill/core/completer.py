@@ -7,7 +7,14 @@ a lone result at once, and a busy one naturally writes hundreds per statement).
 
 A write that fails (connection lost, database restarting) is retried with backoff while the results stay
 queued, so no result is dropped; the job rows stay locked by us meanwhile, which is what keeps other
-workers from running them twice.
+workers from running them twice. Completions and failures are separate statements: when one has been
+written and the other fails, only the other is retried (sending a written completion again would find the
+row gone and count it as a lost lease).
+
+A failure the database refuses for its values (a data error: a character the database's encoding cannot
+hold, say) would be refused again on every retry and hold every later result behind it, so such a batch is
+written row by row instead, each refused row with a safer message (ASCII only, then a fixed text), and a row
+that cannot be written even so is left to the worker's reconciliation (docs/reliability.md, rule 8).
 """
 
 from __future__ import annotations
@@ -15,17 +22,45 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import asyncpg
 
+from backfill.core.error_text import ascii_text
 from backfill.core.jobs import Job
 from backfill.core.pinned import PinnedConnection
 from backfill.core.queries import WorkerQueries
 from backfill.core.retry import ConsecutiveFailures
 
 logger = logging.getLogger("backfill.worker")
+
+# last_error of a failure whose own texts the database refused even escaped to ASCII (which cannot happen
+# with PostgreSQL's encodings, but the job must not stay locked if it ever does).
+UNSTORABLE_MESSAGE = "backfill: the error of this attempt could not be stored"
+
+
+def is_data_error(error: BaseException) -> bool:
+    """The statement was refused for the values it carried, not for the connection: sending the same rows
+    again can never work. PostgreSQL's class 22 (data exception) on the server; on the client, asyncpg's
+    DataError and UnicodeEncodeError are both ValueErrors (a value that cannot be encoded)."""
+    return isinstance(error, (asyncpg.exceptions.DataError, ValueError))
+
+
+def refusal(error: BaseException) -> str:
+    """What to log about a refused statement: the error's class and SQLSTATE only. asyncpg's client-side
+    message quotes the arguments, which hold handlers' error texts (and so, possibly, payload values)."""
+    sqlstate = getattr(error, "sqlstate", None)
+    return f"{type(error).__name__}" + (f" (SQLSTATE {sqlstate})" if sqlstate else "")
+
+
+@dataclass(slots=True)
+class _Batch:
+    """Results taken off the queues for one write; each part is emptied once it is written."""
+
+    completed: list[Job]
+    failed: list[Failure]
+    released_queues: bool = field(default=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +72,21 @@ class Failure:
     replacement_payload: str | None = None  # JSON text; batch jobs keep only their failed items
     permanent: bool = False
     retry_delay: float | None = None  # seconds until the next attempt; overrides Graphile's backoff when set
+    error_type: str | None = None  # "KeyError", "myapp.errors.Upstream": what triage groups by
+    traceback: str | None = None  # bounded, for the error history and the dead-letter queue
+
+    def in_ascii(self) -> Failure:
+        """The same failure with its texts in ASCII (escaped): what a database of any encoding can hold."""
+        return replace(
+            self,
+            message=ascii_text(self.message),
+            error_type=None if self.error_type is None else ascii_text(self.error_type),
+            traceback=None if self.traceback is None else ascii_text(self.traceback),
+        )
+
+    def minimal(self) -> Failure:
+        """The failure with a fixed message and nothing else that came from the handler: the last resort."""
+        return replace(self, message=UNSTORABLE_MESSAGE, error_type=None, traceback=None, replacement_payload=None)
 
     @property
     def final(self) -> bool:
@@ -67,7 +117,7 @@ class Completer:
         self._worker_id = worker_id
         self._completed: list[Job] = []
         self._failed: list[Failure] = []
-        self._in_flight: tuple[Sequence[Job], Sequence[Failure]] = ((), ())
+        self._in_flight = _Batch([], [])
         self._pending = asyncio.Event()
         self._idle = asyncio.Event()
         self._idle.set()
@@ -87,8 +137,10 @@ class Completer:
 
     def owned_job_ids(self) -> set[int]:
         """Jobs whose results are queued or being written: still locked by us, and rightly so."""
-        completed, failed = self._in_flight
-        return {job.id for job in (*self._completed, *completed)} | {f.job.id for f in (*self._failed, *failed)}
+        batch = self._in_flight
+        completed = [*self._completed, *batch.completed]
+        failed = [*self._failed, *batch.failed]
+        return {job.id for job in completed} | {f.job.id for f in failed}
 
     async def drained(self) -> None:
         """Wait until every result queued so far has been written."""
@@ -100,26 +152,27 @@ class Completer:
         while True:
             await self._pending.wait()
             self._pending.clear()
-            completed, self._completed = self._completed, []
-            failed, self._failed = self._failed, []
-            self._in_flight = (completed, failed)
+            batch = _Batch(self._completed, self._failed)
+            self._completed, self._failed = [], []
+            self._in_flight = batch
             try:
-                await self._write(completed, failed)
+                await self._write(batch)
             except Exception as error:  # connection trouble above all; anything else is retried too
-                self._in_flight = ((), ())
                 self.write_failures += 1
-                # Put them back in front, and try again after a pause.
-                self._completed[:0] = completed
-                self._failed[:0] = failed
+                # What is not written yet goes back in front (a part already written stays out of it), and
+                # is tried again after a pause.
+                self._completed[:0] = batch.completed
+                self._failed[:0] = batch.failed
+                self._in_flight = _Batch([], [])
                 self._pending.set()
-                what = f"recording {len(completed) + len(failed)} job result(s)"
+                if batch.released_queues:
+                    self._on_queues_released()
+                what = f"recording {len(batch.completed) + len(batch.failed)} job result(s)"
                 await asyncio.sleep(failures.failed(logger, what, error))
                 continue
-            self._in_flight = ((), ())
+            self._in_flight = _Batch([], [])
             failures.succeeded()
-            if any(job.job_queue_id is not None for job in completed) or any(
-                f.job.job_queue_id is not None for f in failed
-            ):
+            if batch.released_queues:
                 self._on_queues_released()
             if not self._completed and not self._failed:
                 self._idle.set()
@@ -127,39 +180,91 @@ class Completer:
     async def close(self) -> None:
         await self._connection.close()
 
-    async def _write(self, completed: Sequence[Job], failed: Sequence[Failure]) -> None:
+    async def _write(self, batch: _Batch) -> None:
         connection = await self._connection.get()
         try:
-            await self._write_on(connection, completed, failed)
+            if batch.completed:
+                await self._complete_on(connection, batch)
+            if batch.failed:
+                try:
+                    await self._fail_on(connection, batch, batch.failed)
+                except Exception as error:
+                    if not is_data_error(error):
+                        raise
+                    logger.warning(
+                        "recording %s failure(s) in one statement was refused for their values (%s); "
+                        "recording them one by one",
+                        len(batch.failed),
+                        refusal(error),
+                    )
+                    await self._fail_one_by_one(connection, batch)
         except BaseException:
             await self._connection.discard()
             raise
 
-    async def _write_on(self, connection: Any, completed: Sequence[Job], failed: Sequence[Failure]) -> None:
-        completed_rows: Sequence[asyncpg.Record] = ()
-        failed_rows: Sequence[asyncpg.Record] = ()
-        if completed:
-            ids = [job.id for job in completed]
-            completed_rows = await connection.fetch(
-                self._queries.complete_jobs, ids, self._worker_id, [job.locked_at for job in completed]
-            )
-            self._note_lost("complete", ids, completed_rows)
-        if failed:
-            ids = [f.job.id for f in failed]
-            failed_rows = await connection.fetch(
-                self._queries.fail_jobs,
-                ids,
-                [f.message for f in failed],
-                [f.replacement_payload for f in failed],
-                [f.permanent for f in failed],
-                [f.retry_delay for f in failed],
-                self._worker_id,
-                [f.job.locked_at for f in failed],
-                [f.job.attempts for f in failed],
-            )
-            self._note_lost("fail", ids, failed_rows)
+    async def _complete_on(self, connection: Any, batch: _Batch) -> None:
+        completed = batch.completed
+        ids = [job.id for job in completed]
+        rows = await connection.fetch(
+            self._queries.complete_jobs, ids, self._worker_id, [job.locked_at for job in completed]
+        )
+        batch.completed = []  # written: never sent again
+        batch.released_queues |= any(job.job_queue_id is not None for job in completed)
+        self._note_lost("complete", ids, rows)
         if self._on_written is not None:
-            self._tell_written(completed, completed_rows, failed, failed_rows)
+            self._tell_written(completed, rows, [], ())
+
+    async def _fail_on(self, connection: Any, batch: _Batch, failed: Sequence[Failure]) -> None:
+        """Write ``failed`` (the whole batch's failures, or one of them) in one statement."""
+        ids = [f.job.id for f in failed]
+        rows = await connection.fetch(
+            self._queries.fail_jobs,
+            ids,
+            [f.message for f in failed],
+            [f.replacement_payload for f in failed],
+            [f.permanent for f in failed],
+            [f.retry_delay for f in failed],
+            self._worker_id,
+            [f.job.locked_at for f in failed],
+            [f.job.attempts for f in failed],
+            [f.error_type for f in failed],
+            [f.traceback for f in failed],
+        )
+        written = {f.job.id for f in failed}
+        batch.failed = [f for f in batch.failed if f.job.id not in written]
+        batch.released_queues |= any(f.job.job_queue_id is not None for f in failed)
+        self._note_lost("fail", ids, rows)
+        if self._on_written is not None:
+            self._tell_written([], (), failed, rows)
+
+    async def _fail_one_by_one(self, connection: Any, batch: _Batch) -> None:
+        """Write each failure alone, so that the refused ones cannot hold the others back; a refused one is
+        tried again in ASCII, then with a fixed message. Errors other than data errors propagate (what is
+        written stays out of the batch)."""
+        for failure in list(batch.failed):
+            for attempt in (failure, failure.in_ascii(), failure.minimal()):
+                try:
+                    await self._fail_on(connection, batch, [attempt])
+                    break
+                except Exception as error:
+                    if not is_data_error(error):
+                        raise
+                    logger.error(
+                        "job %s (%s): its failure was refused for its values (%s); trying a safer form",
+                        failure.job.id,
+                        failure.job.task_identifier,
+                        refusal(error),
+                    )
+            else:
+                # Even the fixed message was refused: the values are not the problem. The row stays locked by
+                # us without being owned, which the worker's reconciliation after a write failure releases.
+                batch.failed = [f for f in batch.failed if f is not failure]
+                self.write_failures += 1
+                logger.error(
+                    "job %s (%s): its failure could not be recorded in any form; the worker releases it",
+                    failure.job.id,
+                    failure.job.task_identifier,
+                )
 
     def _tell_written(
         self,

@@ -116,8 +116,16 @@ class BatchJobError(BackfillError):
 
     def __init__(self, errors: list[BaseException]) -> None:
         # Graphile's last_error for a partial batch: a header line, then one message per failed item.
-        super().__init__("Batch failures:\n" + "\n".join(str(e) or type(e).__name__ for e in errors))
+        super().__init__("Batch failures:\n" + "\n".join(_item_message(e) for e in errors))
         self.errors = errors
+
+
+def _item_message(error: BaseException) -> str:
+    # An item's exception whose str() raises must not turn the batch's result into a crash of the worker.
+    try:
+        return str(error) or type(error).__name__
+    except Exception:
+        return type(error).__name__
 
 
 class TaskControl(BackfillError):

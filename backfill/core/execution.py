@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from backfill.core.context import JobContext
-from backfill.core.errors import BatchJobError, JobTimeoutError, PermanentFailure
+from backfill.core.errors import BatchJobError, JobTimeoutError, PermanentFailure, TaskControl
 from backfill.core.hooks import Fail, Hooks, JobResult, Skip
 from backfill.core.jobs import Job, encode_payload
 from backfill.core.tasks import TaskDefinition, TaskRegistry, call_handler
@@ -73,7 +73,8 @@ class AttemptRunner:
         if isinstance(verdict, Skip):
             return Outcome(skipped=verdict.reason)
         if isinstance(verdict, Fail):
-            refusal = PermanentFailure(verdict.message) if verdict.permanent else RuntimeError(verdict.message)
+            # Task-control errors, like a handler's PermanentFailure: last_error is the verdict's message alone.
+            refusal = PermanentFailure(verdict.message) if verdict.permanent else TaskControl(verdict.message)
             return Outcome(error=refusal, permanent=verdict.permanent)
 
         outcome = await self._call(job, definition)

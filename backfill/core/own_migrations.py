@@ -63,6 +63,7 @@ class OwnMigration:
 CORE_MIGRATIONS: tuple[OwnMigration, ...] = (
     OwnMigration(1, "workers", "backfill_001_workers.sql"),
     OwnMigration(2, "job errors", "backfill_002_job_errors.sql"),
+    OwnMigration(3, "error details", "backfill_003_error_details.sql"),
 )
 
 

@@ -93,7 +93,8 @@ class WorkerQueries:
             # an interrupted job); that delay counts from the database's clock, so app clock skew is moot.
             # A permanent failure uses up the remaining attempts.
             # A replacement payload (batch jobs) keeps only the items that failed. Every failure's error is
-            # also kept in backfill_job_errors, in the same statement (the dead-letter queue shows them all).
+            # also kept in backfill_job_errors, in the same statement (the dead-letter queue shows them all),
+            # with its exception type and traceback, which Graphile's jobs table has no room for.
             fail_jobs=f"""
                 with failed as (
                   update {jobs} as jobs
@@ -114,17 +115,18 @@ class WorkerQueries:
                          locked_at = null
                     from unnest(
                            $1::bigint[], $2::text[], $3::json[], $4::boolean[], $5::float8[], $7::timestamptz[],
-                           $8::int[]
-                         ) as f(id, message, payload, permanent, retry_delay, locked_at, attempt)
+                           $8::int[], $9::text[], $10::text[]
+                         ) as f(id, message, payload, permanent, retry_delay, locked_at, attempt, error_type, tb)
                    where jobs.id = f.id
                      and jobs.locked_by = $6::text
                      and jobs.locked_at = f.locked_at
-                  returning jobs.id, jobs.job_queue_id, jobs.last_error, f.permanent, f.attempt
+                  returning jobs.id, jobs.job_queue_id, jobs.last_error, f.permanent, f.attempt, f.error_type, f.tb
                 ), history as (
                   -- The attempt that ran (as claimed), not the column: a permanent failure has just set that
                   -- to max_attempts.
-                  insert into {errors} (job_id, attempt, error, permanent)
-                  select failed.id, failed.attempt, failed.last_error, failed.permanent from failed
+                  insert into {errors} (job_id, attempt, error, permanent, exception_type, traceback)
+                  select failed.id, failed.attempt, failed.last_error, failed.permanent, failed.error_type, failed.tb
+                    from failed
                 ){_unlock_queues_of(queues, "failed", worker_param="$6")}
             """,
             # Jobs claimed but never started (shutdown, or dropped from the local queue) get their attempt

@@ -9,6 +9,7 @@ import asyncio
 import logging
 
 from backfill.core.completer import Completer, Failure
+from backfill.core.error_text import error_message, exception_type, storable_text, traceback_text
 from backfill.core.errors import JobTimeoutError, PermanentFailure, RetryAfter
 from backfill.core.events import Events
 from backfill.core.execution import Outcome
@@ -117,10 +118,13 @@ class OutcomeRecorder:
         self._completer.fail(
             Failure(
                 job=job,
-                message=message,
+                message=storable_text(message),
                 replacement_payload=replacement_payload,
                 permanent=permanent,
                 retry_delay=retry_delay,
+                error_type=None if error is None else exception_type(error),
+                # A timeout's traceback would only show the worker's own waiting code.
+                traceback=None if error is None or isinstance(error, JobTimeoutError) else traceback_text(error),
             )
         )
         events = self._events
@@ -135,11 +139,6 @@ class OutcomeRecorder:
         message = "Interrupted: the worker shut down before the job finished"
         logger.warning("job %s (%s) interrupted by shutdown; retry in %ss", job.id, job.task_identifier, delay)
         self.failure(job, message, error=None, retry_delay=delay, interrupted=True)
-
-
-def error_message(error: BaseException) -> str:
-    """What goes into ``last_error``: the exception's message, like Node writes ``err.message``."""
-    return str(error) or type(error).__name__
 
 
 def _planned(planner: RetryPlanner, job: Job, error: BaseException | None) -> RetryDecision | None:

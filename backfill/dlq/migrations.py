@@ -1,8 +1,8 @@
 """The dead-letter queue's own migration line, ``"dlq"``, applied by :func:`migrate_dlq`.
 
 A line of its own (see :mod:`backfill.core.own_migrations`): the core line never has to know the
-dead-letter table exists, and ``sql/dlq_schema.sql`` records the same ``('dlq', 1)`` row when a team applies
-the table with psql, so a process that later calls :func:`migrate_dlq` finds nothing to do.
+dead-letter table exists, and ``sql/dlq_schema.sql`` records the same ``('dlq', 1)`` and ``('dlq', 2)`` rows
+when a team applies the table with psql, so a process that later calls :func:`migrate_dlq` finds nothing to do.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ DLQ_TABLE = "backfill_dlq"
 
 DLQ_MIGRATIONS: tuple[OwnMigration, ...] = (
     OwnMigration(1, "dead-letter table", "dlq_001_table.sql", package="backfill.dlq.sql"),
+    OwnMigration(2, "error details", "dlq_002_error_details.sql", package="backfill.dlq.sql"),
 )
 
 

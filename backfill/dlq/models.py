@@ -61,6 +61,8 @@ class ErrorRecord:
     failed_at: datetime | None
     permanent: bool | None
     job_id: int | None
+    # "KeyError", "myapp.errors.Upstream"; None for an attempt of a Node worker, or recorded before it was kept.
+    exception_type: str | None = None
 
     @classmethod
     def from_json(cls, item: Mapping[str, Any]) -> ErrorRecord:
@@ -71,6 +73,7 @@ class ErrorRecord:
             failed_at=datetime.fromisoformat(failed_at) if isinstance(failed_at, str) else None,
             permanent=item.get("permanent"),
             job_id=item.get("job_id"),
+            exception_type=item.get("exception_type"),
         )
 
 
@@ -100,6 +103,9 @@ class DeadLetterEntry:
     state: EntryState
     notes: str | None
     updated_at: datetime
+    # The last attempt's exception type and traceback (at most 8 KiB, its tail), when a backfill worker made it.
+    exception_type: str | None = None
+    traceback: str | None = None
 
     @classmethod
     def from_record(cls, record: Mapping[str, Any]) -> DeadLetterEntry:
@@ -128,6 +134,8 @@ class DeadLetterEntry:
             state=EntryState(record["state"]),
             notes=record["notes"],
             updated_at=record["updated_at"],
+            exception_type=record.get("exception_type"),
+            traceback=record.get("traceback"),
         )
 
 
@@ -229,7 +237,8 @@ class CountBy:
 @dataclass(frozen=True, slots=True)
 class DeadLetterStats:
     """The dead-letter queue at a glance. ``top_errors`` groups entries by the first line of their last error
-    (cut to 200 characters), most frequent first."""
+    (cut to 200 characters), most frequent first; ``by_exception_type`` by the last attempt's exception type
+    (``"(unknown)"`` for an attempt that did not record one: a Node worker's)."""
 
     total: int
     dead: int
@@ -239,6 +248,7 @@ class DeadLetterStats:
     by_task: tuple[CountBy, ...]
     by_reason: tuple[CountBy, ...]
     top_errors: tuple[CountBy, ...]
+    by_exception_type: tuple[CountBy, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

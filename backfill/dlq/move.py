@@ -99,19 +99,23 @@ def _statements(schema: SchemaName) -> _Statements:
           delete from {errors} as errors
            using moved
            where errors.job_id = moved.id
-          returning errors.id, errors.job_id, errors.attempt, errors.error, errors.permanent, errors.failed_at
+          returning errors.id, errors.job_id, errors.attempt, errors.error, errors.permanent, errors.failed_at,
+                    errors.exception_type, errors.traceback
         ), told as (
           -- By history id, not attempt: a job given a fresh start (reschedule attempts => 0) counts again.
           select history.job_id,
                  jsonb_agg(
                    jsonb_build_object(
                      'attempt', history.attempt, 'error', history.error, 'failed_at', history.failed_at,
-                     'permanent', history.permanent, 'job_id', history.job_id
+                     'permanent', history.permanent, 'job_id', history.job_id,
+                     'exception_type', history.exception_type
                    ) order by history.id
                  ) as errors,
                  (array_agg(history.attempt order by history.id desc))[1] as last_attempt,
                  (array_agg(history.error order by history.id desc))[1] as last_error,
                  (array_agg(history.permanent order by history.id desc))[1] as last_permanent,
+                 (array_agg(history.exception_type order by history.id desc))[1] as last_exception_type,
+                 (array_agg(history.traceback order by history.id desc))[1] as last_traceback,
                  max(history.failed_at) as last_failed_at
             from history
            group by history.job_id
@@ -123,12 +127,15 @@ def _statements(schema: SchemaName) -> _Statements:
                    when looked.recorded then '[]'::jsonb
                    else jsonb_build_array(jsonb_build_object(
                      'attempt', moved.attempts, 'error', moved.last_error, 'failed_at', looked.untold_at,
-                     'permanent', null, 'job_id', moved.id
+                     'permanent', null, 'job_id', moved.id, 'exception_type', null
                    ))
                  end as errors,
                  case when looked.recorded and told.last_permanent then 'permanent_failure'
                       else 'attempts_exhausted' end as reason,
                  case when looked.recorded then told.last_failed_at else looked.untold_at end as failed_at,
+                 -- The last failure's, when it is in the history (a Node worker's attempt has neither).
+                 case when looked.recorded then told.last_exception_type end as exception_type,
+                 case when looked.recorded then told.last_traceback end as traceback,
                  (select min(substr(flag, {prefix_length + 1})::bigint) from unnest(looked.dlq_flags) as flag)
                    as entry_id
             from moved
@@ -170,6 +177,8 @@ def _statements(schema: SchemaName) -> _Statements:
                  last_error = chosen.last_error,
                  reason = chosen.reason,
                  failed_at = chosen.failed_at,
+                 exception_type = chosen.exception_type,
+                 traceback = chosen.traceback,
                  state = 'dead',
                  requeued_job_id = null,
                  updated_at = now()
@@ -181,11 +190,12 @@ def _statements(schema: SchemaName) -> _Statements:
         ), inserted as (
           insert into {dlq} (
             job_id, task_identifier, payload, queue_name, priority, job_key, flags, attempts, max_attempts,
-            errors, last_error, reason, created_at, run_at, failed_at
+            errors, last_error, reason, created_at, run_at, failed_at, exception_type, traceback
           )
           select chosen.id, chosen.task_identifier, chosen.payload, chosen.queue_name, chosen.priority,
                  chosen.key, chosen.flags, chosen.attempts, chosen.max_attempts, chosen.errors,
-                 chosen.last_error, chosen.reason, chosen.created_at, chosen.run_at, chosen.failed_at
+                 chosen.last_error, chosen.reason, chosen.created_at, chosen.run_at, chosen.failed_at,
+                 chosen.exception_type, chosen.traceback
             from chosen
            where not chosen.goes_back
            order by chosen.id

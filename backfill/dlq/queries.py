@@ -30,7 +30,7 @@ ENTRY_COLUMNS = """
     d.id, d.job_id, d.task_identifier, d.payload::text as payload, d.queue_name, d.priority, d.job_key,
     d.flags::text as flags, d.attempts, d.max_attempts, d.errors::text as errors, d.last_error, d.reason,
     d.created_at, d.run_at, d.failed_at, d.requeue_count, d.requeued_at, d.requeued_job_id, d.state, d.notes,
-    d.updated_at
+    d.updated_at, d.exception_type, d.traceback
 """
 
 # A filter as SQL over an entry aliased ``d``, parameters $1..$6 (see filter_arguments); each part is skipped
@@ -58,6 +58,8 @@ APPEND_NOTE_SQL = """
 """
 
 _TOP_ERRORS = 10
+# How stats names entries whose last attempt recorded no exception type (a Node worker's, or a job failed by hand).
+UNKNOWN_TYPE = "(unknown)"
 _ERROR_LINE_CHARS = 200
 
 
@@ -123,6 +125,10 @@ def _statements(schema: SchemaName) -> dict[str, str]:
             select d.reason as value, count(*)::int as count from {dlq}
              group by d.reason order by count(*) desc, d.reason
         """,
+        "by_exception_type": f"""
+            select coalesce(d.exception_type, '{UNKNOWN_TYPE}') as value, count(*)::int as count from {dlq}
+             group by 1 order by count(*) desc, 1
+        """,
         "top_errors": f"""
             select first_line as value, count(*)::int as count
               from {dlq}
@@ -187,4 +193,5 @@ async def entry_stats(connection: Executor, schema: SchemaName) -> DeadLetterSta
         by_task=await counts("by_task"),
         by_reason=await counts("by_reason"),
         top_errors=await counts("top_errors"),
+        by_exception_type=await counts("by_exception_type"),
     )

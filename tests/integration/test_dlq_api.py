@@ -109,9 +109,9 @@ async def test_pages_neither_repeat_nor_skip_while_new_entries_arrive(dlq_pool: 
     assert failed_at == sorted(failed_at, reverse=True)  # newest failure first
 
 
-async def test_stats_count_by_task_reason_and_error_first_line(dlq_pool: asyncpg.Pool[Any]) -> None:
-    await make_dead(dlq_pool, "mail", ["a", "Connection refused\n  at line 3"])
-    await make_dead(dlq_pool, "mail", ["Connection refused\n  at line 9"])
+async def test_stats_count_by_task_reason_error_first_line_and_exception_type(dlq_pool: asyncpg.Pool[Any]) -> None:
+    await make_dead(dlq_pool, "mail", ["a", "Connection refused\n  at line 3"], exception_type="ConnectionRefusedError")
+    await make_dead(dlq_pool, "mail", ["Connection refused\n  at line 9"], exception_type="ConnectionRefusedError")
     await make_dead(dlq_pool, "sms", ["bad number"], permanent=True)
     await move(dlq_pool)
 
@@ -124,6 +124,7 @@ async def test_stats_count_by_task_reason_and_error_first_line(dlq_pool: asyncpg
     assert stats.by_task == (CountBy("mail", 2), CountBy("sms", 1))
     assert stats.by_reason == (CountBy("attempts_exhausted", 2), CountBy("permanent_failure", 1))
     assert stats.top_errors == (CountBy("Connection refused", 2), CountBy("bad number", 1))
+    assert stats.by_exception_type == (CountBy("ConnectionRefusedError", 2), CountBy("(unknown)", 1))
     assert stats.oldest_failed_at is not None and stats.newest_failed_at is not None
     assert stats.oldest_failed_at < stats.newest_failed_at
 
@@ -171,7 +172,7 @@ async def test_a_missing_table_is_a_database_error_that_says_how_to_install_it(p
     async with DeadLetterQueue(pool) as dlq:
         with pytest.raises(DatabaseError, match=r"dlq_schema\.sql"):
             await dlq.list()
-        assert await dlq.migrate() == [1]
+        assert await dlq.migrate() == [1, 2]
         assert (await dlq.list()).entries == ()
 
 

@@ -66,11 +66,19 @@ async def test_a_job_a_worker_failed_for_good_lands_with_every_error_in_order(
         Reason.ATTEMPTS_EXHAUSTED,
         EntryState.DEAD,
     )
-    assert [(e.attempt, e.error, e.permanent, e.job_id) for e in entry.errors] == [
-        (1, "boom on attempt 1", False, job_id),
-        (2, "boom on attempt 2", False, job_id),
-        (3, "boom on attempt 3", False, job_id),
+    assert [(e.attempt, e.error, e.permanent, e.job_id, e.exception_type) for e in entry.errors] == [
+        (1, "RuntimeError: boom on attempt 1", False, job_id, "RuntimeError"),
+        (2, "RuntimeError: boom on attempt 2", False, job_id, "RuntimeError"),
+        (3, "RuntimeError: boom on attempt 3", False, job_id, "RuntimeError"),
     ]
+    # The last attempt's type and traceback, as Python prints it: the handler's line, the message, and no
+    # payload value (the handler did not put one into its message).
+    assert entry.exception_type == "RuntimeError"
+    assert entry.traceback is not None
+    assert entry.traceback.startswith("Traceback (most recent call last):")
+    assert 'raise RuntimeError(f"boom on attempt {ctx.attempt}")' in entry.traceback
+    assert entry.traceback.endswith("RuntimeError: boom on attempt 3\n")
+    assert "42" not in entry.traceback
     times = [e.failed_at for e in entry.errors]
     assert all(t is not None for t in times) and times == sorted(times)  # type: ignore[type-var]
     assert entry.failed_at == times[-1]

@@ -154,8 +154,8 @@ async def test_a_requeued_job_that_succeeds_leaves_no_entry_and_one_that_dies_go
     assert [(e.job_id, e.attempt, e.error) for e in entry.errors] == [
         (broken, 1, "old 1"),
         (broken, 2, "old 2"),
-        (new_job[broken_entry], 1, "boom on attempt 1"),
-        (new_job[broken_entry], 2, "boom on attempt 2"),
+        (new_job[broken_entry], 1, "RuntimeError: boom on attempt 1"),
+        (new_job[broken_entry], 2, "RuntimeError: boom on attempt 2"),
     ]
     assert entry.flags == frozenset()  # the backfill:dlq flag is the entry's own id, not kept
     assert not await job_exists(dlq_pool, new_job[broken_entry])

@@ -138,10 +138,11 @@ async def make_dead(
     *,
     payload: str = "{}",
     permanent: bool = False,
+    exception_type: str | None = None,
     **options: Any,
 ) -> int:
     """A job that failed every attempt as a backfill worker records it (history rows, then the row), left for
-    the mover; the job id. ``permanent``: the last failure said so."""
+    the mover; the job id. ``permanent``: the last failure said so; ``exception_type``: every attempt's."""
     job_id = await add(pool, task, payload, max_attempts=len(errors), **options)
     for attempt, error in enumerate(errors, start=1):
         last = attempt == len(errors)
@@ -150,12 +151,13 @@ async def make_dead(
             with failed as (
               update {JOBS} set attempts = $2::int, last_error = $3::text where id = $1::bigint returning id
             )
-            insert into {ERRORS} (job_id, attempt, error, permanent, failed_at)
-            select id, $2::int, $3::text, $4::boolean, clock_timestamp() from failed
+            insert into {ERRORS} (job_id, attempt, error, permanent, failed_at, exception_type)
+            select id, $2::int, $3::text, $4::boolean, clock_timestamp(), $5::text from failed
             """,
             job_id,
             attempt,
             error,
             permanent and last,
+            exception_type,
         )
     return job_id

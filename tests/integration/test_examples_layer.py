@@ -81,7 +81,7 @@ async def test_dlq_triage_requeues_the_fixed_deletes_the_stale_and_annotates_the
     # The requeued entries were deleted when their jobs succeeded; the 60-day-old one was deleted.
     assert len(rows) == 1
     assert (rows[0]["task_identifier"], rows[0]["state"]) == ("triage.send_email", "dead")
-    assert rows[0]["last_error"] == "550 mailbox unavailable"
+    assert rows[0]["last_error"] == "RuntimeError: 550 mailbox unavailable"
     assert "support told the customer" in rows[0]["notes"]
 
 

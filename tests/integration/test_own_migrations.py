@@ -13,6 +13,7 @@ from backfill.core.migrate import migrate
 from backfill.core.own_migrations import CORE_MIGRATIONS, OwnMigration, migrate_own
 from backfill.core.schema import SchemaName
 
+CORE_ROWS = [("core", 1, "workers"), ("core", 2, "job errors"), ("core", 3, "error details")]
 SCHEMA = SchemaName("graphile_worker")
 MIGRATORS = 6
 
@@ -32,14 +33,14 @@ async def _tracking(conn: asyncpg.Connection[Any], schema: SchemaName) -> list[t
 async def test_a_fresh_apply_creates_the_tables_and_tracking_rows(conn: asyncpg.Connection[Any]) -> None:
     applied = await migrate_own(conn, SCHEMA)
 
-    assert applied == [1, 2]
+    assert applied == [1, 2, 3]
     assert await _tables(conn, SCHEMA.name) == {
         "backfill_migrations",
         "backfill_workers",
         "backfill_job_recoveries",
         "backfill_job_errors",
     }
-    assert await _tracking(conn, SCHEMA) == [("core", 1, "workers"), ("core", 2, "job errors")]
+    assert await _tracking(conn, SCHEMA) == CORE_ROWS
     columns = await conn.fetch(
         "select column_name, data_type from information_schema.columns"
         " where table_schema = $1 and table_name = 'backfill_workers' order by ordinal_position",
@@ -60,7 +61,7 @@ async def test_a_fresh_apply_creates_the_tables_and_tracking_rows(conn: asyncpg.
 
 
 async def test_applying_again_changes_nothing(pool: asyncpg.Pool[Any], conn: asyncpg.Connection[Any]) -> None:
-    assert await migrate_own(pool, SCHEMA) == [1, 2]
+    assert await migrate_own(pool, SCHEMA) == [1, 2, 3]
     before = await conn.fetch(f"select * from {SCHEMA.qualify('backfill_migrations')}")
 
     assert await migrate_own(pool, SCHEMA) == []
@@ -77,8 +78,8 @@ async def test_concurrent_migrators_apply_each_migration_once(database_url: str,
         await asyncio.gather(*(c.close() for c in connections))
 
     # Each migration commits on its own, so two migrators may share the work; each id is applied exactly once.
-    assert sorted(applied for result in results for applied in result) == [1, 2]
-    assert await _tracking(conn, SCHEMA) == [("core", 1, "workers"), ("core", 2, "job errors")]
+    assert sorted(applied for result in results for applied in result) == [1, 2, 3]
+    assert await _tracking(conn, SCHEMA) == CORE_ROWS
 
 
 async def test_works_on_a_custom_schema_installed_by_migrate(empty_database_url: str) -> None:
@@ -86,7 +87,7 @@ async def test_works_on_a_custom_schema_installed_by_migrate(empty_database_url:
     conn = await asyncpg.connect(empty_database_url)
     try:
         await migrate(conn, schema)
-        assert await migrate_own(conn, schema) == [1, 2]
+        assert await migrate_own(conn, schema) == [1, 2, 3]
         assert await _tables(conn, schema.name) == {
             "backfill_migrations",
             "backfill_workers",
@@ -105,7 +106,7 @@ async def test_lines_are_tracked_apart_and_a_failed_migration_leaves_no_row(conn
     with pytest.raises(MigrationError, match="already exists"):
         await migrate_own(conn, SCHEMA, line="extra", migrations=CORE_MIGRATIONS)
 
-    assert await _tracking(conn, SCHEMA) == [("core", 1, "workers"), ("core", 2, "job errors")]
+    assert await _tracking(conn, SCHEMA) == CORE_ROWS
 
 
 async def test_a_missing_schema_is_refused(empty_database_url: str) -> None:

@@ -108,9 +108,13 @@ async def test_the_preset_max_attempts_ends_in_permanent_failure(
         await _run_once(database_url, registry)
     row = await conn.fetchrow(f"select attempts, max_attempts, last_error from {JOBS}")
     assert row is not None
-    assert (row["attempts"], row["max_attempts"], row["last_error"]) == (3, 3, "nope")
+    assert (row["attempts"], row["max_attempts"], row["last_error"]) == (3, 3, "RuntimeError: nope")
     errors = await conn.fetch("select attempt, error from graphile_worker.backfill_job_errors order by id")
-    assert [(e["attempt"], e["error"]) for e in errors] == [(1, "nope"), (2, "nope"), (3, "nope")]
+    assert [(e["attempt"], e["error"]) for e in errors] == [
+        (1, "RuntimeError: nope"),
+        (2, "RuntimeError: nope"),
+        (3, "RuntimeError: nope"),
+    ]
 
 
 async def test_a_custom_policy_survives_in_the_job(
@@ -173,7 +177,8 @@ async def test_retry_after_and_error_rules_decide_before_the_policy(
     assert rows["retry.limited"]["gap"] == pytest.approx(45.0, abs=1e-3)
     assert rows["retry.bad"]["attempts"] == rows["retry.bad"]["max_attempts"] == 8  # permanent at attempt 1
     history = await conn.fetchrow(
-        "select attempt, permanent from graphile_worker.backfill_job_errors where error = $1", "cannot ever work"
+        "select attempt, permanent from graphile_worker.backfill_job_errors where error = $1",
+        "ValueError: cannot ever work",
     )
     assert history is not None
     # The attempt that ran (1), not the max_attempts the permanent failure wrote into the row.

@@ -138,7 +138,11 @@ async def test_run_once_drains_every_lane_and_dead_letters_what_failed_for_good(
     assert await pool.fetchval(f"select count(*) from {JOBS}") == 0
     entry = await pool.fetchrow(f"select job_id, task_identifier, last_error from {DLQ}")
     assert entry is not None
-    assert (entry["job_id"], entry["task_identifier"], entry["last_error"]) == (doomed_job.id, "doomed", "never works")
+    assert (entry["job_id"], entry["task_identifier"], entry["last_error"]) == (
+        doomed_job.id,
+        "doomed",
+        "ValueError: never works",
+    )
     labels = {"task": "doomed", "lane": "bulk", "priority_band": "bulk_default"}
     assert runner.metrics.registry.get_sample_value("backfill_jobs_dead_lettered_total", labels) == 1.0
     assert runner.metrics.registry.get_sample_value("backfill_jobs_succeeded_total", {**labels, "task": "fine"}) == 1.0

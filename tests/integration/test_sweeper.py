@@ -216,7 +216,17 @@ async def test_late_writes_of_the_dead_claim_change_nothing(
 
     completed = await conn.fetch(queries.complete_jobs, [job.id], "slow-1", [old_locked_at])
     failed = await conn.fetch(
-        queries.fail_jobs, [job.id], ["late error"], [None], [False], [None], "slow-1", [old_locked_at], [1]
+        queries.fail_jobs,
+        [job.id],
+        ["late error"],
+        [None],
+        [False],
+        [None],
+        "slow-1",
+        [old_locked_at],
+        [1],
+        [None],
+        [None],
     )
     returned = await conn.fetch(queries.return_jobs, [job.id], "slow-1", [old_locked_at])
 

@@ -156,7 +156,7 @@ async def test_a_handler_that_raises_fails_the_whole_batch_with_its_payload_inta
 
     row = await job_row(conn, job.id)
     assert row is not None
-    assert row["last_error"] == "the whole batch failed"
+    assert row["last_error"] == "RuntimeError: the whole batch failed"
     assert await stored_payload(conn, job.id) == items
 
 

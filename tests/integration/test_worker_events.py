@@ -75,7 +75,11 @@ async def test_each_outcome_emits_its_job_events_with_the_job_and_error(
     assert await job_row(conn, ok.id) is None
     retry_row = await job_row(conn, retry.id)
     assert retry_row is not None
-    assert (retry_row["attempts"], retry_row["last_error"], retry_row["locked_by"]) == (1, "try again later", None)
+    assert (retry_row["attempts"], retry_row["last_error"], retry_row["locked_by"]) == (
+        1,
+        "RuntimeError: try again later",
+        None,
+    )
     doomed_row = await job_row(conn, doomed.id)
     assert doomed_row is not None
     assert (doomed_row["attempts"], doomed_row["last_error"]) == (5, "never going to work")

@@ -59,7 +59,7 @@ async def test_failure_records_error_and_backs_off_exponentially(
     assert (summary.failed, summary.permanently_failed, summary.succeeded) == (1, 0, 0)
     row = await job_row(conn, job.id)
     assert row is not None
-    assert row["last_error"] == "boom on x"
+    assert row["last_error"] == "RuntimeError: boom on x"
     assert row["attempts"] == attempts_before + 1
     backoff = timedelta(seconds=math.exp(backoff_exponent))
     assert before + backoff - SLACK <= row["run_at"] <= after + backoff + SLACK
@@ -133,7 +133,7 @@ async def test_failure_on_the_last_attempt_is_permanent_and_never_fetched_again(
     assert (summary.failed, summary.permanently_failed) == (1, 1)
     row = await job_row(conn, job.id)
     assert row is not None
-    assert (row["attempts"], row["max_attempts"], row["last_error"]) == (3, 3, "boom on last")
+    assert (row["attempts"], row["max_attempts"], row["last_error"]) == (3, 3, "RuntimeError: boom on last")
     assert row["locked_by"] is None
     await conn.execute("update graphile_worker._private_jobs set run_at = now() - interval '1 minute'")
     before = await job_row(conn, job.id)

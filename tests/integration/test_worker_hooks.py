@@ -97,7 +97,7 @@ async def test_a_before_run_interceptor_that_raises_fails_the_attempt_with_its_e
     assert (summary.failed, summary.succeeded) == (1, 0)
     row = await job_row(conn, job.id)
     assert row is not None
-    assert (row["last_error"], row["attempts"]) == ("feature flag service unavailable", 1)
+    assert (row["last_error"], row["attempts"]) == ("LookupError: feature flag service unavailable", 1)
 
 
 async def test_after_run_turns_an_expected_error_into_success_and_a_bad_value_into_failure(
@@ -127,7 +127,10 @@ async def test_after_run_turns_an_expected_error_into_success_and_a_bad_value_in
     assert await job_row(conn, forgiven.id) is None
     row = await job_row(conn, rejected.id)
     assert row is not None
-    assert (row["last_error"], row["attempts"]) == ("the handler returned 'handler value', which is wrong", 1)
+    assert (row["last_error"], row["attempts"]) == (
+        "ValueError: the handler returned 'handler value', which is wrong",
+        1,
+    )
 
 
 @pytest.mark.parametrize("outcome", ["success", "failure"])
@@ -153,7 +156,7 @@ async def test_an_after_run_interceptor_that_raises_leaves_the_result_as_it_was(
     else:
         assert (summary.succeeded, summary.failed) == (0, 1)
         assert row is not None
-        assert row["last_error"] == "handler failed on its own error"
+        assert row["last_error"] == "RuntimeError: handler failed on its own error"
 
 
 async def test_before_schedule_changes_and_drops_jobs_enqueued_through_the_context(

@@ -210,6 +210,7 @@ def _describe(entry: DeadLetterEntry) -> str:
         ("created_at", entry.created_at),
         ("run_at", entry.run_at),
         ("failed_at", entry.failed_at),
+        ("exception", entry.exception_type),
         ("requeues", entry.requeue_count),
         ("requeued_at", entry.requeued_at),
         ("requeued_job", entry.requeued_job_id),
@@ -224,6 +225,9 @@ def _describe(entry: DeadLetterEntry) -> str:
         text = (error.error or NONE).splitlines() or [NONE]
         lines.append(f"  #{error.attempt} job {error.job_id} at {when}{permanent}: {text[0]}")
         lines.extend("      " + line for line in text[1:])
+    # Only the last attempt's: a job may fail 25 times, and the earlier tracebacks are rarely different.
+    lines.append("traceback (last attempt):")
+    lines.extend("  " + line for line in (entry.traceback or NONE).splitlines())
     lines.append("notes:")
     lines.extend("  " + line for line in (entry.notes or NONE).splitlines())
     lines.append("payload:")
@@ -358,7 +362,12 @@ async def _stats_command(args: argparse.Namespace) -> int:
         f"{_entries(stats.total)}: {stats.dead} dead, {stats.requeued} requeued; "
         f"failed between {cell(stats.oldest_failed_at)} and {cell(stats.newest_failed_at)}"
     )
-    for title, counts in (("TASK", stats.by_task), ("REASON", stats.by_reason), ("ERROR", stats.top_errors)):
+    for title, counts in (
+        ("TASK", stats.by_task),
+        ("REASON", stats.by_reason),
+        ("EXCEPTION", stats.by_exception_type),
+        ("ERROR", stats.top_errors),
+    ):
         if counts:
             print()
             print(table((title, "ENTRIES"), [(c.value, c.count) for c in counts], right=("ENTRIES",)))

@@ -82,6 +82,9 @@ def register(commands: Commands) -> None:
     listing.add_argument("--state", choices=[state.value for state in JobState], help="derived state (see docs)")
     listing.add_argument("--locked-by", metavar="W", help="worker id holding the job")
     listing.add_argument("--key", metavar="K", help="job key")
+    listing.add_argument(
+        "--exception-type", metavar="E", help="the exception that failed the last attempt (KeyError, myapp.Error)"
+    )
     listing.add_argument("--limit", type=int, default=100, metavar="N", help="at most N jobs (default 100)")
     listing.add_argument("--after", type=int, metavar="ID", help="only ids above ID: the next page")
     _common(listing, _list_command)
@@ -157,7 +160,19 @@ def parse_priority(text: str | None) -> int | None:
         raise ConfigurationError(f"--priority: {text!r} is neither a number nor one of {names}") from None
 
 
-_LIST_HEADERS = ("ID", "TASK", "QUEUE", "STATE", "PRIORITY", "ATTEMPTS", "RUN_AT", "LOCKED_BY", "KEY", "LAST_ERROR")
+_LIST_HEADERS = (
+    "ID",
+    "TASK",
+    "QUEUE",
+    "STATE",
+    "PRIORITY",
+    "ATTEMPTS",
+    "RUN_AT",
+    "LOCKED_BY",
+    "KEY",
+    "EXCEPTION",
+    "LAST_ERROR",
+)
 
 
 async def _list_command(args: argparse.Namespace) -> int:
@@ -170,6 +185,7 @@ async def _list_command(args: argparse.Namespace) -> int:
             key=args.key,
             limit=args.limit,
             after_id=args.after,
+            exception_type=args.exception_type,
         )
     if args.json:
         print_json(found)
@@ -185,6 +201,7 @@ async def _list_command(args: argparse.Namespace) -> int:
             job.run_at,
             job.locked_by,
             job.key,
+            job.exception_type,
             job.last_error,
         )
         for job in found
@@ -224,6 +241,7 @@ def _describe(job: JobInfo) -> str:
         ("locked_at", job.locked_at),
         ("flags", job.flags),
         ("revision", job.revision),
+        ("exception", job.exception_type),
     ]
     width = max(len(name) for name, _ in fields)
     lines = [f"{name.ljust(width)}  {cell(value)}" for name, value in fields]

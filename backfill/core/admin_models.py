@@ -66,6 +66,9 @@ class JobInfo:
     task_id: int
     job_queue_id: int | None
     is_available: bool
+    # The type of the exception that failed its last attempt ("KeyError"), from backfill's error history;
+    # None when it never failed, or when a Node worker (or a person) failed it last.
+    exception_type: str | None = None
 
     @classmethod
     def from_record(cls, record: Mapping[str, Any]) -> JobInfo:
@@ -96,6 +99,7 @@ class JobInfo:
             task_id=record["task_id"],
             job_queue_id=record["job_queue_id"],
             is_available=record["is_available"],
+            exception_type=record.get("exception_type"),
         )
 
 

@@ -33,6 +33,35 @@ _JOB_COLUMNS = f"""
     t.identifier as task_identifier, q.queue_name, {STATE_SQL} as state
 """
 
+ERRORS_TABLE = "backfill_job_errors"
+
+
+def _exception_type_sql(schema: SchemaName, *, history: bool) -> str:
+    """The exception type of a job's last failure, from backfill's error history, as SQL over ``j``.
+
+    Only when that history row is the row's last error: a Node worker's later failure is not in the history,
+    and the type of an earlier attempt must not be shown beside it. Null in a schema whose history has no
+    exception_type column yet (backfill's own migrations not applied, or applied by an older backfill).
+    """
+    if not history:
+        return "null::text"
+    return f"""(
+        select e.exception_type from {schema.qualify(ERRORS_TABLE)} as e
+         where e.job_id = j.id and e.error is not distinct from j.last_error
+         order by e.id desc limit 1
+    )"""
+
+
+async def has_exception_types(connection: Executor, schema: SchemaName) -> bool:
+    """Whether the error history records exception types (core migration 3 is applied)."""
+    return bool(
+        await connection.fetchval(
+            "select exists (select 1 from pg_attribute where attrelid = to_regclass($1::text)"
+            " and attname = 'exception_type' and not attisdropped)",
+            schema.qualify(ERRORS_TABLE),
+        )
+    )
+
 
 def _jobs_from(schema: SchemaName) -> str:
     return f"""
@@ -43,29 +72,35 @@ def _jobs_from(schema: SchemaName) -> str:
 
 
 @cache
-def _get_job_sql(schema: SchemaName) -> str:
-    return f"select {_JOB_COLUMNS} {_jobs_from(schema)} where j.id = $1::bigint"
+def _get_job_sql(schema: SchemaName, *, history: bool) -> str:
+    exception_type = _exception_type_sql(schema, history=history)
+    return f"select {_JOB_COLUMNS}, {exception_type} as exception_type {_jobs_from(schema)} where j.id = $1::bigint"
 
 
 @cache
-def _list_jobs_sql(schema: SchemaName) -> str:
+def _list_jobs_sql(schema: SchemaName, *, history: bool) -> str:
     # Each filter is skipped when its parameter is null. Ordered by id, and resumed with id > after_id, so
     # pages neither repeat nor skip a job however the others change between pages.
+    exception_type = _exception_type_sql(schema, history=history)
     return f"""
-        select {_JOB_COLUMNS} {_jobs_from(schema)}
-         where ($1::text is null or t.identifier = $1::text)
-           and ($2::text is null or q.queue_name = $2::text)
-           and ($3::text is null or {STATE_SQL} = $3::text)
-           and ($4::text is null or j.locked_by = $4::text)
-           and ($5::text is null or j.key = $5::text)
-           and ($6::bigint is null or j.id > $6::bigint)
-         order by j.id
+        select * from (
+          select {_JOB_COLUMNS}, {exception_type} as exception_type {_jobs_from(schema)}
+           where ($1::text is null or t.identifier = $1::text)
+             and ($2::text is null or q.queue_name = $2::text)
+             and ($3::text is null or {STATE_SQL} = $3::text)
+             and ($4::text is null or j.locked_by = $4::text)
+             and ($5::text is null or j.key = $5::text)
+             and ($6::bigint is null or j.id > $6::bigint)
+        ) as listed
+         where $8::text is null or listed.exception_type = $8::text
+         order by listed.id
          limit $7::int
     """
 
 
 async def get_job(connection: Executor, schema: SchemaName, job_id: int) -> JobInfo | None:
-    row = await connection.fetchrow(_get_job_sql(schema), job_id)
+    history = await has_exception_types(connection, schema)
+    row = await connection.fetchrow(_get_job_sql(schema, history=history), job_id)
     return None if row is None else JobInfo.from_record(row)
 
 
@@ -80,9 +115,11 @@ async def list_jobs(
     key: str | None,
     limit: int,
     after_id: int | None,
+    exception_type: str | None = None,
 ) -> list[JobInfo]:
+    history = await has_exception_types(connection, schema)
     rows = await connection.fetch(
-        _list_jobs_sql(schema),
+        _list_jobs_sql(schema, history=history),
         task,
         queue,
         None if state is None else state.value,
@@ -90,6 +127,7 @@ async def list_jobs(
         key,
         after_id,
         limit,
+        exception_type,
     )
     return [JobInfo.from_record(row) for row in rows]
 

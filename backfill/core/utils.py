@@ -311,16 +311,19 @@ class WorkerUtils:
         key: str | None = None,
         limit: int = 100,
         after_id: int | None = None,
+        exception_type: str | None = None,
     ) -> list[JobInfo]:
         """Jobs matching every filter given, by ascending id; pass the last id seen as ``after_id`` for the
-        next page."""
+        next page. ``exception_type`` ("KeyError") matches the type of the exception that failed a job's
+        last attempt, as backfill's error history recorded it."""
         if state is not None:
             try:
                 state = JobState(state)
             except ValueError:
                 known = ", ".join(s.value for s in JobState)
                 raise ConfigurationError(f"unknown job state {state!r}; known: {known}") from None
-        for name, value in (("task", task), ("queue", queue), ("locked_by", locked_by), ("key", key)):
+        strings = (("task", task), ("queue", queue), ("locked_by", locked_by), ("key", key))
+        for name, value in (*strings, ("exception_type", exception_type)):
             if value is not None and not isinstance(value, str):
                 raise ConfigurationError(f"{name} must be a string, not {type(value).__name__}")
         _check_optional_int("limit", limit, 1, 2**31 - 1, error=ConfigurationError)
@@ -336,6 +339,7 @@ class WorkerUtils:
                 key=key,
                 limit=limit,
                 after_id=after_id,
+                exception_type=exception_type,
             )
 
     async def queue_stats(self) -> list[QueueStats]:

@@ -16,8 +16,11 @@ import pytest
 
 from backfill.cli import EXIT_FAILURE, EXIT_NOT_FOUND, EXIT_OK, EXIT_USAGE, main
 from backfill.core.enqueue import add_job
+from backfill.core.options import WorkerOptions
 from backfill.core.own_migrations import migrate_own
 from backfill.core.schema import SchemaName
+from backfill.core.tasks import TaskRegistry
+from backfill.core.worker import Worker
 from backfill.migrations import migrate_all
 from tests.integration.worker_support.helpers import JOBS_TABLE, QUEUES_TABLE, job_count
 
@@ -166,6 +169,7 @@ async def test_jobs_list_prints_a_table_without_payloads(cli: Cli, pool: asyncpg
         "RUN_AT",
         "LOCKED_BY",
         "KEY",
+        "EXCEPTION",
         "LAST_ERROR",
     ]
     assert [row.split()[:4] for row in rows] == [
@@ -189,6 +193,46 @@ async def test_jobs_list_filters_and_pages_with_a_hint_for_the_next_page(
     assert [job["id"] for job in page] == [ids[1]]
     failed = await cli.json("jobs", "list", "--state", "failed", "--task", "mail")
     assert [(job["id"], job["state"]) for job in failed] == [(ids[2], "failed")]
+
+
+async def test_jobs_list_shows_and_filters_by_the_exception_type_of_the_last_failure(
+    cli: Cli, pool: asyncpg.Pool[Any], conn: asyncpg.Connection[Any], database_url: str
+) -> None:
+    registry = TaskRegistry()
+
+    @registry.task("lookup")
+    async def lookup(payload: dict[str, Any]) -> None:
+        print(payload["email"])  # the KeyError is the point
+
+    @registry.task("parse")
+    async def parse(payload: dict[str, Any]) -> None:
+        int("twelve")
+
+    await migrate_own(pool, SchemaName("graphile_worker"))
+    missing = await add_job(pool, "lookup")
+    other_missing = await add_job(pool, "lookup")
+    unparsable = await add_job(pool, "parse")
+    waiting = await add_job(pool, "mail", run_at=datetime.now(UTC) + timedelta(hours=1))
+    await Worker(database_url, tasks=registry, options=WorkerOptions(concurrency=2)).run_once()
+    # A later failure written by someone else (a Node worker, a person): the history's type no longer applies.
+    await conn.execute(f"update {JOBS_TABLE} set last_error = 'Error: from node' where id = $1", other_missing.id)
+
+    listed = {job["id"]: job for job in await cli.json("jobs", "list")}
+    assert {job_id: job["exception_type"] for job_id, job in listed.items()} == {
+        missing.id: "KeyError",
+        other_missing.id: None,
+        unparsable.id: "ValueError",
+        waiting.id: None,
+    }
+    assert listed[missing.id]["last_error"] == "KeyError: 'email'"
+    code, out, err = await cli("jobs", "list", "--exception-type", "KeyError")
+    assert code == EXIT_OK, err
+    _, *rows = out.splitlines()
+    assert [row.split()[0] for row in rows] == [str(missing.id)]
+    assert "KeyError" in rows[0].split()  # the EXCEPTION column (LAST_ERROR's reads "KeyError:")
+    code, out, err = await cli("jobs", "show", str(unparsable.id))
+    assert code == EXIT_OK, err
+    assert "exception   ValueError" in out.splitlines()
 
 
 async def test_jobs_show_prints_every_field_and_the_payload(cli: Cli, pool: asyncpg.Pool[Any]) -> None:

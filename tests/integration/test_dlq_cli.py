@@ -42,13 +42,24 @@ def cli(capsys: pytest.CaptureFixture[str], database_url: str, monkeypatch: pyte
     return Cli(capsys, database_url)
 
 
+SMTP_TRACEBACK = (
+    "Traceback (most recent call last):\n"
+    '  File "/app/mail.py", line 12, in send\n'
+    "    smtp.send_message(message)\n"
+    "smtplib.SMTPResponseException: (554, b'refused')\n"
+)
+
+
 @pytest.fixture
 async def dead(pool: asyncpg.Pool[Any]) -> dict[str, int]:
     """Three entries by task (mail twice, sms once); their entry ids by name."""
     await installed(pool)
+    smtp: dict[str, Any] = {"exception_type": "smtplib.SMTPResponseException", "traceback": SMTP_TRACEBACK}
     jobs = {
-        "mail1": await make_dead(pool, "mail", ["SMTP timeout", "SMTP refused\n  at line 3"], queue_name="emails"),
-        "mail2": await make_dead(pool, "mail", ["SMTP refused"], payload='{"to": "b@example.com"}'),
+        "mail1": await make_dead(
+            pool, "mail", ["SMTP timeout", "SMTP refused\n  at line 3"], queue_name="emails", **smtp
+        ),
+        "mail2": await make_dead(pool, "mail", ["SMTP refused"], payload='{"to": "b@example.com"}', **smtp),
         "sms": await make_dead(pool, "sms", ["quota"], permanent=True),
     }
     await DeadLetterMover(pool, SCHEMA).move_now()
@@ -92,6 +103,11 @@ async def test_show_prints_every_error_and_exits_3_for_an_unknown_id(cli: Cli, d
     assert code == EXIT_OK, err
     assert "#1 job" in out and "SMTP timeout" in out and "#2 job" in out and "      at line 3" in out
     assert '"to"' not in out and "payload:" in out
+    assert "exception     smtplib.SMTPResponseException" in out.splitlines()
+    traceback = out.split("traceback (last attempt):\n", 1)[1].split("notes:", 1)[0]
+    assert traceback == "".join("  " + line + "\n" for line in SMTP_TRACEBACK.splitlines())
+    code, out, err = await cli("dlq", "show", str(dead["sms"]))  # none recorded: said so
+    assert "traceback (last attempt):\n  -\n" in out
 
     shown = await cli.json("dlq", "show", str(dead["mail2"]))
     assert shown["payload"] == {"to": "b@example.com"} and shown["state"] == "dead"
@@ -145,8 +161,14 @@ async def test_delete_note_and_stats(cli: Cli, dead: dict[str, int], pool: async
     assert (stats["total"], stats["dead"], stats["requeued"]) == (3, 3, 0)
     assert stats["by_task"] == [{"value": "mail", "count": 2}, {"value": "sms", "count": 1}]
     assert stats["top_errors"][0] == {"value": "SMTP refused", "count": 2}
+    assert stats["by_exception_type"] == [
+        {"value": "smtplib.SMTPResponseException", "count": 2},
+        {"value": "(unknown)", "count": 1},
+    ]
     code, out, _ = await cli("dlq", "stats")
     assert code == EXIT_OK and out.startswith("3 entries: 3 dead, 0 requeued") and "permanent_failure" in out
+    exceptions = out.split("EXCEPTION", 1)[1].split("\n\n", 1)[0].splitlines()[1:]
+    assert [line.split() for line in exceptions] == [["smtplib.SMTPResponseException", "2"], ["(unknown)", "1"]]
 
     code, out, err = await cli("dlq", "delete", "--task", "mail", "--dry-run")
     assert code == EXIT_OK and "would delete 2 entries" in out

@@ -143,6 +143,26 @@ async def test_the_script_builds_what_the_migration_builds_and_records_it(databa
         await connection.close()
 
 
+async def test_the_script_upgrades_a_table_an_earlier_version_made(database_url: str, psql: str) -> None:
+    # A team that applied dlq/1 (the table alone, as the script used to make it) runs today's script.
+    await migrate_own_lines(database_url, "graphile_worker")
+    custom = "older"
+    connection = await asyncpg.connect(database_url)
+    try:
+        await migrate(connection, SchemaName(custom))
+        await migrate_own(connection, SchemaName(custom), line=DLQ_LINE, migrations=DLQ_MIGRATIONS[:1])
+    finally:
+        await connection.close()
+    await run_psql(psql, database_url, "--variable", f"schema={custom}")
+
+    assert await catalog(database_url, custom) == await catalog(database_url, "graphile_worker")
+    connection = await asyncpg.connect(database_url)
+    try:
+        assert await migrate_dlq(connection, custom) == []
+    finally:
+        await connection.close()
+
+
 async def test_a_failure_stops_the_script_and_the_schema_defaults_to_graphile_worker(
     empty_database_url: str, psql: str
 ) -> None:

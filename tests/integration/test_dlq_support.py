@@ -139,10 +139,12 @@ async def make_dead(
     payload: str = "{}",
     permanent: bool = False,
     exception_type: str | None = None,
+    traceback: str | None = None,
     **options: Any,
 ) -> int:
     """A job that failed every attempt as a backfill worker records it (history rows, then the row), left for
-    the mover; the job id. ``permanent``: the last failure said so; ``exception_type``: every attempt's."""
+    the mover; the job id. ``permanent``: the last failure said so; ``exception_type`` and ``traceback``:
+    every attempt's."""
     job_id = await add(pool, task, payload, max_attempts=len(errors), **options)
     for attempt, error in enumerate(errors, start=1):
         last = attempt == len(errors)
@@ -151,13 +153,14 @@ async def make_dead(
             with failed as (
               update {JOBS} set attempts = $2::int, last_error = $3::text where id = $1::bigint returning id
             )
-            insert into {ERRORS} (job_id, attempt, error, permanent, failed_at, exception_type)
-            select id, $2::int, $3::text, $4::boolean, clock_timestamp(), $5::text from failed
+            insert into {ERRORS} (job_id, attempt, error, permanent, failed_at, exception_type, traceback)
+            select id, $2::int, $3::text, $4::boolean, clock_timestamp(), $5::text, $6::text from failed
             """,
             job_id,
             attempt,
             error,
             permanent and last,
             exception_type,
+            traceback,
         )
     return job_id

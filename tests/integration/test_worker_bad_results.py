@@ -9,15 +9,20 @@ worker could not finish its shutdown.
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator
 from typing import Any
 
 import asyncpg
 import pytest
 
+from backfill.core.completer import UNSTORABLE_MESSAGE, Completer, Failure
 from backfill.core.enqueue import add_job, add_jobs
-from backfill.core.jobs import JobSpec
+from backfill.core.jobs import Job, JobSpec
 from backfill.core.migrate import migrate
+from backfill.core.own_migrations import migrate_own
+from backfill.core.queries import WorkerQueries
+from backfill.core.schema import SchemaName
 from backfill.core.tasks import TaskRegistry
 from backfill.core.worker import Worker
 from tests.integration.worker_support.helpers import JOBS_TABLE, fast_options, rows_locked_by, running, wait_listening
@@ -171,3 +176,59 @@ async def test_a_failure_the_database_refuses_is_written_alone_and_holds_nothing
             assert by_id[nul.id]["last_error"] == "ValueError: bad a\\x00b"  # its neighbour, unharmed
         finally:
             await conn.close()
+
+
+async def _claimed(conn: asyncpg.Connection[Any], job_id: int, worker_id: str) -> Job:
+    """Lock a job for ``worker_id`` as a fetch would (attempt counted) and return it as the worker holds it."""
+    row = await conn.fetchrow(
+        f"update {JOBS_TABLE} set locked_by = $2, locked_at = now(), attempts = attempts + 1"
+        " where id = $1 returning *, payload::text as payload",
+        job_id,
+        worker_id,
+    )
+    assert row is not None
+    return Job.from_record(row, task_identifier="t")
+
+
+async def test_the_completer_writes_what_it_can_and_falls_back_to_a_fixed_message_for_the_rest(
+    database_url: str, pool: asyncpg.Pool[Any], conn: asyncpg.Connection[Any]
+) -> None:
+    """The last resort: a failure refused even in ASCII (here a replacement payload that is not JSON, which no
+    escaping of the texts can mend) is written with the fixed message and the job's own payload, while the
+    completion and the good failure of the same flush are written once each."""
+    await migrate_own(conn, SchemaName("graphile_worker"))
+    worker_id = "completer-test"
+    done, good, broken = [await add_job(pool, "t", {"n": n}) for n in range(3)]
+    done_job, good_job, broken_job = [await _claimed(conn, job.id, worker_id) for job in (done, good, broken)]
+    lost: list[tuple[str, list[int]]] = []
+    completer = Completer(
+        pool, WorkerQueries.for_schema(SchemaName("graphile_worker")), worker_id, on_lost=lambda *a: lost.append(a)
+    )
+    completer.complete(done_job)
+    completer.fail(Failure(job=good_job, message="ValueError: fine", error_type="ValueError", traceback="tb"))
+    completer.fail(Failure(job=broken_job, message="RuntimeError: odd", replacement_payload="{not json"))
+    writer = asyncio.create_task(completer.run())
+    try:
+        await asyncio.wait_for(completer.drained(), 10)
+    finally:
+        writer.cancel()
+        await asyncio.gather(writer, return_exceptions=True)
+        await completer.close()
+
+    assert (completer.lost_leases, completer.lost_completions, completer.write_failures, lost) == (0, 0, 0, [])
+    rows = {
+        row["id"]: row
+        for row in await conn.fetch(f"select id, last_error, locked_by, payload::text as payload from {JOBS_TABLE}")
+    }
+    assert done.id not in rows
+    assert rows[good.id]["last_error"] == "ValueError: fine"
+    assert rows[broken.id]["last_error"] == UNSTORABLE_MESSAGE
+    assert json.loads(rows[broken.id]["payload"]) == {"n": 2}  # its own payload kept, not the broken one
+    assert all(row["locked_by"] is None for row in rows.values())
+    history = await conn.fetch(
+        "select job_id, error, exception_type, traceback from graphile_worker.backfill_job_errors order by job_id"
+    )
+    assert [tuple(row) for row in history] == [
+        (good.id, "ValueError: fine", "ValueError", "tb"),
+        (broken.id, UNSTORABLE_MESSAGE, None, None),
+    ]

@@ -171,3 +171,45 @@ async def test_handlers_past_their_timeout_fail_with_a_timeout_error_and_a_stuck
     assert [r.outcome for r in timed_runs] == [None, None], timed_runs  # both attempts cancelled mid-sleep
     await check_ledger(admin, "timeouts", keys, faults=2, expect_failed={timed_key, stuck_key}, started=started)
     print(f"CHAOS timeouts: timed {timed_row['last_error']!r}; stuck {stuck_row['last_error']!r}")
+
+
+async def test_errors_postgres_cannot_hold_are_recorded_and_the_worker_stops_on_sigterm(
+    fleet: Fleet, admin: asyncpg.Connection[Any]
+) -> None:
+    """Rule 8, issue #9 D1: error texts with a NUL or a lone surrogate among ordinary work. Each bad job ends
+    failed with its text escaped, every other job succeeds once, nothing stays locked, and SIGTERM stops the
+    worker at once with a summary that counts no lost lease."""
+    started = time.monotonic()
+    [worker] = await fleet.start(1, concurrency=4)
+    nul, surrogate = new_key("nul"), new_key("surrogate")
+    bad = [
+        chaos_spec(nul, fail_times=1, max_attempts=1, fail_text=": a\x00b"),
+        chaos_spec(surrogate, fail_times=1, max_attempts=1, fail_text=": x", fail_surrogate=True),
+    ]
+    ordinary = [chaos_spec(new_key("ok")) for _ in range(scaled(300))]
+    keys = await enqueue(admin, [*ordinary[: len(ordinary) // 2], *bad, *ordinary[len(ordinary) // 2 :]])
+
+    async def bad_ones_failed() -> bool:
+        left = await admin.fetchval(
+            f"select count(*) from {JOBS} where key = any($1) and (attempts < max_attempts or locked_by is not null)",
+            [nul, surrogate],
+        )
+        return bool(left == 0)
+
+    await wait_for(bad_ones_failed, timeout=20, message="the bad jobs failed for good")
+    await wait_all_done(admin, keys - {nul, surrogate}, timeout=30, fleet=fleet)
+    stopping = time.monotonic()
+    codes = await fleet.stop(timeout=10)
+    assert set(codes.values()) == {0}, codes
+    assert time.monotonic() - stopping < 5, "SIGTERM of an idle worker took more than 5 s"
+
+    errors = dict(await admin.fetch(f"select key, last_error from {JOBS} where key = any($1)", [nul, surrogate]))
+    assert errors == {
+        nul: "RuntimeError: planned failure 1 of 1: a\\x00b",
+        surrogate: "RuntimeError: planned failure 1 of 1: x\\udcff",
+    }
+    summary = worker.summary()
+    assert summary is not None
+    assert (summary["succeeded"], summary["failed"], summary["lost_leases"]) == (len(ordinary), 2, 0)
+    await check_ledger(admin, "unstorable-errors", keys, faults=2, expect_failed={nul, surrogate}, started=started)
+    print(f"CHAOS unstorable-errors: {len(ordinary)} ordinary jobs, 2 bad ones recorded as {sorted(errors.values())}")

@@ -13,7 +13,9 @@ The payload drives what an attempt does:
 * ``sleep_ms`` — how long the attempt works (times ``--sleep-factor``); ``slow_ms`` with ``slow_attempts`` —
   work that long instead on attempts up to ``slow_attempts``;
 * ``kill_self`` — SIGKILL this process right after the start row is written;
-* ``fail_times`` — the first ``fail_times`` attempts raise (outcome ``planned_failure``).
+* ``fail_times`` — the first ``fail_times`` attempts raise (outcome ``planned_failure``);
+* ``fail_text`` — appended to that failure's message: text PostgreSQL cannot hold (a NUL) tests rule 8;
+  ``fail_surrogate`` — append a lone surrogate too (a JSON payload cannot carry one, so it is made here).
 """
 
 from __future__ import annotations
@@ -127,7 +129,10 @@ def build_registry() -> TaskRegistry:
             os.kill(os.getpid(), signal.SIGKILL)
         if ctx.attempt <= int(payload.get("fail_times", 0)):
             await ledger_finish(ctx, run_id, "planned_failure")
-            raise RuntimeError(f"planned failure {ctx.attempt} of {payload['fail_times']}")
+            text = str(payload.get("fail_text", ""))
+            if payload.get("fail_surrogate"):
+                text += b"\xff".decode("utf-8", "surrogateescape")
+            raise RuntimeError(f"planned failure {ctx.attempt} of {payload['fail_times']}{text}")
         slow = ctx.attempt <= int(payload.get("slow_attempts", 0))
         sleep_ms = float(payload.get("slow_ms", 0) if slow else payload.get("sleep_ms", 0)) * SLEEP_FACTOR
         if sleep_ms:

@@ -73,8 +73,8 @@ def traceback_text(error: BaseException) -> str:
     """The traceback Python would print for ``error``, at most :data:`MAX_TRACEBACK_CHARS`, storable.
 
     A traceback holds file names, source lines and each exception's message: payload values only where the
-    handler put them into a message itself. The one exception backfill raises with payload values below it is
-    a payload validation error (pydantic's error quotes the input), so its cause is left out.
+    handler put them into a message itself. A payload validation error's cause would be pydantic's error, which
+    quotes the input: backfill raises it without one, and its cause is left out here should one ever be set.
     """
     chain = not isinstance(error, PayloadValidationError)
     try:

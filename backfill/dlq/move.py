@@ -120,7 +120,11 @@ def _statements(schema: SchemaName) -> _Statements:
             from history
            group by history.job_id
         ), dead as (
-          select moved.id, moved.payload, moved.priority, moved.run_at, moved.attempts, moved.max_attempts,
+          select moved.id, moved.payload, moved.priority, moved.run_at,
+                 -- The attempts that ran: a permanent failure set the row's to the maximum, but its history
+                 -- row holds the attempt it failed on (a job failed for good at once ran 1 of 8, not 8 of 8).
+                 case when looked.recorded then told.last_attempt else moved.attempts end as attempts,
+                 moved.max_attempts,
                  moved.last_error, moved.created_at, moved.key, moved.task_identifier, moved.queue_name,
                  nullif(moved.flags - looked.dlq_flags, '{{}}'::jsonb) as flags,
                  coalesce(told.errors, '[]'::jsonb) || case

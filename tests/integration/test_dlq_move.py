@@ -104,10 +104,12 @@ async def test_a_permanent_failure_lands_after_one_attempt_as_permanent(
     await run_worker(database_url, DeadLetterMover(dlq_pool, SCHEMA))
 
     [entry] = await entries(dlq_pool)
+    # One attempt ran, though the permanent failure set the row's attempts to the maximum: the entry (and
+    # `dlq list`, which shows attempts/max_attempts) says 1 of 25, not 25 of 25.
     assert (entry.job_id, entry.reason, entry.attempts, entry.max_attempts) == (
         job_id,
         Reason.PERMANENT_FAILURE,
-        25,
+        1,
         25,
     )
     # The history names the attempt that ran (the first), though the row's attempts jumped to the maximum.

@@ -57,6 +57,19 @@ def lane_of(priority: int, flags: Collection[str] | None) -> str:
     return FAST_LANE if priority < 0 else BULK_LANE
 
 
+def lane_sql(job: str) -> str:
+    """:func:`lane_of` as SQL over the job row aliased ``job`` (for listings and figures grouped by lane).
+    The flag names are constants of this module, spliced as literals (they hold no quote)."""
+    return f"""coalesce(
+        case when jsonb_typeof({job}.flags) = 'object' and {job}.flags ? '{LANE_FLAG}' then (
+          select min(substr(flag, {len(LANE_FLAG_PREFIX) + 1}))
+            from jsonb_object_keys({job}.flags) as flag
+           where starts_with(flag, '{LANE_FLAG_PREFIX}')
+        ) end,
+        case when {job}.priority < 0 then '{FAST_LANE}' else '{BULK_LANE}' end
+    )"""
+
+
 @dataclass(frozen=True, slots=True)
 class Lane:
     """A lane a worker process runs: its name and how many of its jobs may run at once."""

@@ -398,6 +398,7 @@ class WorkerRunner:
                 required_flags=lane_filter.required_flags,
                 # One loop monitor per process: the lanes share the loop, so one report per stall.
                 loop_block_threshold=_LOOP_BLOCK_THRESHOLD if upkeep else None,
+                lane=lane.name,  # recorded with the worker's heartbeat row: `backfill workers` shows it
             )
             events = Events()
             worker = Worker(

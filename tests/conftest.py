@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -10,6 +11,23 @@ import pytest
 
 from backfill.core.migrate import migrate
 from tests.support.postgres import PostgresServer, start_server, unique_database_name
+
+
+@pytest.fixture(autouse=True)
+def _logging_as_it_was() -> Iterator[None]:
+    """Put the root logger back after each test. The CLI run in-process, and the runner's from_env, configure
+    logging as a process they own would (a root handler on the stderr of the moment, the root level, warnings
+    captured); left in place, later tests would log into a closed capture stream and at another level."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    for handler in list(root.handlers):
+        # pytest's own capture handlers come and go with each phase of the test: those are pytest's business.
+        if handler not in handlers and not type(handler).__module__.startswith("_pytest"):
+            root.removeHandler(handler)
+            handler.close()
+    root.setLevel(level)
+    logging.captureWarnings(False)
 
 
 @pytest.fixture(scope="session")

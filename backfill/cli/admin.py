@@ -7,10 +7,11 @@ from datetime import UTC, datetime
 
 from backfill.cli.common import Commands, add_database_options, add_json_option, open_connection, open_utils, schema_of
 from backfill.cli.exit_codes import EXIT_OK
-from backfill.cli.output import age, note, plural, print_json, table
+from backfill.cli.output import age, note, plural, print_json, table, to_jsonable
 from backfill.core.admin_models import TaskStats
 from backfill.core.errors import DatabaseError
 from backfill.core.utils import CLEANUP_TASKS, DEFAULT_CLEANUP_TASKS
+from backfill.lane_figures import LaneStats, lane_stats, queue_lanes
 
 _STATES = ("waiting", "scheduled", "running", "retrying", "failed")
 
@@ -79,16 +80,33 @@ def _common(parser: argparse.ArgumentParser, handler: object) -> None:
 async def _stats_command(args: argparse.Namespace) -> int:
     async with open_utils(args) as utils:
         tasks = await utils.task_stats()
+    async with open_connection(args) as connection:
+        lanes = await lane_stats(connection, schema_of(args))
     totals = {state: sum(getattr(task, state) for task in tasks) for state in _STATES}
     totals["total"] = sum(task.total for task in tasks)
     if args.json:
-        print_json({"tasks": [_with_total(task) for task in tasks], "totals": totals})
+        print_json(
+            {
+                "tasks": [_with_total(task) for task in tasks],
+                "lanes": [_lane_with_total(lane) for lane in lanes],
+                "totals": totals,
+            }
+        )
         return EXIT_OK
     headers = ("TASK", *(state.upper() for state in _STATES), "TOTAL")
     rows = [(task.task_identifier, *(getattr(task, state) for state in _STATES), task.total) for task in tasks]
     rows.append(("(all tasks)", *totals.values()))
     print(table(headers, rows, right=headers[1:]))
+    if lanes:
+        print()
+        lane_headers = ("LANE", *(state.upper() for state in _STATES), "TOTAL")
+        lane_rows = [(lane.lane, *(getattr(lane, state) for state in _STATES), lane.total) for lane in lanes]
+        print(table(lane_headers, lane_rows, right=lane_headers[1:]))
     return EXIT_OK
+
+
+def _lane_with_total(lane: LaneStats) -> dict[str, object]:
+    return {"lane": lane.lane, **{state: getattr(lane, state) for state in _STATES}, "total": lane.total}
 
 
 def _with_total(task: TaskStats) -> dict[str, object]:
@@ -102,13 +120,24 @@ def _with_total(task: TaskStats) -> dict[str, object]:
 async def _queues_command(args: argparse.Namespace) -> int:
     async with open_utils(args) as utils:
         queues = await utils.queue_stats()
+    async with open_connection(args) as connection:
+        lanes = await queue_lanes(connection, schema_of(args))
     if args.json:
-        print_json(queues)
+        print_json([{**to_jsonable(q), "lanes": list(lanes.get(q.queue_name, ()))} for q in queues])
         return EXIT_OK
-    headers = ("QUEUE", "JOBS", "WAITING", "RUNNING", "LOCKED_BY", "LOCKED", "OLDEST_WAITING")
+    headers = ("QUEUE", "LANES", "JOBS", "WAITING", "RUNNING", "LOCKED_BY", "LOCKED", "OLDEST_WAITING")
     now = datetime.now(UTC)
     rows = [
-        (q.queue_name, q.total, q.waiting, q.running, q.locked_by, age(q.locked_at, now), q.oldest_waiting_age)
+        (
+            q.queue_name,
+            ",".join(lanes.get(q.queue_name, ())) or None,
+            q.total,
+            q.waiting,
+            q.running,
+            q.locked_by,
+            age(q.locked_at, now),
+            q.oldest_waiting_age,
+        )
         for q in queues
     ]
     print(table(headers, rows, right=("JOBS", "WAITING", "RUNNING")))
@@ -121,11 +150,14 @@ async def _workers_command(args: argparse.Namespace) -> int:
     if args.json:
         print_json(workers)
         return EXIT_OK
-    headers = ("WORKER", "REGISTERED", "ALIVE", "HOST", "PID", "CONCURRENCY", "JOBS", "QUEUES", "HEARTBEAT", "VERSION")
+    headers = (
+        "WORKER", "LANE", "REGISTERED", "ALIVE", "HOST", "PID", "CONCURRENCY", "JOBS", "QUEUES", "HEARTBEAT", "VERSION"
+    )  # fmt: skip
     now = datetime.now(UTC)
     rows = [
         (
             w.worker_id,
+            w.lane,
             w.registered,
             "unknown" if w.alive is None else w.alive,
             w.hostname,

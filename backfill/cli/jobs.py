@@ -24,13 +24,13 @@ from backfill.cli.common import (
 )
 from backfill.cli.exit_codes import EXIT_NOT_FOUND, EXIT_OK
 from backfill.cli.job_actions import register_actions
-from backfill.cli.output import NONE, cell, note, plural, print_json, table, timestamp
+from backfill.cli.output import NONE, cell, note, plural, print_json, table, timestamp, to_jsonable
 from backfill.client import BackfillClient
 from backfill.core.admin_models import JobInfo, JobState
 from backfill.core.db import database_url_from_env
 from backfill.core.errors import ConfigurationError
 from backfill.core.jobs import JobKeyMode
-from backfill.lanes import lane_of
+from backfill.lanes import Lane, LaneFilter, lane_of
 from backfill.priorities import Priority
 
 
@@ -82,6 +82,7 @@ def register(commands: Commands) -> None:
     listing.add_argument("--state", choices=[state.value for state in JobState], help="derived state (see docs)")
     listing.add_argument("--locked-by", metavar="W", help="worker id holding the job")
     listing.add_argument("--key", metavar="K", help="job key")
+    listing.add_argument("--lane", metavar="LANE", help="fast, bulk or a custom lane: the jobs that lane's workers run")
     listing.add_argument(
         "--exception-type", metavar="E", help="the exception that failed the last attempt (KeyError, myapp.Error)"
     )
@@ -163,6 +164,7 @@ def parse_priority(text: str | None) -> int | None:
 _LIST_HEADERS = (
     "ID",
     "TASK",
+    "LANE",
     "QUEUE",
     "STATE",
     "PRIORITY",
@@ -176,6 +178,7 @@ _LIST_HEADERS = (
 
 
 async def _list_command(args: argparse.Namespace) -> int:
+    lane = _lane_filter(args.lane)
     async with open_utils(args) as utils:
         found = await utils.list_jobs(
             task=args.task,
@@ -186,14 +189,19 @@ async def _list_command(args: argparse.Namespace) -> int:
             limit=args.limit,
             after_id=args.after,
             exception_type=args.exception_type,
+            min_priority=None if lane is None else lane.min_priority,
+            max_priority=None if lane is None else lane.max_priority,
+            required_flags=lane.required_flags if lane is not None and lane.required_flags else None,
+            forbidden_flags=lane.forbidden_flags if lane is not None and lane.forbidden_flags else None,
         )
     if args.json:
-        print_json(found)
+        print_json([{**to_jsonable(job), "lane": lane_of(job.priority, job.flags)} for job in found])
         return EXIT_OK
     rows = [
         (
             job.id,
             job.task_identifier,
+            lane_of(job.priority, job.flags),
             job.queue_name,
             job.state,
             job.priority,
@@ -210,6 +218,16 @@ async def _list_command(args: argparse.Namespace) -> int:
     if len(found) == args.limit:
         note(f"{plural(len(found), 'job')} shown; the next page: --after {found[-1].id}")
     return EXIT_OK
+
+
+def _lane_filter(name: str | None) -> LaneFilter | None:
+    """``--lane``: the slice of the jobs table that lane's workers fetch."""
+    if name is None:
+        return None
+    try:
+        return Lane(name, 1).fetch_filter()
+    except ConfigurationError as error:
+        raise ConfigurationError(f"--lane: {str(error).removeprefix('lane name: ')}") from None
 
 
 async def _show_command(args: argparse.Namespace) -> int:

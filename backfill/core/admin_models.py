@@ -185,6 +185,7 @@ class WorkerInfo:
     concurrency: int | None = None
     tasks: tuple[str, ...] = ()
     version: str | None = None
+    lane: str | None = None  # the label the worker registered with (its lane, for a runner's workers)
 
     @classmethod
     def from_record(cls, record: Mapping[str, Any]) -> WorkerInfo:
@@ -202,6 +203,7 @@ class WorkerInfo:
             concurrency=record["concurrency"],
             tasks=tuple(record["tasks"] or ()),
             version=record["version"],
+            lane=record["lane"],
         )
 
 

@@ -7,6 +7,7 @@ wraps them). The statements are built once per schema.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from functools import cache
 
 from backfill.core.admin_models import JobInfo, JobState, QueueStats, TaskStats, WorkerInfo
@@ -91,6 +92,11 @@ def _list_jobs_sql(schema: SchemaName, *, history: bool) -> str:
              and ($4::text is null or j.locked_by = $4::text)
              and ($5::text is null or j.key = $5::text)
              and ($6::bigint is null or j.id > $6::bigint)
+             -- A worker's fetch filter (WorkerOptions): the slice of the table a lane's worker fetches.
+             and ($9::int is null or j.priority >= $9::int)
+             and ($10::int is null or j.priority <= $10::int)
+             and ($11::text[] is null or j.flags ?| $11::text[])
+             and ($12::text[] is null or (j.flags ?| $12::text[]) is not true)
         ) as listed
          where $8::text is null or listed.exception_type = $8::text
          order by listed.id
@@ -116,6 +122,10 @@ async def list_jobs(
     limit: int,
     after_id: int | None,
     exception_type: str | None = None,
+    min_priority: int | None = None,
+    max_priority: int | None = None,
+    required_flags: Sequence[str] | None = None,
+    forbidden_flags: Sequence[str] | None = None,
 ) -> list[JobInfo]:
     history = await has_exception_types(connection, schema)
     rows = await connection.fetch(
@@ -128,6 +138,10 @@ async def list_jobs(
         after_id,
         limit,
         exception_type,
+        min_priority,
+        max_priority,
+        None if required_flags is None else list(required_flags),
+        None if forbidden_flags is None else list(forbidden_flags),
     )
     return [JobInfo.from_record(row) for row in rows]
 
@@ -187,14 +201,16 @@ WORKERS_TABLE = "backfill_workers"
 _NO_REGISTERED_WORKERS = """
     (select null::text as worker_id, null::text as hostname, null::int as pid, null::timestamptz as started_at,
             null::timestamptz as last_heartbeat_at, null::interval as dead_after, null::int as concurrency,
-            null::text[] as tasks, null::text as version
+            null::text[] as tasks, null::text as version, null::text as lane
       where false)
 """
 
 
 @cache
-def _workers_sql(schema: SchemaName, *, registry: bool) -> str:
+def _workers_sql(schema: SchemaName, *, registry: bool, lanes: bool) -> str:
     registered = schema.qualify(WORKERS_TABLE) if registry else _NO_REGISTERED_WORKERS
+    # The lane column arrived with core migration 4; a registry made by an older backfill has none.
+    lane = "w.lane" if lanes or not registry else "null::text"
     # A full join: registered workers holding nothing, and lock owners that never registered (Node workers).
     return f"""
         with held as (
@@ -213,7 +229,7 @@ def _workers_sql(schema: SchemaName, *, registry: bool) -> str:
                coalesce(o.locked_jobs, 0) as locked_jobs,
                coalesce(o.locked_queues, 0) as locked_queues,
                w.hostname, w.pid, w.started_at, w.last_heartbeat_at, w.dead_after, w.concurrency, w.tasks,
-               w.version
+               w.version, {lane} as lane
           from {registered} as w
           full join owners as o on o.worker_id = w.worker_id
          order by registered desc, worker_id
@@ -224,5 +240,12 @@ async def workers(connection: Executor, schema: SchemaName) -> list[WorkerInfo]:
     registry = bool(
         await connection.fetchval("select to_regclass($1::text) is not null", schema.qualify(WORKERS_TABLE))
     )
-    rows = await connection.fetch(_workers_sql(schema, registry=registry))
+    lanes = registry and bool(
+        await connection.fetchval(
+            "select exists (select 1 from pg_attribute where attrelid = to_regclass($1::text)"
+            " and attname = 'lane' and not attisdropped)",
+            schema.qualify(WORKERS_TABLE),
+        )
+    )
+    rows = await connection.fetch(_workers_sql(schema, registry=registry, lanes=lanes))
     return [WorkerInfo.from_record(row) for row in rows]

@@ -56,6 +56,7 @@ class Heartbeat:
         tasks: Sequence[str],
         events: Events,
         on_declared_dead: Callable[[], None] = lambda: None,
+        lane: str | None = None,
     ) -> None:
         if interval <= 0:
             raise ConfigurationError(f"the heartbeat interval must be positive, got {interval}")
@@ -70,6 +71,7 @@ class Heartbeat:
         self._dead_after = timedelta(seconds=dead_after)
         self._concurrency = concurrency
         self._tasks = list(tasks)
+        self._lane = lane
         self._events = events
         self._on_declared_dead = on_declared_dead  # the worker drops the claims it has not started yet
         self._registered = False
@@ -78,8 +80,8 @@ class Heartbeat:
         table = schema.qualify("backfill_workers")
         # On conflict (register called twice) the row keeps its started_at: it is the same life of the worker.
         self._register_sql = f"""
-            insert into {table} (worker_id, hostname, pid, dead_after, concurrency, tasks, version)
-            values ($1::text, $2::text, $3::int, $4::interval, $5::int, $6::text[], $7::text)
+            insert into {table} (worker_id, hostname, pid, dead_after, concurrency, tasks, version, lane)
+            values ($1::text, $2::text, $3::int, $4::interval, $5::int, $6::text[], $7::text, $8::text)
             on conflict (worker_id) do update
                set hostname = excluded.hostname,
                    pid = excluded.pid,
@@ -88,6 +90,7 @@ class Heartbeat:
                    concurrency = excluded.concurrency,
                    tasks = excluded.tasks,
                    version = excluded.version,
+                   lane = excluded.lane,
                    declared_dead_at = null
         """
         # A row declared dead takes no more beats: the worker must learn that its jobs were released.
@@ -117,6 +120,7 @@ class Heartbeat:
                 self._concurrency,
                 self._tasks,
                 _backfill_version(),
+                self._lane,
             )
         self._registered = True
 

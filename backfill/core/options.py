@@ -62,6 +62,8 @@ class WorkerOptions:
       shutdown grace period) before it is reported as stuck and its slot given up.
     * ``loop_block_threshold`` — the event loop stalled this many seconds (a handler doing blocking work in an
       ``async def``) is reported with the stack that blocked it; ``None`` turns the watchdog off.
+    * ``lane`` — a name for the slice of jobs this worker fetches, recorded with its heartbeat row (and shown
+      by ``backfill workers``); backfill's runner gives each of its workers its lane's name.
     """
 
     schema: str | SchemaName | None = None
@@ -91,6 +93,7 @@ class WorkerOptions:
     cancel_grace_period: float = 1.0
     loop_block_threshold: float | None = 1.0
     worker_id: str = field(default_factory=new_worker_id)
+    lane: str | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "schema", SchemaName.coerce(self.schema))
@@ -123,6 +126,8 @@ class WorkerOptions:
         _non_negative_number("cancel_grace_period", self.cancel_grace_period)
         if self.loop_block_threshold is not None:
             _positive_number("loop_block_threshold", self.loop_block_threshold)
+        if self.lane is not None and (not isinstance(self.lane, str) or not 0 < len(self.lane) <= 64):
+            raise ConfigurationError(f"lane must be a name of 1 to 64 characters, got {self.lane!r}")
         for name in ("forbidden_flags", "required_flags"):
             flags = getattr(self, name)
             if isinstance(flags, str) or not all(isinstance(f, str) for f in flags):

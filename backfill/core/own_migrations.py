@@ -64,6 +64,7 @@ CORE_MIGRATIONS: tuple[OwnMigration, ...] = (
     OwnMigration(1, "workers", "backfill_001_workers.sql"),
     OwnMigration(2, "job errors", "backfill_002_job_errors.sql"),
     OwnMigration(3, "error details", "backfill_003_error_details.sql"),
+    OwnMigration(4, "worker lanes", "backfill_004_worker_lanes.sql"),
 )
 
 

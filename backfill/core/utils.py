@@ -312,10 +312,16 @@ class WorkerUtils:
         limit: int = 100,
         after_id: int | None = None,
         exception_type: str | None = None,
+        min_priority: int | None = None,
+        max_priority: int | None = None,
+        required_flags: Sequence[str] | None = None,
+        forbidden_flags: Sequence[str] | None = None,
     ) -> list[JobInfo]:
         """Jobs matching every filter given, by ascending id; pass the last id seen as ``after_id`` for the
         next page. ``exception_type`` ("KeyError") matches the type of the exception that failed a job's
-        last attempt, as backfill's error history recorded it."""
+        last attempt, as backfill's error history recorded it. ``min_priority``/``max_priority`` (inclusive),
+        ``required_flags`` (any of) and ``forbidden_flags`` (none of) select what a worker with those
+        :class:`~backfill.core.options.WorkerOptions` fetches: a lane, in backfill's runner."""
         if state is not None:
             try:
                 state = JobState(state)
@@ -328,6 +334,11 @@ class WorkerUtils:
                 raise ConfigurationError(f"{name} must be a string, not {type(value).__name__}")
         _check_optional_int("limit", limit, 1, 2**31 - 1, error=ConfigurationError)
         _check_optional_int("after_id", after_id, 0, BIGINT_MAX, error=ConfigurationError)
+        for name, bound in (("min_priority", min_priority), ("max_priority", max_priority)):
+            _check_optional_int(name, bound, -(2**15), 2**15 - 1, error=ConfigurationError)
+        for name, flags in (("required_flags", required_flags), ("forbidden_flags", forbidden_flags)):
+            if flags is not None and (isinstance(flags, str) or not all(isinstance(f, str) for f in flags)):
+                raise ConfigurationError(f"{name} must be a list of strings")
         async with self._connection("list_jobs") as connection:
             return await admin_queries.list_jobs(
                 connection,
@@ -340,6 +351,10 @@ class WorkerUtils:
                 limit=limit,
                 after_id=after_id,
                 exception_type=exception_type,
+                min_priority=min_priority,
+                max_priority=max_priority,
+                required_flags=required_flags,
+                forbidden_flags=forbidden_flags,
             )
 
     async def queue_stats(self) -> list[QueueStats]:

@@ -764,6 +764,7 @@ class Worker:
             tasks=self._identifiers,
             events=self.events,
             on_declared_dead=lambda: self._forfeit_unstarted("it was declared dead and its jobs were released"),
+            lane=self.options.lane,
         )
 
     def _make_listener(self, pool: asyncpg.Pool[Any]) -> Listener:

@@ -22,34 +22,10 @@ from backfill.core.schema import SchemaName
 from backfill.core.tasks import TaskRegistry
 from backfill.core.worker import Worker
 from backfill.migrations import migrate_all
+from tests.integration.worker_support.cli import Cli
 from tests.integration.worker_support.helpers import JOBS_TABLE, QUEUES_TABLE, job_count
 
 WORKERS_TABLE = "graphile_worker.backfill_workers"
-
-
-class Cli:
-    """Runs ``backfill ARGS -c DATABASE_URL`` in-process and returns (exit code, stdout, stderr)."""
-
-    def __init__(self, capsys: pytest.CaptureFixture[str], database_url: str) -> None:
-        self.capsys = capsys
-        self.database_url = database_url
-
-    async def __call__(self, *args: str) -> tuple[int, str, str]:
-        self.capsys.readouterr()  # drop anything printed before
-        code = await asyncio.to_thread(main, [*args, "-c", self.database_url])
-        captured = self.capsys.readouterr()
-        return code, captured.out, captured.err
-
-    async def json(self, *args: str) -> Any:
-        code, out, err = await self(*args, "--json")
-        assert code == EXIT_OK, err
-        return json.loads(out)
-
-
-@pytest.fixture
-def cli(capsys: pytest.CaptureFixture[str], database_url: str, monkeypatch: pytest.MonkeyPatch) -> Cli:
-    monkeypatch.delenv("GRAPHILE_WORKER_SCHEMA", raising=False)
-    return Cli(capsys, database_url)
 
 
 async def usage_error(cli: Cli, *args: str) -> str:
@@ -162,6 +138,7 @@ async def test_jobs_list_prints_a_table_without_payloads(cli: Cli, pool: asyncpg
     assert header.split() == [
         "ID",
         "TASK",
+        "LANE",
         "QUEUE",
         "STATE",
         "PRIORITY",
@@ -172,9 +149,9 @@ async def test_jobs_list_prints_a_table_without_payloads(cli: Cli, pool: asyncpg
         "EXCEPTION",
         "LAST_ERROR",
     ]
-    assert [row.split()[:4] for row in rows] == [
-        [str(first.id), "mail", "q1", "waiting"],
-        [str(second.id), "sms", "-", "waiting"],
+    assert [row.split()[:5] for row in rows] == [
+        [str(first.id), "mail", "bulk", "q1", "waiting"],
+        [str(second.id), "sms", "bulk", "-", "waiting"],
     ]
     assert "do-not-show" not in out
 
@@ -345,10 +322,16 @@ async def test_stats_counts_each_task_by_state_with_totals(
     assert code == EXIT_OK, err
     lines = [line.split() for line in out.splitlines()]
     assert lines[0] == ["TASK", "WAITING", "SCHEDULED", "RUNNING", "RETRYING", "FAILED", "TOTAL"]
-    assert lines[1:] == [
+    assert lines[1:4] == [
         ["mail", "1", "1", "0", "0", "0", "2"],
         ["sms", "0", "0", "1", "0", "0", "1"],
         ["(all", "tasks)", "1", "1", "1", "0", "0", "3"],
+    ]
+    # Then the same jobs by lane (all three priority 0, no lane flag: the Bulk lane).
+    assert lines[4:] == [
+        [],
+        ["LANE", "WAITING", "SCHEDULED", "RUNNING", "RETRYING", "FAILED", "TOTAL"],
+        ["bulk", "1", "1", "1", "0", "0", "3"],
     ]
 
     stats = await cli.json("stats")
@@ -365,8 +348,8 @@ async def test_queues_shows_backlog_lock_and_oldest_wait(
     code, out, err = await cli("queues")
     assert code == EXIT_OK, err
     header, row = out.splitlines()
-    assert header.split() == ["QUEUE", "JOBS", "WAITING", "RUNNING", "LOCKED_BY", "LOCKED", "OLDEST_WAITING"]
-    assert row.split()[:5] == ["emails", "1", "1", "0", "w7"]
+    assert header.split() == ["QUEUE", "LANES", "JOBS", "WAITING", "RUNNING", "LOCKED_BY", "LOCKED", "OLDEST_WAITING"]
+    assert row.split()[:6] == ["emails", "bulk", "1", "1", "0", "w7"]
     assert row.split()[-1].startswith("5m")
 
     (queue,) = await cli.json("queues")
@@ -388,9 +371,9 @@ async def test_workers_shows_registered_and_unregistered_lock_owners(
     code, out, err = await cli("workers")
     assert code == EXIT_OK, err
     header, registered, unregistered = (line.split() for line in out.splitlines())
-    assert header[:8] == ["WORKER", "REGISTERED", "ALIVE", "HOST", "PID", "CONCURRENCY", "JOBS", "QUEUES"]
-    assert registered[:8] == ["py-1", "yes", "yes", "host-a", "42", "8", "0", "0"]
-    assert unregistered[:8] == ["node-1", "no", "unknown", "-", "-", "-", "1", "0"]
+    assert header[:9] == ["WORKER", "LANE", "REGISTERED", "ALIVE", "HOST", "PID", "CONCURRENCY", "JOBS", "QUEUES"]
+    assert registered[:9] == ["py-1", "-", "yes", "yes", "host-a", "42", "8", "0", "0"]
+    assert unregistered[:9] == ["node-1", "-", "no", "unknown", "-", "-", "-", "1", "0"]
 
     found = await cli.json("workers")
     assert [(w["worker_id"], w["registered"], w["alive"]) for w in found] == [

@@ -40,14 +40,18 @@ async def test_enqueueing_into_a_lane_no_runner_declared_warns_once_and_still_en
     await migrate_all(pool, SCHEMA)
     await declare_lanes(pool, SCHEMA, [Lane("reports", 2)])
     client = BackfillClient(pool)
+
+    def warnings() -> list[str]:
+        return [r.getMessage() for r in caplog.records if r.name == "backfill.lanes" and r.levelno >= logging.WARNING]
+
     with caplog.at_level(logging.WARNING, logger="backfill.lanes"):
         await client.enqueue("monthly", {}, lane="reports")
-        assert caplog.records == []  # a declared lane: nothing to say
+        assert warnings() == []  # a declared lane: nothing to say
         typo = await client.enqueue("monthly", {}, lane="reprots")
         await client.enqueue("monthly", {}, lane="reprots")
         await client.enqueue_fast("monthly", {})
-    assert len(caplog.records) == 1, [record.getMessage() for record in caplog.records]
-    message = caplog.records[0].getMessage()
+    assert len(warnings()) == 1, warnings()
+    message = warnings()[0]
     assert "'reprots'" in message and "reports" in message
     assert await pool.fetchval(f"select count(*) from {JOBS_TABLE} where id = $1", typo.id) == 1
 
@@ -58,11 +62,11 @@ async def test_a_new_schema_beside_an_existing_queue_warns(
     # The test database has graphile_worker installed; GRAPHILE_WORKER_SCHEMA=graphile_wroker would do this:
     with caplog.at_level(logging.WARNING, logger="backfill.migrate"):
         await migrate_all(conn, SchemaName("graphile_wroker"))
-    warnings = [record.getMessage() for record in caplog.records if record.levelno == logging.WARNING]
+    warnings = [r.getMessage() for r in caplog.records if r.name == "backfill.migrate" and r.levelno == logging.WARNING]
     assert len(warnings) == 1
     assert "graphile_wroker" in warnings[0] and "graphile_worker" in warnings[0]
     caplog.clear()
     with caplog.at_level(logging.WARNING, logger="backfill.migrate"):
         await migrate_all(conn, SCHEMA)  # an existing schema brought up to date: nothing new was created
         await migrate_all(conn, SchemaName("graphile_wroker"))
-    assert [record for record in caplog.records if record.levelno == logging.WARNING] == []
+    assert [r for r in caplog.records if r.name == "backfill.migrate" and r.levelno == logging.WARNING] == []

@@ -136,7 +136,7 @@ async def test_a_suspect_that_fails_normally_is_cleared_of_suspicion(
 
     await Worker(database_url, tasks=registry, options=fast_options()).run_once()
     row = await conn.fetchrow(f"select attempts, last_error from {JOBS} where id = $1", job.id)
-    assert row is not None and (row["attempts"], row["last_error"]) == (1, "an ordinary failure")
+    assert row is not None and (row["attempts"], row["last_error"]) == (1, "RuntimeError: an ordinary failure")
     assert await flags_of(conn, job.id) == {"other": True}
 
 

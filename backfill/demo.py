@@ -10,9 +10,7 @@ empty, and prints what happened lane by lane.
 from __future__ import annotations
 
 import asyncio
-import logging
 import os
-import tempfile
 import time
 from collections import Counter
 from typing import Any
@@ -22,9 +20,10 @@ import asyncpg
 from backfill.client import BackfillClient, Enqueue
 from backfill.core.context import JobContext
 from backfill.core.db import redact_dsn
-from backfill.core.errors import ConfigurationError, PermanentFailure
+from backfill.core.errors import PermanentFailure
 from backfill.core.tasks import TaskRegistry
 from backfill.dlq import DeadLetterQueue
+from backfill.embedded import start_embedded_postgres
 from backfill.priorities import Priority
 from backfill.runner import WorkerRunner
 from backfill.settings import BackfillSettings
@@ -75,30 +74,13 @@ def build_demo_tasks(ran: Counter[str]) -> TaskRegistry:
 
 async def run_demo(*, jobs: int = 200) -> int:
     dsn = os.environ.get("DATABASE_URL")
-    server: Any = None
-    if not dsn:
-        server, dsn = _start_embedded_postgres()
-    print(f"database: {redact_dsn(dsn)}")
-    try:
+    if dsn:
+        print(f"database: {redact_dsn(dsn)}")
         return await _demo(dsn, jobs)
-    finally:
-        if server is not None:
-            server.cleanup()
-
-
-def _start_embedded_postgres() -> tuple[Any, str]:
-    try:
-        import pgserver
-    except ImportError as error:
-        raise ConfigurationError(
-            "DATABASE_URL is not set and the embedded PostgreSQL is not installed: "
-            "pip install 'backfill[embedded]' or set DATABASE_URL"
-        ) from error
-    logging.getLogger("pgserver").setLevel(logging.WARNING)  # its INFO lines drown the demo's output
-    data_dir = tempfile.mkdtemp(prefix="backfill-demo-pg-")
-    print(f"DATABASE_URL is not set: starting an embedded PostgreSQL in {data_dir}")
-    server = pgserver.get_server(data_dir, cleanup_mode="delete")  # type: ignore[attr-defined]
-    return server, str(server.get_uri())
+    print("DATABASE_URL is not set: starting an embedded PostgreSQL, deleted when the demo ends")
+    with start_embedded_postgres(prefix="backfill-demo-pg-") as server:
+        print(f"database: {redact_dsn(server.dsn)}")
+        return await _demo(server.dsn, jobs)
 
 
 async def _demo(dsn: str, jobs: int) -> int:

@@ -16,8 +16,8 @@ from tests.support.postgres import PostgresServer, start_server, unique_database
 def postgres_server() -> Iterator[PostgresServer]:
     server = start_server()
     yield server
-    if server.handle is not None:
-        server.handle.cleanup()
+    if server.embedded is not None:
+        server.embedded.stop()
 
 
 @pytest.fixture

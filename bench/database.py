@@ -14,20 +14,15 @@ from bench.systems import System, quote_ident
 
 @contextmanager
 def database_url(given: str | None) -> Iterator[str]:
-    """``given``, else ``DATABASE_URL``, else a throwaway server started from the pgserver wheel."""
+    """``given``, else ``DATABASE_URL``, else a throwaway embedded server (:mod:`backfill.embedded`)."""
     url = given or os.environ.get("DATABASE_URL")
     if url:
         yield url
         return
-    from tests.support.postgres import start_server
+    from backfill.embedded import start_embedded_postgres
 
-    server = start_server()
-    try:
-        yield server.admin_dsn
-    finally:
-        cleanup = getattr(server.handle, "cleanup", None)
-        if callable(cleanup):
-            cleanup()
+    with start_embedded_postgres(prefix="backfill-bench-pg-") as server:
+        yield server.dsn
 
 
 class BenchDatabase:

@@ -39,9 +39,8 @@ async def resize_image(payload: dict[str, str]) -> None:
 
 async def make_dead_jobs(dsn: str) -> None:
     """Enqueue jobs that fail on their only attempt, and run them: the runner moves them to the DLQ."""
-    async with backfill.WorkerUtils(dsn) as utils:
-        await utils.migrate()
     async with backfill.BackfillClient(dsn) as client:
+        await client.migrate()  # everything the client and the runner use, before the first enqueue
         for n in range(3):
             await client.enqueue("triage.send_email", {"to": f"user{n}@example.com"}, max_attempts=1)
         await client.enqueue("triage.send_email", {"to": "ghost@unknown.example"}, max_attempts=1)

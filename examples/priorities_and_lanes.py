@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import os
 import time
 from dataclasses import dataclass
 
@@ -67,10 +66,8 @@ async def main() -> int:
     # The lanes a worker runs come from its settings: here BACKFILL_LANES="reports=1" and two Bulk slots,
     # given as overrides so that the example needs nothing but DATABASE_URL.
     settings = BackfillSettings.load(lanes="reports=1", bulk_queue_concurrency=2)
-    async with backfill.WorkerUtils(os.environ["DATABASE_URL"]) as utils:
-        await utils.migrate()
-
     async with backfill.BackfillClient.from_env() as client:
+        await client.migrate()  # everything the client and the runner use, before the first enqueue
         # Enqueued least urgent first: the Bulk lane still starts them most urgent first.
         for priority in (Priority.BULK_LOWEST, Priority.BULK_LOW, Priority.BULK_DEFAULT):
             await client.enqueue("lanes.import_file", {"file": f"{priority.name.lower()}.csv"}, priority=priority)

@@ -36,10 +36,11 @@ def rebuild_report(payload: dict[str, int]) -> None:
 
 
 async def main() -> int:
-    # Install or upgrade Graphile's schema and backfill's tables (idempotent). A deployment does this once per
-    # release with `backfill migrate`; a runner also does it when it starts.
-    async with backfill.WorkerUtils(os.environ["DATABASE_URL"]) as utils:
-        await utils.migrate()
+    # Install or upgrade Graphile's schema and all of backfill's tables, the task catalog the client reads
+    # included (idempotent). A deployment does this once per release with `backfill migrate`; a runner also
+    # does it when it starts, but here the enqueueing comes first.
+    async with backfill.BackfillClient(os.environ["DATABASE_URL"]) as client:
+        await client.migrate()
 
     # The module-level functions share one client, built from DATABASE_URL on first use.
     welcome = await backfill.enqueue("quickstart.send_welcome", {"to": "ada@example.com", "name": "Ada"})

@@ -69,8 +69,10 @@ def main() -> int:
 
 
 async def migrate(dsn: str) -> None:
-    async with backfill.WorkerUtils(dsn) as utils:
-        await utils.migrate()
+    # The client's migrate, not the core's WorkerUtils.migrate: it also installs the task catalog the client
+    # reads when it enqueues.
+    async with backfill.BackfillClient(dsn) as client:
+        await client.migrate()
 
 
 if __name__ == "__main__":

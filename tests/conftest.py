@@ -34,8 +34,8 @@ def _logging_as_it_was() -> Iterator[None]:
 def postgres_server() -> Iterator[PostgresServer]:
     server = start_server()
     yield server
-    if server.handle is not None:
-        server.handle.cleanup()
+    if server.embedded is not None:
+        server.embedded.stop()
 
 
 @pytest.fixture

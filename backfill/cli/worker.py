@@ -129,6 +129,6 @@ def _crontab_items(path: str | None) -> list[CronItem]:
 
 
 async def _demo_command(args: argparse.Namespace) -> int:
-    from backfill.demo import run_demo  # imports pgserver lazily: only the demo needs it
+    from backfill.demo import run_demo  # imports the embedded PostgreSQL lazily: only the demo needs it
 
     return await run_demo(jobs=args.jobs)

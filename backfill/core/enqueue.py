@@ -61,6 +61,24 @@ def add_job_arguments(spec: JobSpec, job_key_mode: JobKeyMode | str | None) -> t
     )
 
 
+# What each parameter of add_job_sql holds, for errors that name one (see _raise_unsendable).
+_ADD_JOB_FIELDS = ("task", "payload", "queue_name", "run_at", "max_attempts", "job_key", "priority", "flags")
+
+
+def _raise_unsendable(error: asyncpg.PostgresError, fields: Sequence[str]) -> None:
+    """asyncpg refuses, before sending, a value it cannot encode (text holding a lone surrogate, which is not
+    valid Unicode) with "invalid input for query argument $2: '<the value>' (<why>)": the value is the job's
+    payload, which must never reach a message or a log. Raise instead a JobSpecError naming the field and why,
+    without the value (and without the original as cause, which quotes it)."""
+    text = str(error)
+    if not text.startswith("invalid input for query argument $"):
+        return
+    number = text[len("invalid input for query argument $") :].split(":", 1)[0]
+    field_name = fields[int(number) - 1] if number.isdigit() and 0 < int(number) <= len(fields) else "spec"
+    why = text[text.rfind(" (") + 2 : -1] if text.endswith(")") and " (" in text else "it cannot be encoded"
+    raise JobSpecError(field_name, f"cannot be sent to PostgreSQL: {why}") from None
+
+
 @cache
 def _add_jobs_sql(schema: SchemaName) -> str:
     # The specs travel as one JSON array of positional arrays (see _specs_as_json): one parameter for
@@ -159,6 +177,7 @@ async def add_job_spec(
                     row, task_identifier=task_names[row["task_id"]], queue_name=queue_names.get(row["job_queue_id"])
                 )
         except asyncpg.PostgresError as error:
+            _raise_unsendable(error, _ADD_JOB_FIELDS)
             raise DatabaseError(f"add_job({identifier!r}) failed: {error}") from error
     return Job.from_record(row, task_identifier=spec.identifier, queue_name=spec.queue_name)
 
@@ -193,6 +212,7 @@ async def add_jobs(
             rows = await connection.fetch(_add_jobs_sql(schema_name), _specs_as_json(specs), job_key_preserve_run_at)
             task_names, queue_names = await _names_of(connection, schema_name, rows, specs)
         except asyncpg.PostgresError as error:
+            _raise_unsendable(error, ("specs",))
             raise DatabaseError(f"add_jobs ({len(specs)} specs) failed: {error}") from error
     return [
         Job.from_record(

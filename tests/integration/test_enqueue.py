@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import traceback
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
@@ -10,6 +12,7 @@ import asyncpg
 import pydantic
 import pytest
 
+from backfill.client import BackfillClient
 from backfill.core.enqueue import add_job, add_job_spec, add_jobs
 from backfill.core.errors import JobSpecError
 from backfill.core.jobs import Job, JobSpec
@@ -240,3 +243,23 @@ async def test_add_job_spec_enqueues_a_built_spec_with_its_timeout_flag(pool: as
 async def test_add_job_spec_refuses_anything_but_a_job_spec(pool: asyncpg.Pool[Any]) -> None:
     with pytest.raises(JobSpecError, match="spec: must be a JobSpec, not dict"):
         await add_job_spec(pool, {"identifier": "report"})  # type: ignore[arg-type]
+
+
+async def test_a_payload_postgres_cannot_receive_is_a_spec_error_that_does_not_quote_it(
+    pool: asyncpg.Pool[Any], conn: asyncpg.Connection[Any]
+) -> None:
+    # A lone surrogate is not valid Unicode: asyncpg refuses to encode it, with a message quoting the value.
+    payload = {"card": "4111-secret-\ud800-1111"}
+    attempts: list[Callable[[], Awaitable[object]]] = [
+        lambda: add_job(pool, "mail", payload),
+        lambda: add_jobs(pool, [JobSpec("mail", {"ok": 1}), JobSpec("mail", payload)]),
+        lambda: BackfillClient(pool).enqueue("mail", payload),
+    ]
+    for attempt in attempts:
+        with pytest.raises(JobSpecError) as caught:
+            await attempt()
+        rendered = "".join(traceback.format_exception(caught.value))
+        assert "secret" not in rendered, rendered
+        assert caught.value.field in {"payload", "specs"}
+        assert "surrogates not allowed" in str(caught.value)
+    assert await conn.fetchval("select count(*) from graphile_worker._private_jobs") == 0

@@ -3,7 +3,8 @@
 A runner declares its custom lanes (``BACKFILL_LANES``) at start in ``backfill_lanes`` (migration line
 ``"tasks"``, id 2). A client that enqueues into a custom lane looks the lane up there (cached for ``ttl``
 seconds) and warns once per lane when no runner has ever declared it: the job is written anyway (runners may
-be deployed after the code that enqueues), but it waits until some runner serves that lane.
+be deployed after the code that enqueues), but it waits until some runner serves that lane. Before any runner
+has started against the schema (a fresh deployment enqueueing first), nothing is known, so nothing is said.
 
 Like the task catalog, the lookup runs on the client's own pool, never on a caller's connection, and any
 failure means "cannot tell" (no warning).
@@ -56,7 +57,12 @@ class LaneCatalog:
 
     def __init__(self, schema: SchemaName, *, ttl: float = DEFAULT_TTL) -> None:
         self._ttl = ttl
-        self._statement = f"select name from {schema.qualify('backfill_lanes')}"
+        # Every runner publishes its task defaults at start: none there means no runner has started against this
+        # schema yet (a fresh deployment enqueueing first), and then no lane is "undeclared" yet either.
+        self._statement = f"""
+            select array(select name from {schema.qualify("backfill_lanes")}) as lanes,
+                   exists (select 1 from {schema.qualify("backfill_task_defaults")}) as runners_seen
+        """
         self._declared: frozenset[str] | None = None
         self._expires = 0.0
         self._warned: set[str] = set()
@@ -82,10 +88,9 @@ class LaneCatalog:
         if now < self._expires:
             return self._declared
         try:
-            rows = await pool.fetch(self._statement)
+            row = await pool.fetchrow(self._statement)
         except (asyncpg.PostgresError, OSError, asyncpg.InterfaceError):
-            declared = None  # an older schema without the table, or the database away: cannot tell, so no warning
-        else:
-            declared = frozenset(row["name"] for row in rows)
+            row = None  # an older schema without the tables, or the database away: cannot tell, so no warning
+        declared = frozenset(row["lanes"]) if row is not None and row["runners_seen"] else None
         self._declared, self._expires = declared, now + self._ttl
         return declared

@@ -16,6 +16,7 @@ from backfill.lanes import Lane
 from backfill.migrations import migrate_all
 from backfill.runner import WorkerRunner
 from backfill.settings import BackfillSettings
+from backfill.task_catalog import publish_task_defaults
 from tests.integration.worker_support.helpers import JOBS_TABLE
 
 SCHEMA = SchemaName("graphile_worker")
@@ -38,8 +39,15 @@ async def test_enqueueing_into_a_lane_no_runner_declared_warns_once_and_still_en
     pool: asyncpg.Pool[Any], caplog: pytest.LogCaptureFixture
 ) -> None:
     await migrate_all(pool, SCHEMA)
-    await declare_lanes(pool, SCHEMA, [Lane("reports", 2)])
     client = BackfillClient(pool)
+    # Before any runner has started against the schema, nothing is known: no warning.
+    with caplog.at_level(logging.WARNING, logger="backfill.lanes"):
+        await client.enqueue("monthly", {}, lane="reprots")
+    assert [r for r in caplog.records if r.name == "backfill.lanes"] == []
+    # What a runner does at start: publish its tasks' defaults and declare its lanes.
+    await publish_task_defaults(pool, SCHEMA, ["monthly"])
+    await declare_lanes(pool, SCHEMA, [Lane("reports", 2)])
+    client = BackfillClient(pool)  # a fresh client: the one above cached "nothing known" for 30 s
 
     def warnings() -> list[str]:
         return [r.getMessage() for r in caplog.records if r.name == "backfill.lanes" and r.levelno >= logging.WARNING]

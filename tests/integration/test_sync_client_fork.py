@@ -28,6 +28,10 @@ from backfill.core.errors import DatabaseError
 from backfill.sync_client import SyncBackfillClient
 from tests.support.waiting import WaitTimeout, wait_for
 
+# Forking a process whose client thread runs is the very case under test (gunicorn --preload, multiprocessing);
+# Python 3.12+ warns about it on every fork.
+pytestmark = pytest.mark.filterwarnings("ignore:This process .* is multi-threaded, use of fork:DeprecationWarning")
+
 JOBS = "graphile_worker._private_jobs"
 APP = "backfill-fork-test"
 # A child needs one new connection and one statement; far less than this even on a loaded 2-core machine.

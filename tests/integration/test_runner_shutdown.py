@@ -159,8 +159,18 @@ async def test_a_signal_at_any_moment_of_start_up_ends_in_a_clean_exit(
                 await asyncio.sleep(when)
                 where = f"{when * 1000:.0f} ms after the first lane started"
             caught = _catches_sigterm(runner.process.pid)
+            swallowed = False
             runner.send(signum)
-            code = await runner.exit_code(within=EXIT_MARGIN)
+            try:
+                code = await runner.exit_code(within=EXIT_MARGIN)
+            except AssertionError:
+                if caught or not _swallowed_by_the_interpreter(signum, runner.stderr):
+                    raise
+                # A Ctrl-C that CPython itself lost while importing, before any of backfill's code ran (see
+                # below): the process started as if never signalled. A signal now must still stop it cleanly.
+                swallowed = True
+                runner.send(signal.SIGTERM)
+                code = await runner.exit_code(within=EXIT_MARGIN)
         finally:
             await runner.kill()
         where = f"{entry_point}, {signum.name} {where}"
@@ -171,10 +181,18 @@ async def test_a_signal_at_any_moment_of_start_up_ends_in_a_clean_exit(
             assert code == -signum or interrupted, f"{where}: exit {code}\n{runner.output[-3000:]}"
         else:
             assert code == 0, f"{where}: exit {code}\n{runner.output[-3000:]}"
-            assert "Traceback" not in runner.output, f"{where}\n{runner.output[-3000:]}"
+            # (A swallowed Ctrl-C leaves the interpreter's own "Exception ignored" traceback: not backfill's.)
+            assert swallowed or "Traceback" not in runner.output, f"{where}\n{runner.output[-3000:]}"
         locked = await ledger.fetchval(f"select count(*) from {JOBS} where locked_by is not null")
         workers = await ledger.fetchval("select count(*) from graphile_worker.backfill_workers")
         assert (locked, workers) == (0, 0), where
+
+
+def _swallowed_by_the_interpreter(signum: int, stderr: str) -> bool:
+    """Python's default SIGINT handler raises KeyboardInterrupt wherever the interpreter is; when that is inside
+    an import's lock clean-up (a weakref callback), CPython prints "Exception ignored in: ...
+    _get_module_lock..." and drops the exception, and the program goes on. Seen here once in ~1,000 signals."""
+    return signum == signal.SIGINT and "Exception ignored in" in stderr and "KeyboardInterrupt" in stderr
 
 
 def _catches_sigterm(pid: int) -> bool:

@@ -231,6 +231,26 @@ def _filter_clauses(fetch_filter: FetchFilter) -> str:
     return "\n             ".join(clauses)
 
 
+def _runnable_conditions(jobs: str, queues: str, tasks: str, fetch_filter: FetchFilter, *, lock_queues: bool) -> str:
+    """What makes a job runnable for this worker now: the WHERE clause the fetch and the check share.
+
+    With ``lock_queues``, eligible named queues are locked with SKIP LOCKED as they are read (the fetch); without,
+    they are only read (the check).
+    """
+    locking = "for update skip locked" if lock_queues else ""
+    return f"""
+           where jobs.is_available = true
+             and jobs.run_at <= now()
+             and jobs.task_id = any(array(select t.id from {tasks} as t where t.identifier = any($2::text[])))
+             and (
+               jobs.job_queue_id is null
+               or jobs.job_queue_id in (
+                 select job_queues.id from {queues} as job_queues where job_queues.is_available = true {locking}
+               )
+             )
+             {_filter_clauses(fetch_filter)}"""
+
+
 def _runnable_exists_sql(jobs: str, queues: str, tasks: str, fetch_filter: FetchFilter) -> str:
     # The fetch's conditions without its locks, to tell "nothing runnable" from "the runnable rows were
     # row-locked by a concurrent fetch": that fetch locks every available named queue for the length of its
@@ -239,17 +259,7 @@ def _runnable_exists_sql(jobs: str, queues: str, tasks: str, fetch_filter: Fetch
     return f"""
         select exists (
           select 1
-            from {jobs} as jobs
-           where jobs.is_available = true
-             and jobs.run_at <= now()
-             and jobs.task_id = any(array(select t.id from {tasks} as t where t.identifier = any($2::text[])))
-             and (
-               jobs.job_queue_id is null
-               or jobs.job_queue_id in (
-                 select job_queues.id from {queues} as job_queues where job_queues.is_available = true
-               )
-             )
-             {_filter_clauses(fetch_filter)}
+            from {jobs} as jobs {_runnable_conditions(jobs, queues, tasks, fetch_filter, lock_queues=False)}
              and $1::text is not null
            limit $3::int
         ) as runnable
@@ -257,7 +267,6 @@ def _runnable_exists_sql(jobs: str, queues: str, tasks: str, fetch_filter: Fetch
 
 
 def _fetch_sql(jobs: str, queues: str, tasks: str, claimed: str, fetch_filter: FetchFilter) -> str:
-    flags_clause = _filter_clauses(fetch_filter)
     # Eligible named queues are locked up front with SKIP LOCKED, so two workers fetching at once never
     # take jobs of the same queue. A batch may still find several jobs of one queue; only the first
     # (by priority, run_at) is kept, because a named queue runs one job at a time. The rest stay untouched
@@ -268,20 +277,7 @@ def _fetch_sql(jobs: str, queues: str, tasks: str, claimed: str, fetch_filter: F
     return f"""
         with candidates as (
           select jobs.id, jobs.job_queue_id, jobs.priority, jobs.run_at
-            from {jobs} as jobs
-           where jobs.is_available = true
-             and jobs.run_at <= now()
-             and jobs.task_id = any(array(select t.id from {tasks} as t where t.identifier = any($2::text[])))
-             and (
-               jobs.job_queue_id is null
-               or jobs.job_queue_id in (
-                 select job_queues.id
-                   from {queues} as job_queues
-                  where job_queues.is_available = true
-                    for update skip locked
-               )
-             )
-             {flags_clause}
+            from {jobs} as jobs {_runnable_conditions(jobs, queues, tasks, fetch_filter, lock_queues=True)}
            order by jobs.priority asc, jobs.run_at asc
            limit $3::int
              for update skip locked

@@ -4,12 +4,9 @@ summary). Each case runs as a real process."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import socket
-import sys
-from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -17,8 +14,8 @@ import pytest
 
 from backfill.core.enqueue import add_job
 from tests.integration.worker_support.payload_tasks import SECRET_VALUE
+from tests.support.processes import run_python
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 TASKS = "tests.integration.worker_support.runner_tasks"
 
 
@@ -29,17 +26,8 @@ def _env(**extra: str) -> dict[str, str]:
 
 
 async def _run(*argv: str, env: dict[str, str]) -> tuple[int, str, str]:
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        *argv,
-        cwd=REPO_ROOT,
-        env=env,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await asyncio.wait_for(process.communicate(), 60)
-    assert process.returncode is not None
-    return process.returncode, out.decode(), err.decode()
+    finished = await run_python(*argv, env=env)
+    return finished.code, finished.stdout, finished.stderr
 
 
 async def test_a_bad_schema_variable_does_not_break_help_or_imports() -> None:

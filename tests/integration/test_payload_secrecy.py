@@ -3,13 +3,10 @@ the job's last_error, a log line, or a chained exception's traceback (core worke
 
 from __future__ import annotations
 
-import asyncio
 import io
 import logging
 import os
-import sys
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -20,8 +17,8 @@ from backfill.core.worker import Worker
 from backfill.task_modules import load_tasks
 from tests.integration.worker_support.helpers import fast_options, job_row
 from tests.integration.worker_support.payload_tasks import SECRET_VALUE
+from tests.support.processes import run_python
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 TASKS = "tests.integration.worker_support.payload_tasks"
 # amount_cents is the invalid field, and its value is the secret: pydantic quotes it as input_value=...
 BAD_PAYLOAD = {"card_token": "tok_1", "amount_cents": SECRET_VALUE}
@@ -66,23 +63,10 @@ async def test_runner_logs_hold_no_payload_value(database_url: str, pool: asyncp
     job = await add_job(pool, "payload.charge", BAD_PAYLOAD, max_attempts=1)
     env = {key: value for key, value in os.environ.items() if not key.startswith("BACKFILL_")}
     env.update(DATABASE_URL=database_url, BACKFILL_TASK_MODULES=TASKS, BACKFILL_LOG_FORMAT=log_format)
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "backfill",
-        "run",
-        "--once",
-        "--env-file",
-        os.devnull,
-        cwd=REPO_ROOT,
-        env=env,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-    )
-    output, _ = await asyncio.wait_for(process.communicate(), 60)
-    text = output.decode()
+    finished = await run_python("-m", "backfill", "run", "--once", "--env-file", os.devnull, env=env, merge_stderr=True)
+    text = finished.stdout
 
-    assert process.returncode == 0, text
+    assert finished.code == 0, text
     assert "amount_cents" in text  # the failure is reported...
     assert SECRET_VALUE not in text  # ...without the value
     dead = await pool.fetchrow("select last_error from graphile_worker.backfill_dlq where job_id = $1", job.id)

@@ -13,18 +13,16 @@ from __future__ import annotations
 
 import asyncio
 import os
-import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import pytest
 
 from tests.support.postgres import PostgresServer
+from tests.support.processes import run_python
 from tests.support.proxy import TcpProxy, server_address
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 TASKS = "tests.integration.worker_support.runner_tasks"
 # The parts of every password below; none may appear in any output. Each is long enough not to occur by chance.
 SECRET_PARTS = ("hunter2", "sekrit")
@@ -109,22 +107,8 @@ async def _server_address(server: PostgresServer) -> AsyncIterator[tuple[str, in
 
 
 async def _run(argv: list[str], env: dict[str, str]) -> tuple[int, str]:
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        *argv,
-        cwd=REPO_ROOT,
-        env=env,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-    )
-    try:
-        output, _ = await asyncio.wait_for(process.communicate(), PROCESS_TIMEOUT)
-    except TimeoutError:
-        process.kill()
-        await process.wait()
-        raise
-    assert process.returncode is not None
-    return process.returncode, output.decode(errors="replace")
+    finished = await run_python(*argv, env=env, within=PROCESS_TIMEOUT, merge_stderr=True)
+    return finished.code, finished.stdout
 
 
 def _base_env() -> dict[str, str]:

@@ -4,9 +4,7 @@ shared environment must not stop a web process from enqueueing), and every CLI c
 
 from __future__ import annotations
 
-import asyncio
 import os
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -17,8 +15,7 @@ from backfill.client import BackfillClient
 from backfill.core.errors import ConfigurationError
 from backfill.settings import BackfillSettings
 from tests.integration.worker_support.helpers import JOBS_TABLE
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
+from tests.support.processes import REPO_ROOT, run_python
 
 
 async def test_a_bad_worker_variable_does_not_stop_a_client_from_enqueueing(
@@ -46,19 +43,8 @@ async def test_a_client_still_refuses_a_bad_variable_it_reads(
 
 
 async def _cli(args: list[str], cwd: Path, env: dict[str, str]) -> tuple[int, str]:
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "backfill",
-        *args,
-        cwd=cwd,
-        env=env,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-    )
-    output, _ = await asyncio.wait_for(process.communicate(), 60)
-    assert process.returncode is not None
-    return process.returncode, output.decode()
+    finished = await run_python("-m", "backfill", *args, env=env, cwd=cwd, merge_stderr=True)
+    return finished.code, finished.stdout
 
 
 def _environment_without_database() -> dict[str, str]:

@@ -538,8 +538,7 @@ class Worker:
             self.events.emit("worker:reconciled", worker_id=self.worker_id, released=released)
 
     async def _wait_for_wake(self, seconds: float) -> None:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wake.wait(), seconds)
+        await _until_any(self._wake, within=seconds)
 
     async def _drain_runnable(self) -> None:
         """``run_once``: fetch and run until nothing runnable is left and every result is written."""
@@ -558,33 +557,18 @@ class Worker:
                     return
                 # Runnable rows that the claim skipped: another fetch held their locks for its statement.
                 # Look again shortly rather than report "nothing left" with jobs waiting.
-                await self._wait_for_stop(next(rechecks))
+                await _until_any(self._stop_requested, within=next(rechecks))
                 continue
             if fetched and self._more_available and len(self._local) <= self._refill_below:
                 continue  # keep filling while the database has more and we have room
             # Wait for a slot to finish, then until the local queue is low enough to be worth a refill.
             # No await separates each state check from its clear(), so no wake-up is lost.
+            # A stop request ends the wait too: a long job must not delay a stop of run_once.
             self._slot_freed.clear()
-            await self._wait_for_slot_or_stop()
+            await _until_any(self._slot_freed, self._stop_requested)
             while len(self._local) > self._refill_below and not self._stop_requested.is_set():
                 self._slot_freed.clear()
-                await self._wait_for_slot_or_stop()
-
-    async def _wait_for_slot_or_stop(self) -> None:
-        """Until a running job ends or a stop is requested (a long job must not delay a stop in run_once)."""
-        if self._stop_requested.is_set():
-            return
-        freed = asyncio.ensure_future(self._slot_freed.wait())
-        stop = asyncio.ensure_future(self._stop_requested.wait())
-        try:
-            await asyncio.wait({freed, stop}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            freed.cancel()
-            stop.cancel()
-
-    async def _wait_for_stop(self, seconds: float) -> None:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._stop_requested.wait(), seconds)
+                await _until_any(self._slot_freed, self._stop_requested)
 
     # -- running ----------------------------------------------------------------------------------------------
 
@@ -722,11 +706,7 @@ class Worker:
             if remaining <= 0:
                 return
             self._slot_freed.clear()
-            stop_now = asyncio.create_task(self._stop_now.wait())
-            freed = asyncio.create_task(self._slot_freed.wait())
-            await asyncio.wait({stop_now, freed}, timeout=remaining, return_when=asyncio.FIRST_COMPLETED)
-            stop_now.cancel()
-            freed.cancel()
+            await _until_any(self._stop_now, self._slot_freed, within=remaining)
 
     async def _return_unstarted(self) -> bool:
         """Give claimed, unstarted jobs back (attempt refunded); ``False`` if that could not be done."""
@@ -853,6 +833,22 @@ class Worker:
             "stopping gracefully (send again to stop now)" if first else "stopping now",
         )
         self.stop()
+
+
+async def _until_any(*events: asyncio.Event, within: float | None = None) -> None:
+    """Until one of ``events`` is set (at once if one is), or ``within`` seconds have passed."""
+    if any(event.is_set() for event in events):
+        return
+    if len(events) == 1:  # the fetch loop's wait between polls: no task to create
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(events[0].wait(), within)
+        return
+    waits = [asyncio.ensure_future(event.wait()) for event in events]
+    try:
+        await asyncio.wait(waits, timeout=within, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for wait in waits:
+            wait.cancel()
 
 
 def _describe_filter(options: WorkerOptions) -> str:

@@ -5,7 +5,9 @@ re-exported here together with the core names most code needs; everything of the
 :mod:`backfill.core`.
 """
 
-from backfill.client import BackfillClient, Enqueue
+from backfill.client.async_client import BackfillClient, Enqueue
+from backfill.client.default import close_default_client, enqueue, enqueue_bulk, enqueue_critical, enqueue_fast
+from backfill.client.sync_client import SyncBackfillClient
 from backfill.core import (
     BackfillError,
     BatchJobError,
@@ -44,17 +46,15 @@ from backfill.core import (
     parse_crontab,
 )
 from backfill.core.errors import CallTimeoutError
-from backfill.default_client import close_default_client, enqueue, enqueue_bulk, enqueue_critical, enqueue_fast
 from backfill.dlq import DeadLetterFilter, DeadLetterQueue
-from backfill.lanes import Lane
+from backfill.lanes.lane import Lane
 from backfill.logs import configure_logging
 from backfill.metrics import BackfillMetrics
 from backfill.priorities import Priority
-from backfill.retry_policies import ErrorRules, RetryPolicy
-from backfill.runner import WorkerRunner
+from backfill.runner.worker_runner import WorkerRunner
 from backfill.settings import BackfillSettings
-from backfill.sync_client import SyncBackfillClient
-from backfill.task_defaults import task
+from backfill.tasks.defaults import task
+from backfill.tasks.retry_policies import ErrorRules, RetryPolicy
 
 __version__ = "0.1.0"
 

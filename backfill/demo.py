@@ -20,15 +20,15 @@ from typing import Any
 
 import asyncpg
 
-from backfill.client import BackfillClient, Enqueue
-from backfill.core.context import JobContext
+from backfill.client.async_client import BackfillClient, Enqueue
 from backfill.core.db import redact_dsn
 from backfill.core.errors import PermanentFailure
+from backfill.core.run.context import JobContext
 from backfill.core.tasks import TaskRegistry
 from backfill.dlq import DeadLetterQueue
 from backfill.embedded import start_embedded_postgres
 from backfill.priorities import Priority
-from backfill.runner import WorkerRunner
+from backfill.runner.worker_runner import WorkerRunner
 from backfill.settings import BackfillSettings
 
 DEMO_TIMEOUT_SECONDS = 60.0

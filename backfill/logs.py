@@ -14,7 +14,7 @@ from :func:`get_logger` outside ``backfill.*`` reach the handler only in that mo
 What every line carries and what none does:
 
 * During a job attempt, ``job_id``, ``task``, ``attempt``, ``lane`` and ``queue`` (when the job is in a serial
-  queue), read from :data:`backfill.core.current.current_job`, which the worker sets around every attempt;
+  queue), read from :data:`backfill.core.run.current.current_job`, which the worker sets around every attempt;
   fields the event already carries (the core's ``ctx.logger`` passes them via ``extra=``) are kept as given.
 * No passwords: ``scheme://user:password@`` credentials and ``password=...`` pairs are masked wherever they
   appear (the message, string fields, exception text), and fields named like ``password``, ``secret`` or
@@ -36,10 +36,10 @@ from typing import Any, TextIO
 import structlog
 from structlog.typing import EventDict, ExcInfo, Processor, WrappedLogger
 
-from backfill.core.current import current_job
 from backfill.core.errors import ConfigurationError
+from backfill.core.run.current import current_job
 from backfill.core.secrets import MASK, ScrubbingFormatter, scrub
-from backfill.lanes import lane_of
+from backfill.lanes.lane import lane_of
 
 __all__ = [
     "LOG_FORMATS",

@@ -3,7 +3,7 @@
 The CLI's ``migrate``, ``BackfillClient.migrate()`` and a runner's start-up all need the same sequence: the
 core line (worker registry, recovery counts, error history), the dead-letter line (unless the runner has the
 dead-letter queue off) and the task catalog line. Each step is idempotent and safe to race (see
-:mod:`backfill.core.own_migrations`).
+:mod:`backfill.core.migrations.own`).
 """
 
 from __future__ import annotations
@@ -11,11 +11,11 @@ from __future__ import annotations
 import logging
 
 from backfill.core.db import ConnectionSource, connection_from
-from backfill.core.migrate import MigrationReport, migrate
-from backfill.core.own_migrations import CORE_LINE, migrate_own
+from backfill.core.migrations.graphile import MigrationReport, migrate
+from backfill.core.migrations.own import CORE_LINE, migrate_own
 from backfill.core.schema import SchemaName
 from backfill.dlq.migrations import DLQ_LINE, migrate_dlq
-from backfill.task_catalog import TASKS_LINE, migrate_task_catalog
+from backfill.tasks.catalog import TASKS_LINE, migrate_task_catalog
 
 logger = logging.getLogger("backfill.migrate")
 

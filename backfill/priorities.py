@@ -2,7 +2,7 @@
 
 Graphile runs lower priorities first; any integer in PostgreSQL's smallint range is a valid priority, the
 named levels are only the ones backfill's conveniences and lanes are built around. Negative priorities are
-the Fast lane's, zero and above the Bulk lane's (see :mod:`backfill.lanes`).
+the Fast lane's, zero and above the Bulk lane's (see :mod:`backfill.lanes.lane`).
 """
 
 from __future__ import annotations

@@ -23,7 +23,7 @@ from typing import Any
 from pydantic import BaseModel
 
 import backfill
-from backfill.default_client import close_default_client
+from backfill.client.default import close_default_client
 from backfill.runner import WorkerRunner
 
 WELCOMED: list[str] = []

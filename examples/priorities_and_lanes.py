@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import backfill
 from backfill import Priority
-from backfill.lanes import lane_of
+from backfill.lanes.lane import lane_of
 from backfill.runner import WorkerRunner
 from backfill.settings import BackfillSettings
 

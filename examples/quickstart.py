@@ -11,7 +11,7 @@ import os
 from pydantic import BaseModel
 
 import backfill
-from backfill.default_client import close_default_client
+from backfill.client.default import close_default_client
 from backfill.runner import WorkerRunner
 
 

@@ -15,7 +15,7 @@ import asyncio
 import os
 
 import backfill
-from backfill import sync_client
+from backfill.client import sync_client
 from backfill.runner import WorkerRunner
 
 RECEIPTS: list[int] = []
@@ -61,7 +61,7 @@ def main() -> int:
 
     # The module-level functions do the same with a client built from DATABASE_URL on first use.
     job = sync_client.enqueue_bulk("shop.send_receipt", {"order": 4})
-    print(f"order 4: job {job.id} enqueued by backfill.sync_client.enqueue_bulk")
+    print(f"order 4: job {job.id} enqueued by backfill.client.sync_client.enqueue_bulk")
 
     summary = asyncio.run(WorkerRunner.from_env().run_once())
     print(f"worker pass: succeeded={summary.succeeded}; receipts sent for orders {sorted(RECEIPTS)}")

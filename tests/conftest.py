@@ -9,7 +9,7 @@ from typing import Any
 import asyncpg
 import pytest
 
-from backfill.core.migrate import migrate
+from backfill.core.migrations.graphile import migrate
 from tests.support.postgres import PostgresServer, start_server, unique_database_name
 
 

@@ -30,8 +30,8 @@ from backfill.cli.exit_codes import (
 )
 from backfill.cli.worker import load_tasks
 from backfill.core.errors import BackfillError, ConfigurationError, DatabaseError, IncompatibleSchemaError, JobSpecError
+from backfill.core.run.signals import record_stop_signals
 from backfill.core.secrets import scrub
-from backfill.core.signals import record_stop_signals
 from backfill.logs import configure_cli_logging, json_logging_active, parse_log_level
 
 __all__ = [

@@ -8,10 +8,10 @@ from datetime import UTC, datetime
 from backfill.cli.common import Commands, add_database_options, add_json_option, open_connection, open_utils, schema_of
 from backfill.cli.exit_codes import EXIT_OK
 from backfill.cli.output import age, note, plural, print_json, table, to_jsonable
-from backfill.core.admin_models import TaskStats
+from backfill.core.admin.models import TaskStats
+from backfill.core.admin.utils import CLEANUP_TASKS, DEFAULT_CLEANUP_TASKS
 from backfill.core.errors import DatabaseError
-from backfill.core.utils import CLEANUP_TASKS, DEFAULT_CLEANUP_TASKS
-from backfill.lane_figures import LaneStats, lane_stats, queue_lanes
+from backfill.lanes.figures import LaneStats, lane_stats, queue_lanes
 
 _STATES = ("waiting", "scheduled", "running", "retrying", "failed")
 
@@ -193,7 +193,9 @@ async def _cleanup_command(args: argparse.Namespace) -> int:
 async def _sweep_command(args: argparse.Namespace) -> int:
     import asyncpg
 
-    from backfill.core.sweeper import sweep  # the sweeper pulls in the worker's event machinery; load it here only
+    from backfill.core.upkeep.sweeper import (
+        sweep,
+    )  # the sweeper pulls in the worker's event machinery; load it here only
 
     schema = schema_of(args)
     async with open_connection(args) as connection:

@@ -2,7 +2,7 @@
 
 Each batch of ids goes to Graphile's own SQL function (through WorkerUtils) in a statement, and so a
 transaction, of its own; the function re-checks every lock, so a job locked by a worker is left alone however
-it was chosen. Filters are walked a page of ids at a time by ascending id (backfill/core/job_selection.py).
+it was chosen. Filters are walked a page of ids at a time by ascending id (backfill/core/admin/job_selection.py).
 What the bulk commands share (confirmation, progress, summary) is in bulk.py.
 """
 
@@ -32,11 +32,11 @@ from backfill.cli.common import (
 )
 from backfill.cli.exit_codes import EXIT_FAILURE, EXIT_NOT_FOUND, EXIT_OK
 from backfill.cli.output import note, print_json
-from backfill.core.admin_models import JobState
+from backfill.core.admin.job_selection import JobFilter
+from backfill.core.admin.models import JobState
+from backfill.core.admin.utils import WorkerUtils
 from backfill.core.errors import ConfigurationError
-from backfill.core.job_selection import JobFilter
 from backfill.core.jobs import Job
-from backfill.core.utils import WorkerUtils
 from backfill.dlq.batches import chunks
 
 _JOB = Noun("job", "jobs")

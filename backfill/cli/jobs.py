@@ -25,12 +25,12 @@ from backfill.cli.common import (
 from backfill.cli.exit_codes import EXIT_NOT_FOUND, EXIT_OK
 from backfill.cli.job_actions import register_actions
 from backfill.cli.output import NONE, cell, note, plural, print_json, table, timestamp, to_jsonable
-from backfill.client import BackfillClient
-from backfill.core.admin_models import JobInfo, JobState
+from backfill.client.async_client import BackfillClient
+from backfill.core.admin.models import JobInfo, JobState
 from backfill.core.db import database_url_from_env
 from backfill.core.errors import ConfigurationError
 from backfill.core.jobs import JobKeyMode
-from backfill.lanes import Lane, LaneFilter, lane_of
+from backfill.lanes.lane import Lane, LaneFilter, lane_of
 from backfill.priorities import Priority
 
 

@@ -13,7 +13,7 @@ from backfill.cli.common import Commands
 from backfill.cli.exit_codes import EXIT_OK
 from backfill.core.errors import ConfigurationError
 from backfill.logs import configure_logging, get_logger
-from backfill.runner import WorkerRunner
+from backfill.runner.worker_runner import WorkerRunner
 
 
 def register(commands: Commands) -> None:

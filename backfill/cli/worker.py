@@ -10,14 +10,14 @@ from collections.abc import Sequence
 
 from backfill.cli.common import Commands, add_database_options, open_connection
 from backfill.cli.exit_codes import EXIT_OK
-from backfill.core.crontab import CronItem, load_crontab_file
 from backfill.core.db import database_url_from_env, redact_dsn
-from backfill.core.options import WorkerOptions
+from backfill.core.run.options import WorkerOptions
+from backfill.core.run.worker import Worker
 from backfill.core.schema import SchemaName
 from backfill.core.tasks import TaskRegistry
-from backfill.core.worker import Worker
+from backfill.core.upkeep.crontab import CronItem, load_crontab_file
 from backfill.migrations import migrate_all
-from backfill.task_modules import load_tasks as load_task_modules
+from backfill.tasks.modules import load_tasks as load_task_modules
 
 logger = logging.getLogger("backfill.cli")
 

@@ -3,9 +3,8 @@
 Imports only the standard library, asyncpg, croniter and itself; the convenience layer builds on this.
 """
 
-from backfill.core.admin_models import CleanupReport, JobInfo, JobState, QueueStats, TaskStats, WorkerInfo
-from backfill.core.context import JobContext
-from backfill.core.crontab import CronItem, CrontabError, cron_item, load_crontab_file, parse_crontab
+from backfill.core.admin.models import CleanupReport, JobInfo, JobState, QueueStats, TaskStats, WorkerInfo
+from backfill.core.admin.utils import WorkerUtils
 from backfill.core.enqueue import add_job, add_jobs
 from backfill.core.errors import (
     BackfillError,
@@ -26,14 +25,15 @@ from backfill.core.errors import (
 from backfill.core.events import EVENT_NAMES, Event, Events
 from backfill.core.hooks import Fail, Hooks, JobResult, RetryDecision, Skip
 from backfill.core.jobs import Job, JobKeyMode, JobSpec
-from backfill.core.migrate import LATEST_REVISION, MigrationReport, current_revision, migrate
-from backfill.core.options import RunSummary, WorkerOptions
-from backfill.core.own_migrations import migrate_own
+from backfill.core.migrations.graphile import LATEST_REVISION, MigrationReport, current_revision, migrate
+from backfill.core.migrations.own import migrate_own
+from backfill.core.run.context import JobContext
+from backfill.core.run.options import RunSummary, WorkerOptions
+from backfill.core.run.worker import Worker
 from backfill.core.schema import SchemaName
-from backfill.core.sweeper import SweepReport, sweep
 from backfill.core.tasks import TaskDefinition, TaskRegistry, default_registry, task
-from backfill.core.utils import WorkerUtils
-from backfill.core.worker import Worker
+from backfill.core.upkeep.crontab import CronItem, CrontabError, cron_item, load_crontab_file, parse_crontab
+from backfill.core.upkeep.sweeper import SweepReport, sweep
 
 __all__ = [  # noqa: RUF022 - plain sorted order, checked by tests/unit/test_public_api.py
     "BackfillError",

@@ -15,7 +15,7 @@ Three points of interception, each a list of callables applied in order:
   the job permanently, or ``None`` for Graphile's backoff. Synchronous; one that raises is logged and ignored.
   The backfill layer's retry policies are built on it.
 * ``before_schedule(spec)`` — before a job is enqueued through the worker (``ctx.add_job``, cron) or through
-  :class:`~backfill.core.utils.WorkerUtils`. Return the spec, a changed spec, or ``None`` to drop the job.
+  :class:`~backfill.core.admin.utils.WorkerUtils`. Return the spec, a changed spec, or ``None`` to drop the job.
   Synchronous, because enqueueing is often done inside the caller's transaction, where a slow hook would
   hold locks.
 """
@@ -83,7 +83,7 @@ RetryPlanner = Callable[[Job, "BaseException | None"], "RetryDecision | None"]
 
 @dataclass(slots=True)
 class Hooks:
-    """The interceptors of one worker (or one :class:`~backfill.core.utils.WorkerUtils`)."""
+    """The interceptors of one worker (or one :class:`~backfill.core.admin.utils.WorkerUtils`)."""
 
     before_run: list[BeforeRun] = field(default_factory=list)
     after_run: list[AfterRun] = field(default_factory=list)

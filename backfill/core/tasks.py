@@ -2,7 +2,7 @@
 
 A handler is an ``async def`` (run on the event loop) or a plain ``def`` (run in a thread so the loop stays
 free for fetching, completions and the listener). It receives the payload as its first argument and, when
-it takes a second positional argument, a :class:`~backfill.core.context.JobContext`.
+it takes a second positional argument, a :class:`~backfill.core.run.context.JobContext`.
 
 A task may declare a payload model — any class with pydantic's ``model_validate`` — either with
 ``payload_model=`` or as the annotation of the handler's first parameter. The payload is validated before

@@ -1,6 +1,6 @@
 """The dead-letter queue's own migration line, ``"dlq"``, applied by :func:`migrate_dlq`.
 
-A line of its own (see :mod:`backfill.core.own_migrations`): the core line never has to know the
+A line of its own (see :mod:`backfill.core.migrations.own`): the core line never has to know the
 dead-letter table exists, and ``sql/dlq_schema.sql`` records the same ``('dlq', 1)`` and ``('dlq', 2)`` rows
 when a team applies the table with psql, so a process that later calls :func:`migrate_dlq` finds nothing to do.
 """
@@ -8,7 +8,7 @@ when a team applies the table with psql, so a process that later calls :func:`mi
 from __future__ import annotations
 
 from backfill.core.db import ConnectionSource
-from backfill.core.own_migrations import OwnMigration, migrate_own
+from backfill.core.migrations.own import OwnMigration, migrate_own
 from backfill.core.schema import SchemaName
 
 DLQ_LINE = "dlq"

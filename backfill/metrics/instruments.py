@@ -5,7 +5,7 @@ tasks named at construction or ``other``; ``lane`` one of the lanes named at con
 ``priority_band`` one of :data:`backfill.priorities.PRIORITY_BANDS`. Named (serial) queues, which may be one
 per customer, are only a label of the queue gauges, capped there (see :mod:`backfill.metrics.queue_stats`).
 
-A job's ``lane`` label is the lane its priority and flags put it in (:func:`backfill.lanes.lane_of`), the same
+A job's ``lane`` label is the lane its priority and flags put it in (:func:`backfill.lanes.lane.lane_of`), the same
 for the enqueue, start, outcome and dead-letter counters, so ``enqueued - succeeded - failed_permanently``
 can be read per lane whichever worker ran the job.
 """
@@ -29,7 +29,7 @@ from prometheus_client import (
 )
 
 from backfill.core import LATEST_REVISION, Event, Events
-from backfill.lanes import BUILT_IN_LANES, lane_of
+from backfill.lanes.lane import BUILT_IN_LANES, lane_of
 from backfill.metrics.gauges import BusySlots, QueueGauges
 from backfill.priorities import priority_band
 

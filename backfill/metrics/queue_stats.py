@@ -3,7 +3,7 @@
 Each round runs one grouped statement over the waiting jobs (``is_available``: unlocked, attempts left) that
 reports per lane and per named queue how many are ready (due now), how many are scheduled (due later) and how
 long the oldest ready one has been due, measured on the database's clock; then, if ``backfill_dlq`` exists,
-one count of its dead rows. The lane is computed in SQL the way :func:`backfill.lanes.lane_of` does it.
+one count of its dead rows. The lane is computed in SQL the way :func:`backfill.lanes.lane.lane_of` does it.
 
 Labels stay bounded:
 
@@ -35,7 +35,7 @@ from typing import Any
 import asyncpg
 
 from backfill.core import SchemaName
-from backfill.lanes import BULK_LANE, FAST_LANE, LANE_FLAG, LANE_FLAG_PREFIX
+from backfill.lanes.lane import BULK_LANE, FAST_LANE, LANE_FLAG, LANE_FLAG_PREFIX
 from backfill.metrics.gauges import QueueSnapshot, WaitingJobs
 from backfill.metrics.instruments import OTHER, BackfillMetrics
 

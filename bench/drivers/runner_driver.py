@@ -12,7 +12,7 @@ from typing import Any
 
 import asyncpg
 
-from backfill.client import BackfillClient, Enqueue
+from backfill.client.async_client import BackfillClient, Enqueue
 from backfill.core import TaskRegistry
 from backfill.runner import WorkerRunner
 from backfill.settings import BackfillSettings

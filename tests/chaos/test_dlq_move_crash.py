@@ -25,7 +25,7 @@ from typing import Any
 import asyncpg
 import pytest
 
-from backfill.core.own_migrations import migrate_own
+from backfill.core.migrations.own import migrate_own
 from backfill.core.schema import SchemaName
 from backfill.dlq import DeadLetterMover, migrate_dlq
 from tests.chaos.harness import JOBS, REPO_ROOT, START_TIMEOUT, _environment, with_application_name

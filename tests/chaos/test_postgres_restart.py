@@ -14,7 +14,7 @@ from typing import Any
 import asyncpg
 import pytest
 
-from backfill.core.migrate import migrate
+from backfill.core.migrations.graphile import migrate
 from backfill.embedded import start_embedded_postgres
 from tests.chaos.harness import JOBS, Fleet, chaos_spec, check_ledger, create_ledger, enqueue, new_key, scaled
 from tests.support.waiting import wait_for

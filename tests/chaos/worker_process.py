@@ -37,7 +37,7 @@ import asyncpg
 import pydantic
 
 from backfill.core import JobContext, TaskRegistry, Worker, WorkerOptions
-from backfill.core.signals import StopSignals
+from backfill.core.run.signals import StopSignals
 from backfill.runner import WorkerRunner
 from backfill.settings import BackfillSettings
 

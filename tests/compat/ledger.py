@@ -17,7 +17,7 @@ from typing import Any
 
 import asyncpg
 
-from backfill.core.context import JobContext
+from backfill.core.run.context import JobContext
 from backfill.core.tasks import TaskRegistry
 
 LEDGER_DDL = """

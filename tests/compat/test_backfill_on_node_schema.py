@@ -8,7 +8,7 @@ import asyncpg
 import pytest
 
 from backfill.core import Worker, WorkerOptions
-from backfill.core.migrate import migrate
+from backfill.core.migrations.graphile import migrate
 from backfill.core.schema import SchemaName
 from tests.compat.catalog import read_migration_timestamps
 from tests.compat.conftest import CreateDatabase

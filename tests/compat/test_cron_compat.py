@@ -17,10 +17,10 @@ from typing import Any
 import asyncpg
 import pytest
 
-from backfill.core.cron import CronScheduler
-from backfill.core.crontab import floor_minute, parse_crontab
 from backfill.core.events import Events
 from backfill.core.schema import SchemaName
+from backfill.core.upkeep.cron import CronScheduler
+from backfill.core.upkeep.crontab import floor_minute, parse_crontab
 from tests.compat.nodejs import NodeRunner, node_connection_string
 
 pytestmark = pytest.mark.compat

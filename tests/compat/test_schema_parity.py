@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncpg
 import pytest
 
-from backfill.core.migrate import migrate
+from backfill.core.migrations.graphile import migrate
 from tests.compat.catalog import CatalogSnapshot, take_snapshot
 from tests.compat.conftest import CreateDatabase
 from tests.compat.nodejs import NodeRunner

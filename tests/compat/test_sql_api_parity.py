@@ -13,7 +13,7 @@ from typing import Any
 import asyncpg
 import pytest
 
-from backfill.core.migrate import migrate
+from backfill.core.migrations.graphile import migrate
 from tests.compat.conftest import CreateDatabase
 from tests.compat.nodejs import NodeRunner
 

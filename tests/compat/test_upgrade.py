@@ -15,7 +15,7 @@ import asyncpg
 import pytest
 
 from backfill.core.enqueue import add_job
-from backfill.core.migrate import migrate
+from backfill.core.migrations.graphile import migrate
 from tests.compat.catalog import read_migration_timestamps, take_snapshot
 from tests.compat.conftest import CreateDatabase
 from tests.compat.ledger import create_ledger, read_ledger

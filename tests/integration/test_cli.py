@@ -15,7 +15,7 @@ import asyncpg
 import pytest
 
 from backfill.core.enqueue import add_job
-from backfill.core.migrate import current_revision
+from backfill.core.migrations.graphile import current_revision
 from tests.integration.worker_support.helpers import JOBS_TABLE, QUEUES_TABLE, job_count
 from tests.support.waiting import wait_for
 

@@ -16,11 +16,11 @@ import pytest
 
 from backfill.cli import EXIT_FAILURE, EXIT_NOT_FOUND, EXIT_OK, EXIT_USAGE, main
 from backfill.core.enqueue import add_job
-from backfill.core.options import WorkerOptions
-from backfill.core.own_migrations import migrate_own
+from backfill.core.migrations.own import migrate_own
+from backfill.core.run.options import WorkerOptions
+from backfill.core.run.worker import Worker
 from backfill.core.schema import SchemaName
 from backfill.core.tasks import TaskRegistry
-from backfill.core.worker import Worker
 from backfill.migrations import migrate_all
 from tests.integration.worker_support.cli import Cli
 from tests.integration.worker_support.helpers import JOBS_TABLE, QUEUES_TABLE, job_count

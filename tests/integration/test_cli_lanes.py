@@ -9,7 +9,7 @@ import asyncpg
 import pytest
 
 from backfill.cli import EXIT_OK, EXIT_USAGE
-from backfill.client import BackfillClient
+from backfill.client.async_client import BackfillClient
 from backfill.core.tasks import TaskRegistry
 from backfill.runner import WorkerRunner
 from backfill.settings import BackfillSettings

@@ -11,13 +11,13 @@ import asyncpg
 import pytest
 
 import backfill
-from backfill import default_client as module_api
-from backfill.client import BackfillClient, Enqueue
+from backfill.client import default as module_api
+from backfill.client.async_client import BackfillClient, Enqueue
 from backfill.core.errors import ConfigurationError, JobSpecError
 from backfill.core.tasks import TaskRegistry
 from backfill.priorities import Priority
-from backfill.retry_policies import PRESETS, RetryPolicy
-from backfill.task_defaults import TASK_DEFAULTS, task
+from backfill.tasks.defaults import TASK_DEFAULTS, task
+from backfill.tasks.retry_policies import PRESETS, RetryPolicy
 
 JOBS = "graphile_worker._private_jobs"
 # The public jobs view leaves the payload out; read the table with the names joined in.

@@ -18,11 +18,11 @@ from typing import Any
 import asyncpg
 import pytest
 
-from backfill.core.cron import RETRY_MIN_DELAY, CronScheduler, Transform
-from backfill.core.crontab import CronItem, parse_crontab
 from backfill.core.events import Event, Events
 from backfill.core.jobs import JobSpec
 from backfill.core.schema import SchemaName
+from backfill.core.upkeep.cron import RETRY_MIN_DELAY, CronScheduler, Transform
+from backfill.core.upkeep.crontab import CronItem, parse_crontab
 from tests.support.waiting import wait_for_event
 
 SCHEMA = SchemaName("graphile_worker")

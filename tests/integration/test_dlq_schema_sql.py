@@ -12,8 +12,8 @@ from typing import Any
 import asyncpg
 import pytest
 
-from backfill.core.migrate import migrate
-from backfill.core.own_migrations import migrate_own
+from backfill.core.migrations.graphile import migrate
+from backfill.core.migrations.own import migrate_own
 from backfill.core.schema import SchemaName
 from backfill.dlq import DLQ_LINE, DLQ_MIGRATIONS, migrate_dlq
 from tests.support.postgres import PostgresServer

@@ -15,11 +15,11 @@ import asyncpg
 from backfill.core.errors import PermanentFailure
 from backfill.core.hooks import Hooks, RetryDecision
 from backfill.core.jobs import Job
-from backfill.core.options import RunSummary, WorkerOptions
-from backfill.core.own_migrations import migrate_own
+from backfill.core.migrations.own import migrate_own
+from backfill.core.run.options import RunSummary, WorkerOptions
+from backfill.core.run.worker import Worker
 from backfill.core.schema import SchemaName
 from backfill.core.tasks import TaskRegistry
-from backfill.core.worker import Worker
 from backfill.dlq import DeadLetterEntry, DeadLetterMover, MovedJob, migrate_dlq
 from tests.support.waiting import wait_for
 

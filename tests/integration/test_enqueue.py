@@ -12,7 +12,7 @@ import asyncpg
 import pydantic
 import pytest
 
-from backfill.client import BackfillClient
+from backfill.client.async_client import BackfillClient
 from backfill.core.enqueue import add_job, add_job_spec, add_jobs
 from backfill.core.errors import JobSpecError
 from backfill.core.jobs import Job, JobSpec

@@ -17,8 +17,8 @@ import pytest
 
 from backfill.core.errors import ConfigurationError
 from backfill.core.events import Event, Events
-from backfill.core.heartbeat import Heartbeat
-from backfill.core.own_migrations import migrate_own
+from backfill.core.migrations.own import migrate_own
+from backfill.core.run.heartbeat import Heartbeat
 from backfill.core.schema import SchemaName
 from tests.support.waiting import wait_for
 

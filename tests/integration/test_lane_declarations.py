@@ -8,15 +8,15 @@ from typing import Any
 import asyncpg
 import pytest
 
-from backfill.client import BackfillClient
+from backfill.client.async_client import BackfillClient
 from backfill.core.schema import SchemaName
 from backfill.core.tasks import TaskRegistry
-from backfill.lane_catalog import declare_lanes
-from backfill.lanes import Lane
+from backfill.lanes.catalog import declare_lanes
+from backfill.lanes.lane import Lane
 from backfill.migrations import migrate_all
 from backfill.runner import WorkerRunner
 from backfill.settings import BackfillSettings
-from backfill.task_catalog import publish_task_defaults
+from backfill.tasks.catalog import publish_task_defaults
 from tests.integration.worker_support.helpers import JOBS_TABLE
 
 SCHEMA = SchemaName("graphile_worker")

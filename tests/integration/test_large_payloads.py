@@ -13,9 +13,9 @@ from typing import Any
 import asyncpg
 
 from backfill.core import SchemaName, add_jobs
-from backfill.core.claims import Claims
 from backfill.core.jobs import JobSpec
-from backfill.core.queries import WorkerQueries
+from backfill.core.run.claims import Claims
+from backfill.core.run.queries import WorkerQueries
 
 BIG_JOBS = 10
 

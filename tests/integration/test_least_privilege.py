@@ -10,7 +10,7 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 import pytest
 
-from backfill.client import BackfillClient
+from backfill.client.async_client import BackfillClient
 from backfill.core.tasks import TaskRegistry
 from backfill.runner import WorkerRunner
 from backfill.settings import BackfillSettings

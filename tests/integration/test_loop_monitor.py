@@ -14,8 +14,8 @@ import pytest
 
 from backfill.core.enqueue import add_job
 from backfill.core.events import Event, Events
+from backfill.core.run.worker import Worker
 from backfill.core.tasks import TaskRegistry
-from backfill.core.worker import Worker
 from tests.integration.worker_support.helpers import fast_options, job_row, running
 from tests.support.waiting import wait_for, wait_for_event
 
@@ -95,7 +95,7 @@ async def test_a_stall_inside_backfill_is_not_blamed_on_user_code(
     database_url: str, pool: asyncpg.Pool[Any], conn: asyncpg.Connection[Any], caplog: pytest.LogCaptureFixture
 ) -> None:
     # A ~25 MB payload, built by PostgreSQL so that no Python code of this test encodes it: decoding it on the
-    # claim path stalls the loop for a few hundred ms (one payload cannot be split; see backfill.core.claims)
+    # claim path stalls the loop for a few hundred ms (one payload cannot be split; see backfill.core.run.claims)
     # with only backfill's frames on the loop's stack.
     job_id = await conn.fetchval(
         """select (graphile_worker.add_job('after', (

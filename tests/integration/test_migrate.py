@@ -9,7 +9,7 @@ import pytest
 
 from backfill.core.enqueue import add_job
 from backfill.core.errors import MigrationError
-from backfill.core.migrate import LATEST_REVISION, current_revision, migrate
+from backfill.core.migrations.graphile import LATEST_REVISION, current_revision, migrate
 from tests.support.waiting import listening
 
 # From the contract (graphile-compat.md), not from backfill's own constant, so a typo there is caught.

@@ -9,8 +9,8 @@ from typing import Any
 
 import asyncpg
 
-from backfill.core import sql
-from backfill.core.migrate import MigrationReport, migrate
+from backfill.core.migrations import sql
+from backfill.core.migrations.graphile import MigrationReport, migrate
 from backfill.core.schema import SchemaName
 from tests.support.waiting import listening, wait_for
 
@@ -52,7 +52,7 @@ async def test_concurrent_migrators_on_one_database(empty_database_url: str) -> 
 _CHILD = """
 import asyncio, json, sys
 import asyncpg
-from backfill.core.migrate import migrate
+from backfill.core.migrations.graphile import migrate
 
 async def main() -> None:
     connection = await asyncpg.connect(sys.argv[1])

@@ -12,7 +12,7 @@ import pytest
 
 from backfill.core.enqueue import add_job
 from backfill.core.errors import IncompatibleSchemaError, MigrationError
-from backfill.core.migrate import current_revision, migrate
+from backfill.core.migrations.graphile import current_revision, migrate
 from tests.support.waiting import listening
 
 BREAKING = {1, 3, 11, 13, 14, 16, 19}

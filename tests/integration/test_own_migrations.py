@@ -9,8 +9,8 @@ import asyncpg
 import pytest
 
 from backfill.core.errors import ConfigurationError, MigrationError
-from backfill.core.migrate import migrate
-from backfill.core.own_migrations import CORE_MIGRATIONS, OwnMigration, migrate_own
+from backfill.core.migrations.graphile import migrate
+from backfill.core.migrations.own import CORE_MIGRATIONS, OwnMigration, migrate_own
 from backfill.core.schema import SchemaName
 
 CORE_ROWS = [

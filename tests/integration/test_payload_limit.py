@@ -10,9 +10,9 @@ import asyncpg
 import psycopg
 import pytest
 
-from backfill.client import BackfillClient, Enqueue
+from backfill.client.async_client import BackfillClient, Enqueue
+from backfill.client.sync_client import SyncBackfillClient
 from backfill.core.errors import PayloadTooLargeError
-from backfill.sync_client import SyncBackfillClient
 
 JOBS = "graphile_worker._private_jobs"
 LIMIT = 10_000

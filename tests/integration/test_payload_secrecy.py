@@ -13,8 +13,8 @@ import asyncpg
 import pytest
 
 from backfill.core.enqueue import add_job
-from backfill.core.worker import Worker
-from backfill.task_modules import load_tasks
+from backfill.core.run.worker import Worker
+from backfill.tasks.modules import load_tasks
 from tests.integration.worker_support.helpers import fast_options, job_row
 from tests.integration.worker_support.payload_tasks import SECRET_VALUE
 from tests.support.processes import run_python

@@ -16,12 +16,12 @@ from typing import Any
 import asyncpg
 import pytest
 
-from backfill.client import BackfillClient
+from backfill.client.async_client import BackfillClient
 from backfill.core.errors import RetryAfter
 from backfill.core.hooks import Hooks
+from backfill.core.run.worker import Worker
 from backfill.core.tasks import TaskRegistry
-from backfill.core.worker import Worker
-from backfill.retry_policies import PRESETS, ErrorRules, RetryPlanner, RetryPolicy
+from backfill.tasks.retry_policies import PRESETS, ErrorRules, RetryPlanner, RetryPolicy
 from tests.integration.worker_support.helpers import fast_options
 
 JOBS = "graphile_worker._private_jobs"

@@ -9,11 +9,11 @@ from typing import Any
 
 import asyncpg
 
-from backfill.client import BackfillClient
+from backfill.client.async_client import BackfillClient
 from backfill.core.enqueue import add_job
 from backfill.core.events import Events
+from backfill.core.run.worker import Worker
 from backfill.core.tasks import TaskRegistry
-from backfill.core.worker import Worker
 from backfill.runner import WorkerRunner
 from backfill.settings import BackfillSettings
 from tests.integration.worker_support.helpers import fast_options, job_count

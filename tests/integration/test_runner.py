@@ -11,15 +11,15 @@ from typing import Any
 import asyncpg
 import pytest
 
-from backfill.client import BackfillClient
-from backfill.core.context import JobContext
+from backfill.client.async_client import BackfillClient
 from backfill.core.errors import ConfigurationError
 from backfill.core.hooks import Hooks, RetryDecision
+from backfill.core.run.context import JobContext
 from backfill.core.tasks import TaskRegistry
 from backfill.priorities import Priority
 from backfill.runner import WorkerRunner
 from backfill.settings import BackfillSettings
-from backfill.task_defaults import TASK_DEFAULTS, task
+from backfill.tasks.defaults import TASK_DEFAULTS, task
 from tests.support.waiting import wait_for
 
 JOBS = "graphile_worker._private_jobs"

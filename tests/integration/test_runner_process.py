@@ -15,7 +15,7 @@ from typing import Any
 
 import asyncpg
 
-from backfill.client import BackfillClient
+from backfill.client.async_client import BackfillClient
 from tests.integration.worker_support.processes import RunnerProcess
 from tests.support.waiting import wait_for
 

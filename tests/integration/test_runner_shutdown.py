@@ -15,7 +15,7 @@ from typing import Any
 import asyncpg
 import pytest
 
-from backfill.client import BackfillClient
+from backfill.client.async_client import BackfillClient
 from tests.integration.worker_support.processes import ENTRY_POINTS, RunnerProcess, runner_environment
 from tests.integration.worker_support.shutdown_tasks import LEDGER_DDL
 from tests.support.waiting import wait_for

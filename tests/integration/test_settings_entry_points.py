@@ -11,7 +11,7 @@ from typing import Any
 import asyncpg
 import pytest
 
-from backfill.client import BackfillClient
+from backfill.client.async_client import BackfillClient
 from backfill.core.errors import ConfigurationError
 from backfill.settings import BackfillSettings
 from tests.integration.worker_support.helpers import JOBS_TABLE

@@ -12,10 +12,10 @@ import pytest
 
 from backfill.core.enqueue import add_job
 from backfill.core.events import Event, Events
-from backfill.core.own_migrations import ADVISORY_LOCK_CLASS, migrate_own
-from backfill.core.queries import WorkerQueries
+from backfill.core.migrations.own import ADVISORY_LOCK_CLASS, migrate_own
+from backfill.core.run.queries import WorkerQueries
 from backfill.core.schema import SchemaName
-from backfill.core.sweeper import SweepReport, poison_message, sweep, sweep_periodically
+from backfill.core.upkeep.sweeper import SweepReport, poison_message, sweep, sweep_periodically
 from tests.support.waiting import wait_for
 
 SCHEMA = SchemaName("graphile_worker")

@@ -10,9 +10,9 @@ import asyncpg
 import psycopg
 import pytest
 
-from backfill import sync_client
+from backfill.client import sync_client
+from backfill.client.sync_client import SyncBackfillClient
 from backfill.core.errors import DatabaseError, JobSpecError
-from backfill.sync_client import SyncBackfillClient
 
 JOBS = "graphile_worker._private_jobs"
 

@@ -22,10 +22,10 @@ from typing import Any, NoReturn
 import asyncpg
 import pytest
 
-from backfill import sync_client
-from backfill.client import BackfillClient
+from backfill.client import sync_client
+from backfill.client.async_client import BackfillClient
+from backfill.client.sync_client import SyncBackfillClient
 from backfill.core.errors import DatabaseError
-from backfill.sync_client import SyncBackfillClient
 from tests.support.waiting import WaitTimeout, wait_for
 
 # Forking a process whose client thread runs is the very case under test (gunicorn --preload, multiprocessing);

@@ -13,7 +13,7 @@ import asyncpg
 import pytest
 
 from backfill import CallTimeoutError, ConfigurationError, DatabaseError, Enqueue
-from backfill.sync_client import SyncBackfillClient
+from backfill.client.sync_client import SyncBackfillClient
 from tests.support.waiting import wait_for
 
 JOBS = "graphile_worker._private_jobs"

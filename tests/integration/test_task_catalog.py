@@ -9,13 +9,13 @@ from typing import Any
 import asyncpg
 import pytest
 
-from backfill.client import BackfillClient, Enqueue
+from backfill.client.async_client import BackfillClient, Enqueue
 from backfill.core.schema import SchemaName
 from backfill.core.tasks import TaskRegistry
 from backfill.runner import WorkerRunner
 from backfill.settings import BackfillSettings
-from backfill.task_catalog import migrate_task_catalog, publish_task_defaults
-from backfill.task_defaults import TASK_DEFAULTS, task
+from backfill.tasks.catalog import migrate_task_catalog, publish_task_defaults
+from backfill.tasks.defaults import TASK_DEFAULTS, task
 
 SCHEMA = SchemaName("graphile_worker")
 JOBS = "graphile_worker._private_jobs"

@@ -8,13 +8,13 @@ from typing import Any
 import asyncpg
 import pytest
 
-from backfill.core.admin_models import JobState
+from backfill.core.admin.models import JobState
+from backfill.core.admin.utils import WorkerUtils
 from backfill.core.enqueue import add_job
 from backfill.core.errors import ConfigurationError, DatabaseError, JobSpecError
 from backfill.core.jobs import Job, JobSpec
-from backfill.core.own_migrations import migrate_own
+from backfill.core.migrations.own import migrate_own
 from backfill.core.schema import SchemaName
-from backfill.core.utils import WorkerUtils
 from tests.integration.worker_support.helpers import JOBS_TABLE, QUEUES_TABLE, job_count
 
 TASKS_TABLE = "graphile_worker._private_tasks"

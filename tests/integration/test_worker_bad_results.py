@@ -16,15 +16,15 @@ from typing import Any
 import asyncpg
 import pytest
 
-from backfill.core.completer import UNSTORABLE_MESSAGE, Completer, Failure
 from backfill.core.enqueue import add_job, add_jobs
 from backfill.core.jobs import Job, JobSpec
-from backfill.core.migrate import migrate
-from backfill.core.own_migrations import migrate_own
-from backfill.core.queries import WorkerQueries
+from backfill.core.migrations.graphile import migrate
+from backfill.core.migrations.own import migrate_own
+from backfill.core.run.completer import UNSTORABLE_MESSAGE, Completer, Failure
+from backfill.core.run.queries import WorkerQueries
+from backfill.core.run.worker import Worker
 from backfill.core.schema import SchemaName
 from backfill.core.tasks import TaskRegistry
-from backfill.core.worker import Worker
 from tests.integration.worker_support.helpers import JOBS_TABLE, fast_options, rows_locked_by, running, wait_listening
 from tests.support.postgres import PostgresServer, unique_database_name
 from tests.support.waiting import wait_for

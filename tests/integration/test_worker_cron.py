@@ -10,11 +10,11 @@ from typing import Any
 import asyncpg
 import pytest
 
-from backfill.core.crontab import CrontabError
 from backfill.core.hooks import Hooks
 from backfill.core.jobs import JobSpec
+from backfill.core.run.worker import Worker
 from backfill.core.tasks import TaskRegistry
-from backfill.core.worker import Worker
+from backfill.core.upkeep.crontab import CrontabError
 from tests.integration.worker_support.helpers import fast_options, running
 from tests.support.waiting import wait_for
 

@@ -12,8 +12,8 @@ import pytest
 from backfill.core.enqueue import add_job
 from backfill.core.errors import PermanentFailure
 from backfill.core.events import Event, Events
+from backfill.core.run.worker import Worker
 from backfill.core.tasks import TaskRegistry
-from backfill.core.worker import Worker
 from tests.integration.worker_support.helpers import fast_options, job_count, job_row, running
 from tests.support.waiting import wait_for, wait_for_event
 

@@ -9,11 +9,11 @@ from typing import Any
 import asyncpg
 import pytest
 
-from backfill.core.context import JobContext
 from backfill.core.enqueue import add_job
 from backfill.core.errors import PermanentFailure
+from backfill.core.run.context import JobContext
+from backfill.core.run.worker import Worker
 from backfill.core.tasks import TaskRegistry
-from backfill.core.worker import Worker
 from tests.integration.worker_support.helpers import fast_options, job_row
 
 # The fail statement computes run_at from its own now(); the test brackets it with clock readings taken

@@ -10,10 +10,10 @@ from typing import Any
 import asyncpg
 import pytest
 
-from backfill.core.context import JobContext
 from backfill.core.enqueue import add_job
+from backfill.core.run.context import JobContext
+from backfill.core.run.worker import Worker
 from backfill.core.tasks import TaskRegistry
-from backfill.core.worker import Worker
 from tests.integration.worker_support.helpers import fast_options, job_row, rows_locked_by, running
 from tests.support.waiting import wait_for, wait_for_event
 

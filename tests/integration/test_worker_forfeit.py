@@ -8,13 +8,13 @@ from typing import Any
 
 import asyncpg
 
-from backfill.core.context import JobContext
 from backfill.core.enqueue import add_job
 from backfill.core.events import Events
+from backfill.core.run.context import JobContext
+from backfill.core.run.worker import Worker
 from backfill.core.schema import SchemaName
-from backfill.core.sweeper import sweep
 from backfill.core.tasks import TaskRegistry
-from backfill.core.worker import Worker
+from backfill.core.upkeep.sweeper import sweep
 from tests.integration.worker_support.helpers import JOBS_TABLE, fast_options, job_count
 from tests.support.waiting import wait_for
 

@@ -9,13 +9,13 @@ from typing import Any
 import asyncpg
 import pytest
 
-from backfill.core.context import JobContext
 from backfill.core.enqueue import add_job
 from backfill.core.events import Event, Events
 from backfill.core.hooks import Fail, Hooks, JobResult, Skip
 from backfill.core.jobs import Job, JobSpec
+from backfill.core.run.context import JobContext
+from backfill.core.run.worker import Worker
 from backfill.core.tasks import TaskRegistry
-from backfill.core.worker import Worker
 from tests.integration.worker_support.helpers import JOBS_TABLE, fast_options, job_count, job_row
 
 

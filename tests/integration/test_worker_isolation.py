@@ -16,11 +16,11 @@ import pytest
 
 from backfill.core.enqueue import add_job
 from backfill.core.jobs import SUSPECT_FLAG
-from backfill.core.own_migrations import migrate_own
+from backfill.core.migrations.own import migrate_own
+from backfill.core.run.worker import Worker
 from backfill.core.schema import SchemaName
-from backfill.core.sweeper import sweep
 from backfill.core.tasks import TaskRegistry
-from backfill.core.worker import Worker
+from backfill.core.upkeep.sweeper import sweep
 from tests.integration.worker_support.helpers import fast_options, running
 from tests.support.waiting import wait_for, wait_for_event
 

@@ -12,8 +12,8 @@ from backfill.core.errors import ConfigurationError
 from backfill.core.events import Event, Events
 from backfill.core.hooks import Hooks, RetryDecision
 from backfill.core.jobs import Job
+from backfill.core.run.worker import Worker
 from backfill.core.tasks import TaskRegistry
-from backfill.core.worker import Worker
 from tests.integration.worker_support.helpers import fast_options
 
 

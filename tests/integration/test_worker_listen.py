@@ -15,8 +15,8 @@ import asyncpg
 import pytest
 
 from backfill.core.enqueue import add_job
+from backfill.core.run.worker import Worker
 from backfill.core.tasks import TaskRegistry
-from backfill.core.worker import Worker
 from tests.integration.worker_support.helpers import (
     fast_options,
     listener_pids,

@@ -8,8 +8,8 @@ from typing import Any
 import asyncpg
 
 from backfill.core.events import Event, Events
+from backfill.core.run.worker import Worker
 from backfill.core.tasks import TaskRegistry
-from backfill.core.worker import Worker
 from tests.integration.worker_support.helpers import fast_options, running, wait_listening
 from tests.support.waiting import wait_for
 

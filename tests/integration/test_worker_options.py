@@ -9,9 +9,9 @@ import asyncpg
 import pytest
 
 from backfill.core.errors import ConfigurationError
-from backfill.core.options import WorkerOptions
+from backfill.core.run.options import WorkerOptions
+from backfill.core.run.worker import Worker
 from backfill.core.tasks import TaskRegistry
-from backfill.core.worker import Worker
 
 BAD_VALUES: list[tuple[str, Any]] = [
     ("concurrency", 0),

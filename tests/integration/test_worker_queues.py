@@ -11,8 +11,8 @@ from typing import Any
 import asyncpg
 
 from backfill.core.enqueue import add_job
+from backfill.core.run.worker import Worker
 from backfill.core.tasks import TaskRegistry
-from backfill.core.worker import Worker
 from tests.integration.worker_support.helpers import fast_options, job_count
 
 QUEUES = ("alpha", "beta", "gamma")

@@ -13,11 +13,11 @@ from typing import Any
 
 import asyncpg
 
-from backfill.core.context import JobContext
 from backfill.core.enqueue import add_job
 from backfill.core.events import Event, Events
+from backfill.core.run.context import JobContext
+from backfill.core.run.worker import Worker
 from backfill.core.tasks import TaskRegistry
-from backfill.core.worker import Worker
 from tests.integration.worker_support.helpers import (
     JOBS_TABLE,
     QUEUES_TABLE,

@@ -12,8 +12,8 @@ import pytest
 from backfill.core.enqueue import add_job, add_jobs
 from backfill.core.errors import DatabaseError
 from backfill.core.jobs import JobSpec
+from backfill.core.run.worker import Worker
 from backfill.core.tasks import TaskRegistry
-from backfill.core.worker import Worker
 from tests.integration.worker_support.helpers import (
     JOBS_TABLE,
     fast_options,

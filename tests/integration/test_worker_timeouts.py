@@ -17,8 +17,8 @@ from backfill.core.enqueue import add_job
 from backfill.core.errors import JobSpecError, TaskDefinitionError
 from backfill.core.events import Event, Events
 from backfill.core.jobs import MAX_TIMEOUT_SECONDS, JobSpec
+from backfill.core.run.worker import Worker
 from backfill.core.tasks import TaskRegistry, define_task
-from backfill.core.worker import Worker
 from tests.integration.worker_support.helpers import fast_options, job_row
 from tests.support.waiting import wait_for_event
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from backfill.core.crontab import CronItem, CrontabError, cron_item, load_crontab_file, parse_crontab, parse_fill
 from backfill.core.errors import ConfigurationError
+from backfill.core.upkeep.crontab import CronItem, CrontabError, cron_item, load_crontab_file, parse_crontab, parse_fill
 
 # 2024-01-01 is a Monday.
 MONDAY = datetime(2024, 1, 1, tzinfo=UTC)

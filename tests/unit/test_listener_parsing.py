@@ -7,8 +7,8 @@ import logging
 
 import pytest
 
-from backfill.core.listener import parse_insert_count
 from backfill.core.retry import ConsecutiveFailures, backoff_delays
+from backfill.core.run.listener import parse_insert_count
 
 
 @pytest.mark.parametrize(

@@ -12,12 +12,12 @@ from typing import Any
 import pytest
 import structlog
 
-from backfill.core.context import job_logger
-from backfill.core.current import current_job
 from backfill.core.errors import ConfigurationError
 from backfill.core.jobs import Job
+from backfill.core.run.context import job_logger
+from backfill.core.run.current import current_job
 from backfill.core.secrets import remember_dsn
-from backfill.lanes import lane_flags
+from backfill.lanes.lane import lane_flags
 from backfill.logs import configure_logging, get_logger, redact_secrets
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from backfill.core.errors import ConfigurationError, JobSpecError
-from backfill.lanes import BULK_LANE, FAST_LANE, LANE_FLAG, Lane, LaneFilter, lane_flags, lane_of, parse_lanes
+from backfill.lanes.lane import BULK_LANE, FAST_LANE, LANE_FLAG, Lane, LaneFilter, lane_flags, lane_of, parse_lanes
 from backfill.priorities import PRIORITY_BANDS, Priority, priority_band
 
 

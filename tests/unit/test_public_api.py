@@ -29,7 +29,7 @@ def test_all_is_sorted_and_resolves(module: ModuleType) -> None:
 def test_root_reexports_the_decorator_and_worker() -> None:
     # Outside code relies on `@backfill.task("identifier")` and these names staying where they are. The root
     # task decorator is the layer's: the core's options plus per-task defaults (priority, lane, policy).
-    from backfill.task_defaults import task as layer_task
+    from backfill.tasks.defaults import task as layer_task
 
     assert backfill.task is layer_task
     assert backfill.Worker is backfill.core.Worker

@@ -11,7 +11,14 @@ import pytest
 from backfill.core.errors import ConfigurationError, PayloadValidationError, PermanentFailure, RetryAfter
 from backfill.core.hooks import RetryDecision
 from backfill.core.jobs import Job
-from backfill.retry_policies import PRESETS, ErrorRules, RetryPlanner, RetryPolicy, policy_from_flags, resolve_policy
+from backfill.tasks.retry_policies import (
+    PRESETS,
+    ErrorRules,
+    RetryPlanner,
+    RetryPolicy,
+    policy_from_flags,
+    resolve_policy,
+)
 
 
 def _job(*, attempts: int = 1, flags: frozenset[str] = frozenset(), task: str = "t") -> Job:

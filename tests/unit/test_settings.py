@@ -12,7 +12,7 @@ import pytest
 
 from backfill.core.errors import ConfigurationError
 from backfill.core.schema import SchemaName
-from backfill.lanes import Lane
+from backfill.lanes.lane import Lane
 from backfill.settings import TEST_ONLY_VARIABLES, BackfillSettings, UnknownSettingWarning
 
 ENV_EXAMPLE = Path(__file__).resolve().parents[2] / ".env.example"

@@ -8,7 +8,7 @@ from types import SimpleNamespace
 import pytest
 
 from backfill.core.events import Events
-from backfill.success_log import SuccessLogLevel, log_successes
+from backfill.runner.success_log import SuccessLogLevel, log_successes
 
 
 def _succeed(events: Events, count: int) -> None:

@@ -10,7 +10,7 @@ from concurrent.futures import CancelledError
 
 import pytest
 
-from backfill.core.threads import DaemonThreadExecutor
+from backfill.core.run.threads import DaemonThreadExecutor
 
 
 def test_results_and_exceptions_reach_the_future() -> None:
@@ -90,7 +90,7 @@ def test_a_stuck_callable_does_not_keep_the_interpreter_alive() -> None:
     # The reason the class exists: ThreadPoolExecutor's threads are joined at exit.
     script = (
         "import time\n"
-        "from backfill.core.threads import DaemonThreadExecutor\n"
+        "from backfill.core.run.threads import DaemonThreadExecutor\n"
         "executor = DaemonThreadExecutor(1)\n"
         "executor.submit(time.sleep, 60)\n"
         "executor.shutdown(wait=False)\n"

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from backfill.core.options import WorkerOptions
-from backfill.core.worker import _describe_filter
+from backfill.core.run.options import WorkerOptions
+from backfill.core.run.worker import _describe_filter
 
 
 def test_a_worker_taking_every_job_says_nothing_more() -> None:

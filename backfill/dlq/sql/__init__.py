@@ -1,1 +1,1 @@
-"""SQL files of the dead-letter queue's migration line ("dlq"), read by backfill.core.own_migrations."""
+"""SQL files of the dead-letter queue's migration line ("dlq"), read by backfill.core.migrations.own."""

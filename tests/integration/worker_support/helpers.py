@@ -13,8 +13,8 @@ from typing import Any
 
 import asyncpg
 
-from backfill.core.options import RunSummary, WorkerOptions
-from backfill.core.worker import Worker
+from backfill.core.run.options import RunSummary, WorkerOptions
+from backfill.core.run.worker import Worker
 from tests.support.waiting import wait_for
 
 JOBS_VIEW = "graphile_worker.jobs"

@@ -1,0 +1,343 @@
+"""BackfillClient: enqueue jobs with priorities, lanes, serial queues and retry policies.
+
+``await client.enqueue("send_email", {...}, priority=Priority.FAST_HIGH)`` builds the job (the task's
+defaults from ``@backfill.task``, then the client's, then the caller's arguments), writes its retry policy
+into the job (``max_attempts`` and a flag the worker reads back) and calls Graphile's ``add_job``, so any
+worker, Node's included, can run it. Pass ``connection=`` to enqueue inside your own transaction: the job
+exists only if that transaction commits.
+
+Module-level ``enqueue``, ``enqueue_fast``, ``enqueue_bulk`` and ``enqueue_critical`` use a default client
+built from the environment (``DATABASE_URL``, ``GRAPHILE_WORKER_SCHEMA``) on first use.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
+
+import asyncpg
+
+from backfill.client.payload_limit import DEFAULT_MAX_PAYLOAD_BYTES, check_limit, enforce_limit
+from backfill.core.db import ConnectionSource, LazyPool
+from backfill.core.enqueue import add_job_spec, add_jobs
+from backfill.core.errors import ConfigurationError, JobSpecError, PayloadTooLargeError
+from backfill.core.jobs import Job, JobKeyMode, JobSpec
+from backfill.core.schema import SchemaName
+from backfill.lanes.catalog import LaneCatalog
+from backfill.lanes.lane import BUILT_IN_LANES, LANE_FLAG, lane_flags, lane_of
+from backfill.migrations import migrate_all
+from backfill.priorities import Priority
+from backfill.tasks.catalog import TaskCatalog
+from backfill.tasks.defaults import TaskDefaults, defaults_for
+from backfill.tasks.retry_policies import RETRY_FLAG_PREFIX, RetryPolicy, resolve_policy
+
+
+class EnqueueObserver(Protocol):
+    """What the client tells metrics about (``BackfillMetrics`` has this method)."""
+
+    def job_enqueued(self, task: str, priority: int, flags: Any, count: int = 1) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Enqueue:
+    """One job for :meth:`BackfillClient.enqueue_many`; the fields mean what :meth:`~BackfillClient.enqueue`'s
+    arguments mean."""
+
+    task: str
+    payload: Any = None
+    priority: int | None = None
+    queue: str | None = None
+    lane: str | None = None
+    run_at: datetime | None = None
+    delay: float | timedelta | None = None
+    job_key: str | None = None
+    max_attempts: int | None = None
+    retry_policy: RetryPolicy | str | None = None
+    flags: Sequence[str] | None = None
+    timeout: float | None = None
+
+
+class BackfillClient:
+    """Enqueues jobs into one Graphile schema. Accepts a DSN (the client then owns a small pool, opened on
+    first use and closed by :meth:`close` or ``async with``) or a pool of yours (never closed here).
+
+    ``max_payload_bytes`` (default 1 MiB, ``BACKFILL_MAX_PAYLOAD_BYTES`` in :meth:`from_env`; 0: no limit)
+    refuses larger payloads, as JSON, with :class:`~backfill.core.errors.PayloadTooLargeError` before anything
+    is written (see :mod:`backfill.client.payload_limit` for why)."""
+
+    def __init__(
+        self,
+        database: str | asyncpg.Pool[Any],
+        *,
+        schema: str | SchemaName | None = None,
+        default_retry_policy: RetryPolicy | str = "default",
+        default_priority: int = Priority.BULK_DEFAULT,
+        metrics: EnqueueObserver | None = None,
+        max_pool_size: int = 5,
+        prepared_statements: bool = True,
+        max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
+    ) -> None:
+        if not isinstance(database, (str, asyncpg.Pool)):
+            raise ConfigurationError("database must be a DSN string or an asyncpg.Pool")
+        self.schema = SchemaName.coerce(schema)
+        self.default_retry_policy = resolve_policy(default_retry_policy, field_name="default_retry_policy")
+        self.default_priority = _priority("default_priority", default_priority)
+        self._metrics = metrics
+        self.max_payload_bytes = check_limit(max_payload_bytes)
+        # prepared_statements off behind PgBouncer in transaction mode (for a pool the client opens itself).
+        self._pool = LazyPool(database, max_size=max_pool_size, prepared_statements=prepared_statements)
+        self._catalog = TaskCatalog(self.schema)
+        self._lanes = LaneCatalog(self.schema)
+
+    @classmethod
+    def from_env(cls, **options: Any) -> BackfillClient:
+        """A client for ``DATABASE_URL``, ``GRAPHILE_WORKER_SCHEMA``, ``BACKFILL_DEFAULT_RETRY_POLICY`` and
+        ``BACKFILL_MAX_PAYLOAD_BYTES`` (from the environment or ``.env``); ``options`` as for the constructor."""
+        from backfill.settings import ClientSettings  # the settings module imports the layer's pieces
+
+        # Only what a client reads is validated: a bad worker variable in a shared environment is the
+        # runner's to report, not a reason for a web process to stop enqueueing.
+        settings = ClientSettings.load()
+        if not settings.database_url:
+            raise ConfigurationError("DATABASE_URL: not set; it must name the PostgreSQL database to enqueue into")
+        options.setdefault("schema", settings.schema_name)
+        options.setdefault("default_retry_policy", settings.default_retry_policy)
+        options.setdefault("prepared_statements", settings.prepared_statements)
+        options.setdefault("max_payload_bytes", settings.max_payload_bytes)
+        return cls(settings.database_url, **options)
+
+    # -- enqueueing -----------------------------------------------------------------------------------------
+
+    async def enqueue(
+        self,
+        task: str,
+        payload: Any = None,
+        *,
+        priority: int | None = None,
+        queue: str | None = None,
+        lane: str | None = None,
+        run_at: datetime | None = None,
+        delay: float | timedelta | None = None,
+        job_key: str | None = None,
+        job_key_mode: JobKeyMode | str | None = None,
+        max_attempts: int | None = None,
+        retry_policy: RetryPolicy | str | None = None,
+        flags: Sequence[str] | None = None,
+        timeout: float | None = None,  # noqa: ASYNC109 - the job's timeout, not this call's
+        connection: ConnectionSource | None = None,
+    ) -> Job:
+        """Enqueue one job and return its row.
+
+        * ``priority`` — lower runs first (:class:`~backfill.priorities.Priority` or any smallint); negative
+          priorities go to the Fast lane, others to the Bulk lane.
+        * ``queue`` — a serial queue: its jobs run one at a time across all workers (e.g. per customer).
+        * ``lane`` — a custom lane (configured on workers with ``BACKFILL_LANES``) with its own concurrency.
+        * ``run_at`` or ``delay`` (seconds or timedelta from now) — when the job becomes runnable.
+        * ``job_key`` / ``job_key_mode`` — Graphile's deduplication (``replace`` by default).
+        * ``retry_policy`` — a preset name (``fast``, ``aggressive``, ``conservative``, ``default``,
+          ``graphile``) or a :class:`~backfill.tasks.retry_policies.RetryPolicy`; ``max_attempts`` overrides its
+          attempts.
+        * ``connection`` — enqueue on this connection (inside its transaction, if one is open).
+        """
+        request = Enqueue(
+            task, payload, priority, queue, lane, run_at, delay, job_key, max_attempts, retry_policy, flags, timeout
+        )
+        spec = self.build_spec(request, await self.task_defaults(task))
+        await self.warn_if_lane_undeclared(spec)
+        job = await add_job_spec(
+            connection if connection is not None else await self._get_pool(),
+            spec,
+            job_key_mode=job_key_mode,
+            schema=self.schema,
+        )
+        if self._metrics is not None:
+            self._metrics.job_enqueued(job.task_identifier, job.priority, spec.flags)
+        return job
+
+    async def enqueue_fast(self, task: str, payload: Any = None, **options: Any) -> Job:
+        """:meth:`enqueue` at ``Priority.FAST_DEFAULT`` unless ``priority`` says otherwise."""
+        options.setdefault("priority", Priority.FAST_DEFAULT)
+        return await self.enqueue(task, payload, **options)
+
+    async def enqueue_bulk(self, task: str, payload: Any = None, **options: Any) -> Job:
+        """:meth:`enqueue` at ``Priority.BULK_DEFAULT`` unless ``priority`` says otherwise."""
+        options.setdefault("priority", Priority.BULK_DEFAULT)
+        return await self.enqueue(task, payload, **options)
+
+    async def enqueue_critical(self, task: str, payload: Any = None, **options: Any) -> Job:
+        """:meth:`enqueue` at ``Priority.EMERGENCY``: ahead of everything else in the Fast lane."""
+        options.setdefault("priority", Priority.EMERGENCY)
+        return await self.enqueue(task, payload, **options)
+
+    async def enqueue_many(
+        self,
+        requests: Sequence[Enqueue],
+        *,
+        job_key_preserve_run_at: bool = False,
+        connection: ConnectionSource | None = None,
+    ) -> list[Job]:
+        """Enqueue many jobs in one statement (one round trip, one notification). A bad request is reported
+        by its position before anything is written."""
+        specs = []
+        known: dict[str, TaskDefaults | None] = {}
+        for position, request in enumerate(requests):
+            if not isinstance(request, Enqueue):
+                raise JobSpecError(f"requests[{position}]", f"must be an Enqueue, not {type(request).__name__}")
+            if isinstance(request.task, str) and request.task not in known:
+                known[request.task] = await self.task_defaults(request.task)
+            try:
+                specs.append(
+                    self.build_spec(request, known.get(request.task) if isinstance(request.task, str) else None)
+                )
+            except PayloadTooLargeError as error:
+                raise error.at(f"requests[{position}].payload") from None
+            except JobSpecError as error:
+                raise JobSpecError(f"requests[{position}].{error.field}", str(error).partition(": ")[2]) from None
+        for spec in {lane_of(0, spec.flags): spec for spec in specs}.values():
+            await self.warn_if_lane_undeclared(spec)
+        jobs = await add_jobs(
+            connection if connection is not None else await self._get_pool(),
+            specs,
+            job_key_preserve_run_at=job_key_preserve_run_at,
+            schema=self.schema,
+        )
+        if self._metrics is not None:
+            for spec in specs:
+                self._metrics.job_enqueued(spec.identifier, spec.priority or 0, spec.flags)
+        return jobs
+
+    async def task_defaults(self, task: str) -> TaskDefaults | None:
+        """``task``'s defaults: this process's (``@backfill.task``) or, for a task it never imported, those a
+        worker runner published in the database (cached; see :mod:`backfill.tasks.catalog`)."""
+        if not isinstance(task, str) or not task:
+            return None  # build_spec reports the bad identifier
+        local = defaults_for(task)
+        if local is not None:
+            return local  # no database needed (nor a pool opened, for callers passing connection=)
+        return await self._catalog.defaults(await self._get_pool(), task)
+
+    async def warn_if_lane_undeclared(self, spec: JobSpec) -> None:
+        """Warn, once per lane, when ``spec`` goes to a custom lane that no runner has ever declared: the job
+        waits until a runner serves it (see :mod:`backfill.lanes.catalog`). The job is enqueued all the same."""
+        lane = lane_of(0, spec.flags)
+        if lane not in BUILT_IN_LANES:
+            await self._lanes.warn_if_undeclared(await self._get_pool(), lane)
+
+    def build_spec(self, request: Enqueue, defaults: TaskDefaults | None = None) -> JobSpec:
+        """The core job spec for ``request``: ``defaults`` (the task's, from :meth:`task_defaults`; this
+        process's own when not given), then the client's, under the request's own arguments."""
+        if not isinstance(request.task, str) or not request.task:
+            raise JobSpecError("task", "must be a non-empty string")
+        if defaults is None:
+            defaults = defaults_for(request.task)
+        priority = request.priority
+        if priority is None:
+            priority = defaults.priority if defaults is not None and defaults.priority is not None else None
+        priority = _priority("priority", priority if priority is not None else self.default_priority)
+        queue = request.queue if request.queue is not None else (defaults.queue if defaults is not None else None)
+        lane = request.lane if request.lane is not None else (defaults.lane if defaults is not None else None)
+        if request.retry_policy is not None:
+            try:
+                policy = resolve_policy(request.retry_policy)
+            except ConfigurationError as error:
+                raise JobSpecError("retry_policy", str(error).partition(": ")[2]) from None
+        elif defaults is not None and defaults.retry_policy is not None:
+            policy = defaults.retry_policy
+        else:
+            policy = self.default_retry_policy
+        if request.flags is not None and (
+            isinstance(request.flags, (str, bytes)) or not all(isinstance(f, str) for f in request.flags)
+        ):
+            raise JobSpecError("flags", "must be a list of strings")
+        # A retry flag given by hand would contradict the policy chosen here; the policy wins.
+        flags = [f for f in (request.flags or ()) if not f.startswith(RETRY_FLAG_PREFIX)]
+        flags.append(policy.flag)
+        if lane is not None:
+            flags.extend(lane_flags(lane))
+        spec = JobSpec(
+            request.task,
+            request.payload,
+            queue_name=queue,
+            run_at=_run_at(request.run_at, request.delay),
+            max_attempts=request.max_attempts if request.max_attempts is not None else policy.max_attempts,
+            job_key=request.job_key,
+            priority=priority,
+            flags=flags,
+            timeout=request.timeout,
+        )
+        enforce_limit(spec.identifier, spec.payload_json, self.max_payload_bytes)
+        return spec
+
+    # -- lifecycle --------------------------------------------------------------------------------------------
+
+    async def migrate(self) -> None:
+        """Install or upgrade everything enqueueing and the worker need: Graphile's schema (revision 20) and
+        backfill's own tables (worker registry, error history, dead-letter queue, task catalog). Idempotent; a
+        worker runner does it at start-up too, so call it only where enqueueing may come first. The core's
+        ``WorkerUtils.migrate()`` installs less: not the dead-letter table nor the task catalog."""
+        await migrate_all(await self._get_pool(), self.schema)
+
+    async def _get_pool(self) -> asyncpg.Pool[Any]:
+        return await self._pool.get()
+
+    async def close(self) -> None:
+        """Close the pool the client opened (a pool passed in is left open)."""
+        await self._pool.close()
+
+    async def __aenter__(self) -> BackfillClient:
+        await self._get_pool()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+
+def _priority(field_name: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise JobSpecError(field_name, f"must be an integer (a Priority or any smallint), not {type(value).__name__}")
+    return int(value)
+
+
+def _run_at(run_at: datetime | None, delay: float | timedelta | None) -> datetime | None:
+    if delay is None:
+        return run_at
+    if run_at is not None:
+        raise JobSpecError("delay", "give run_at or delay, not both")
+    if isinstance(delay, timedelta):
+        seconds = delay.total_seconds()
+    elif isinstance(delay, (int, float)) and not isinstance(delay, bool):
+        seconds = float(delay)
+    else:
+        raise JobSpecError("delay", f"must be seconds or a timedelta, not {type(delay).__name__}")
+    if not seconds >= 0:  # also refuses NaN
+        raise JobSpecError("delay", f"must not be negative, got {delay!r}")
+    return datetime.now(UTC) + timedelta(seconds=seconds)
+
+
+def with_layer_defaults(spec: JobSpec, defaults: TaskDefaults | None, default_policy: RetryPolicy) -> JobSpec:
+    """``spec`` (from the core: ``ctx.add_job``, cron) with what the client would have given it: the task's
+    priority, queue and lane when the spec has none, and a retry policy (the task's, else ``default_policy``)
+    when it carries no ``backfill:retry=`` flag. Explicit values in the spec are kept."""
+    flags = list(spec.flags or ())
+    changes: dict[str, Any] = {}
+    if defaults is not None:
+        if spec.priority is None and defaults.priority is not None:
+            changes["priority"] = defaults.priority
+        if spec.queue_name is None and defaults.queue is not None:
+            changes["queue_name"] = defaults.queue
+        if defaults.lane is not None and LANE_FLAG not in flags:
+            flags.extend(lane_flags(defaults.lane))
+    if not any(flag.startswith(RETRY_FLAG_PREFIX) for flag in flags):
+        policy = defaults.retry_policy if defaults is not None and defaults.retry_policy is not None else default_policy
+        flags.append(policy.flag)
+        if spec.max_attempts is None:
+            changes["max_attempts"] = policy.max_attempts
+    if flags != list(spec.flags or ()):
+        changes["flags"] = flags
+    if not changes:
+        return spec
+    # The timeout already lives in the flags; passing it again would only rewrite the same flag.
+    return dataclasses.replace(spec, timeout=None, **changes)

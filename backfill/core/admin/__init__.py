@@ -1,0 +1,1 @@
+"""What an operator asks of the jobs table: listings, statistics and actions on jobs and queues (``WorkerUtils``)."""

@@ -1,0 +1,144 @@
+"""The worker's claims, on the connection it fetches with: claim jobs, hand unstarted ones back, release orphans.
+
+One pinned connection carries every statement that takes or gives back a claim, so the fetcher's statements
+run one at a time; that is what lets the orphan release compute "what we own" without a claim in flight.
+
+Claims are committed without waiting for the WAL flush: that wait (an fsync, ~0.5-1 ms here) sat on every
+job's schedule-to-start path. It is safe: a claim lost in a database crash leaves the job available, so it runs
+again and this worker's late result is fenced out (at-least-once holds, and the duplicate is one the crash
+excuses). Results keep synchronous commits (the completer's connection): losing a completion would re-run a
+finished job without any crash of ours to excuse it.
+
+Payloads are decoded here, on the event loop: CPython's JSON decoder holds the GIL, so a thread would stall
+the loop just as long. What can be avoided is a batch of large payloads decoded in one go (ten 1.2 MB
+payloads: 70-250 ms with nothing else running): once ``_DECODE_TURN_CHARS`` of payload text have been
+decoded, the loop gets a turn before the next job, so a stall lasts one large payload's decode at most.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Collection, Sequence
+from typing import Any
+
+import asyncpg
+
+from backfill.core.jobs import Job
+from backfill.core.pinned import PinnedConnection
+from backfill.core.run.queries import WorkerQueries
+
+_CLAIM_CONNECTION_SETUP = "set synchronous_commit = off"
+# Payload text decoded between two loop turns: 256 KiB of JSON decodes in about 1.5-5 ms here, so small payloads
+# (the usual hundreds of bytes) never pay for a turn, and the loop waits at most that long plus one payload.
+_DECODE_TURN_CHARS = 256 * 1024
+
+
+class Claims:
+    """Claims for one worker id over one pinned connection; a statement that fails discards the connection."""
+
+    def __init__(
+        self,
+        pool: asyncpg.Pool[Any],
+        queries: WorkerQueries,
+        worker_id: str,
+        identifiers: Sequence[str],
+        *,
+        forbidden_flags: Sequence[str] = (),
+        required_flags: Sequence[str] = (),
+    ) -> None:
+        self._connection = PinnedConnection(pool, setup=_CLAIM_CONNECTION_SETUP)
+        self._queries = queries
+        self._worker_id = worker_id
+        self._identifiers = list(identifiers)
+        # The flag arrays follow worker id, identifiers and limit, in the order FetchFilter numbers them.
+        self._flag_arguments: list[list[str]] = [list(f) for f in (forbidden_flags, required_flags) if f]
+        self._task_names: dict[int, str] = {}  # task_id -> identifier, for the tasks we run
+
+    async def load_task_names(self, connection: Any) -> None:
+        rows = await connection.fetch(self._queries.task_ids, self._identifiers)
+        self._task_names = {row["id"]: row["identifier"] for row in rows}
+
+    async def claim(self, count: int) -> list[Job]:
+        """Lock up to ``count`` runnable jobs of our tasks for this worker (one per named queue)."""
+        connection = await self._connection.get()
+        try:
+            rows = await connection.fetch(
+                self._queries.fetch_jobs, self._worker_id, self._identifiers, count, *self._flag_arguments
+            )
+            if any(row["task_id"] not in self._task_names for row in rows):
+                # A task row re-created under a new id (GC_TASK_IDENTIFIERS cleanup, say): the claim found it
+                # by identifier, so learn the new id.
+                await self.load_task_names(connection)
+        except BaseException:
+            await self._connection.discard()
+            raise
+        return await self._decode(rows)
+
+    async def _decode(self, rows: Sequence[Any]) -> list[Job]:
+        names = self._task_names
+        jobs: list[Job] = []
+        since_turn = 0
+        cancelled = False
+        for row in rows:
+            jobs.append(Job.from_record(row, task_identifier=names[row["task_id"]]))
+            payload = row["payload"]
+            if type(payload) is str:
+                since_turn += len(payload)
+            if since_turn >= _DECODE_TURN_CHARS and not cancelled:
+                since_turn = 0
+                try:
+                    # Twice: timers and I/O that fell due during the decode join the ready queue *behind* the
+                    # first wake-up, so one sleep(0) would decode another payload before they ran.
+                    await asyncio.sleep(0)
+                    await asyncio.sleep(0)
+                except asyncio.CancelledError:
+                    # The jobs are claimed: decode the rest and hand them over, so that the caller returns them
+                    # unstarted, and deliver the cancellation at its next await.
+                    cancelled = True
+        if cancelled:
+            task = asyncio.current_task()
+            if task is not None:
+                task.cancel()
+        return jobs
+
+    async def runnable_exists(self) -> bool:
+        """Whether a job this worker may claim is runnable now, locks aside: the check an empty claim needs
+        before it may be read as "nothing left" (a concurrent fetch briefly row-locks what it looks at)."""
+        connection = await self._connection.get()
+        try:
+            return bool(
+                await connection.fetchval(
+                    self._queries.runnable_exists, self._worker_id, self._identifiers, 1, *self._flag_arguments
+                )
+            )
+        except BaseException:
+            await self._connection.discard()
+            raise
+
+    async def hand_back(self, jobs: Sequence[Job]) -> int:
+        """Unlock claimed jobs that never started, refunding their attempt; how many were still ours."""
+        if not jobs:
+            return 0
+        connection = await self._connection.get()
+        try:
+            rows = await connection.fetch(
+                self._queries.return_jobs, [job.id for job in jobs], self._worker_id, [job.locked_at for job in jobs]
+            )
+        except BaseException:
+            await self._connection.discard()
+            raise
+        return len(rows)
+
+    async def release_orphans(self, owned: Collection[int]) -> tuple[list[int], int]:
+        """Unlock rows locked by us whose id is not in ``owned``; the jobs released and the queue locks freed."""
+        connection = await self._connection.get()
+        try:
+            row = await connection.fetchrow(self._queries.release_orphans, self._worker_id, list(owned))
+        except BaseException:
+            await self._connection.discard()
+            raise
+        assert row is not None
+        return list(row["jobs"]), int(row["queues"])
+
+    async def close(self) -> None:
+        await self._connection.close()

@@ -1,0 +1,1 @@
+"""Periodic upkeep beside the worker loop: stale locks, the dead-worker sweeper and cron."""

@@ -1,0 +1,96 @@
+"""Lanes that runners declared, so that enqueueing into a lane no runner serves (a typo, most often) warns.
+
+A runner declares its custom lanes (``BACKFILL_LANES``) at start in ``backfill_lanes`` (migration line
+``"tasks"``, id 2). A client that enqueues into a custom lane looks the lane up there (cached for ``ttl``
+seconds) and warns once per lane when no runner has ever declared it: the job is written anyway (runners may
+be deployed after the code that enqueues), but it waits until some runner serves that lane. Before any runner
+has started against the schema (a fresh deployment enqueueing first), nothing is known, so nothing is said.
+
+Like the task catalog, the lookup runs on the client's own pool, never on a caller's connection, and any
+failure means "cannot tell" (no warning).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import time
+from collections.abc import Iterable
+from typing import Any
+
+import asyncpg
+
+from backfill.core.db import ConnectionSource, connection_from
+from backfill.core.schema import SchemaName
+from backfill.lanes.lane import BUILT_IN_LANES, Lane
+
+logger = logging.getLogger("backfill.lanes")
+
+DEFAULT_TTL = 30.0
+
+
+async def declare_lanes(
+    executor: ConnectionSource, schema: SchemaName, lanes: Iterable[Lane], *, declared_by: str | None = None
+) -> None:
+    """Record ``lanes`` (their custom ones) as served, one statement."""
+    custom = [lane for lane in lanes if lane.is_custom]
+    if not custom:
+        return
+    statement = f"""
+        insert into {schema.qualify("backfill_lanes")} as l (name, concurrency, declared_by)
+        select * from unnest($1::text[], $2::int[], array_fill($3::text, array[cardinality($1::text[])]))
+        on conflict (name) do update
+           set concurrency = excluded.concurrency, declared_by = excluded.declared_by, last_declared_at = now()
+    """
+    async with connection_from(executor) as connection:
+        await connection.execute(
+            statement,
+            [lane.name for lane in custom],
+            [lane.concurrency for lane in custom],
+            declared_by or f"{socket.gethostname()}:{os.getpid()}",
+        )
+
+
+class LaneCatalog:
+    """Cached knowledge of the declared lanes of one schema, and the warnings already given."""
+
+    def __init__(self, schema: SchemaName, *, ttl: float = DEFAULT_TTL) -> None:
+        self._ttl = ttl
+        # Every runner publishes its task defaults at start: none there means no runner has started against this
+        # schema yet (a fresh deployment enqueueing first), and then no lane is "undeclared" yet either.
+        self._statement = f"""
+            select array(select name from {schema.qualify("backfill_lanes")}) as lanes,
+                   exists (select 1 from {schema.qualify("backfill_task_defaults")}) as runners_seen
+        """
+        self._declared: frozenset[str] | None = None
+        self._expires = 0.0
+        self._warned: set[str] = set()
+
+    async def warn_if_undeclared(self, pool: asyncpg.Pool[Any], lane: str) -> None:
+        """Warn (once per lane) when ``lane`` is custom and no runner ever declared it."""
+        if lane in BUILT_IN_LANES or lane in self._warned:
+            return
+        declared = await self._lanes(pool)
+        if declared is None or lane in declared:
+            return
+        self._warned.add(lane)
+        known = ", ".join(sorted(declared)) or "none yet"
+        logger.warning(
+            "lane %r has never been declared by a runner (BACKFILL_LANES); its jobs wait until a runner serves "
+            "it. A typo? Declared custom lanes: %s",
+            lane,
+            known,
+        )
+
+    async def _lanes(self, pool: asyncpg.Pool[Any]) -> frozenset[str] | None:
+        now = time.monotonic()
+        if now < self._expires:
+            return self._declared
+        try:
+            row = await pool.fetchrow(self._statement)
+        except (asyncpg.PostgresError, OSError, asyncpg.InterfaceError):
+            row = None  # an older schema without the tables, or the database away: cannot tell, so no warning
+        declared = frozenset(row["lanes"]) if row is not None and row["runners_seen"] else None
+        self._declared, self._expires = declared, now + self._ttl
+        return declared

@@ -1,1 +1,0 @@
-"""SQL files of the task catalog's migration line ("tasks"), read by backfill.core.own_migrations."""

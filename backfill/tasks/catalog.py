@@ -1,0 +1,115 @@
+"""The task catalog: task defaults shared through the database, so they apply wherever a job is enqueued.
+
+``@backfill.task("report", lane="reports", retry_policy="conservative")`` records defaults in the process
+that imports the task. A web service that enqueues ``report`` by name without importing the worker's code
+would not know them, and the job would land in the Bulk lane with the client's default policy — a lane that
+does not reserve capacity. So worker runners publish the defaults of every task they run
+(``backfill_task_defaults``, backfill's own migration line ``"tasks"``), and :class:`TaskCatalog` looks up a
+task the enqueueing process does not know, caching the answer (absent ones too) for ``ttl`` seconds.
+
+The lookup never runs on the caller's connection: a missing table would abort the caller's transaction. It
+uses the client's own pool, and any failure there means "no defaults" (logged once).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import socket
+import time
+from collections.abc import Iterable
+from typing import Any
+
+import asyncpg
+
+from backfill.core.db import ConnectionSource, connection_from
+from backfill.core.migrations.own import OwnMigration, migrate_own
+from backfill.core.schema import SchemaName
+from backfill.tasks.defaults import TaskDefaults, defaults_for
+from backfill.tasks.retry_policies import policy_from_flags
+
+logger = logging.getLogger("backfill.task_catalog")
+
+TASKS_LINE = "tasks"
+TASKS_MIGRATIONS: tuple[OwnMigration, ...] = (
+    OwnMigration(1, "task defaults", "tasks_001_defaults.sql", package="backfill.tasks.catalog_sql"),
+    # The custom lanes runners declared (see backfill.lanes.catalog); on this line because runners publish it
+    # at start beside the task defaults, and clients read it the same way.
+    OwnMigration(2, "declared lanes", "tasks_002_lanes.sql", package="backfill.tasks.catalog_sql"),
+)
+DEFAULT_TTL = 30.0
+
+
+async def migrate_task_catalog(executor: ConnectionSource, schema: str | SchemaName | None = None) -> list[int]:
+    """Create the catalog table in ``schema`` (Graphile's must exist); the ids applied here."""
+    return await migrate_own(executor, SchemaName.coerce(schema), line=TASKS_LINE, migrations=TASKS_MIGRATIONS)
+
+
+async def publish_task_defaults(
+    executor: ConnectionSource, schema: SchemaName, identifiers: Iterable[str], *, publisher: str | None = None
+) -> None:
+    """Write the in-process defaults of ``identifiers`` to the catalog, one statement. A task without defaults
+    is published too (all nulls), so defaults removed from the code stop applying."""
+    rows = [(identifier, defaults_for(identifier) or TaskDefaults()) for identifier in identifiers]
+    statement = f"""
+        insert into {schema.qualify("backfill_task_defaults")} as d
+               (identifier, priority, queue_name, lane, retry_flag, max_attempts, published_by)
+        select * from unnest($1::text[], $2::smallint[], $3::text[], $4::text[], $5::text[], $6::smallint[],
+                             array_fill($7::text, array[cardinality($1::text[])]))
+        on conflict (identifier) do update
+           set priority = excluded.priority, queue_name = excluded.queue_name, lane = excluded.lane,
+               retry_flag = excluded.retry_flag, max_attempts = excluded.max_attempts,
+               published_by = excluded.published_by, published_at = now()
+    """
+    async with connection_from(executor) as connection:
+        await connection.execute(
+            statement,
+            [identifier for identifier, _ in rows],
+            [d.priority for _, d in rows],
+            [d.queue for _, d in rows],
+            [d.lane for _, d in rows],
+            [d.retry_policy.flag if d.retry_policy is not None else None for _, d in rows],
+            [d.retry_policy.max_attempts if d.retry_policy is not None else None for _, d in rows],
+            publisher or f"{socket.gethostname()}:{os.getpid()}",
+        )
+
+
+class TaskCatalog:
+    """Cached lookups of published task defaults for one schema."""
+
+    def __init__(self, schema: SchemaName, *, ttl: float = DEFAULT_TTL) -> None:
+        self._schema = schema
+        self._ttl = ttl
+        self._cache: dict[str, tuple[float, TaskDefaults | None]] = {}
+        self._statement = f"""
+            select priority, queue_name, lane, retry_flag, max_attempts
+              from {schema.qualify("backfill_task_defaults")} where identifier = $1::text
+        """
+        self._warned = False
+
+    async def defaults(self, pool: asyncpg.Pool[Any], identifier: str) -> TaskDefaults | None:
+        """The defaults the catalog holds for ``identifier`` (ask it only for tasks this process did not import:
+        its own ``@backfill.task`` defaults are the ones it runs with)."""
+        now = time.monotonic()
+        cached = self._cache.get(identifier)
+        if cached is not None and cached[0] > now:
+            return cached[1]
+        found = await self._fetch(pool, identifier)
+        self._cache[identifier] = (now + self._ttl, found)
+        return found
+
+    async def _fetch(self, pool: asyncpg.Pool[Any], identifier: str) -> TaskDefaults | None:
+        try:
+            row = await pool.fetchrow(self._statement, identifier)
+        except (asyncpg.PostgresError, OSError, asyncpg.InterfaceError) as error:
+            if not self._warned:  # an old schema without the table, or the database is away: enqueue anyway
+                logger.warning("task defaults catalog unavailable (%s); enqueueing without published defaults", error)
+                self._warned = True
+            return None
+        if row is None:
+            return None
+        policy = policy_from_flags(frozenset({row["retry_flag"]})) if row["retry_flag"] else None
+        if policy is not None and row["max_attempts"] is not None:
+            policy = dataclasses.replace(policy, max_attempts=row["max_attempts"])
+        return TaskDefaults(priority=row["priority"], queue=row["queue_name"], lane=row["lane"], retry_policy=policy)

@@ -1,0 +1,1 @@
+"""SQL files of the task catalog's migration line ("tasks"), read by backfill.core.migrations.own."""

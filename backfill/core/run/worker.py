@@ -56,6 +56,7 @@ from backfill.core.run.queries import WorkerQueries
 from backfill.core.run.recorder import OutcomeRecorder
 from backfill.core.run.signals import StopSignals
 from backfill.core.run.threads import DaemonThreadExecutor
+from backfill.core.run.waits import until_any
 from backfill.core.tasks import TaskDefinition, TaskRegistry, default_registry
 from backfill.core.upkeep.crontab import CronItem, parse_crontab
 from backfill.core.upkeep.maintenance import upkeep_tasks
@@ -538,7 +539,7 @@ class Worker:
             self.events.emit("worker:reconciled", worker_id=self.worker_id, released=released)
 
     async def _wait_for_wake(self, seconds: float) -> None:
-        await _until_any(self._wake, within=seconds)
+        await until_any(self._wake, within=seconds)
 
     async def _drain_runnable(self) -> None:
         """``run_once``: fetch and run until nothing runnable is left and every result is written."""
@@ -557,7 +558,7 @@ class Worker:
                     return
                 # Runnable rows that the claim skipped: another fetch held their locks for its statement.
                 # Look again shortly rather than report "nothing left" with jobs waiting.
-                await _until_any(self._stop_requested, within=next(rechecks))
+                await until_any(self._stop_requested, within=next(rechecks))
                 continue
             if fetched and self._more_available and len(self._local) <= self._refill_below:
                 continue  # keep filling while the database has more and we have room
@@ -565,10 +566,10 @@ class Worker:
             # No await separates each state check from its clear(), so no wake-up is lost.
             # A stop request ends the wait too: a long job must not delay a stop of run_once.
             self._slot_freed.clear()
-            await _until_any(self._slot_freed, self._stop_requested)
+            await until_any(self._slot_freed, self._stop_requested)
             while len(self._local) > self._refill_below and not self._stop_requested.is_set():
                 self._slot_freed.clear()
-                await _until_any(self._slot_freed, self._stop_requested)
+                await until_any(self._slot_freed, self._stop_requested)
 
     # -- running ----------------------------------------------------------------------------------------------
 
@@ -706,7 +707,7 @@ class Worker:
             if remaining <= 0:
                 return
             self._slot_freed.clear()
-            await _until_any(self._stop_now, self._slot_freed, within=remaining)
+            await until_any(self._stop_now, self._slot_freed, within=remaining)
 
     async def _return_unstarted(self) -> bool:
         """Give claimed, unstarted jobs back (attempt refunded); ``False`` if that could not be done."""
@@ -833,22 +834,6 @@ class Worker:
             "stopping gracefully (send again to stop now)" if first else "stopping now",
         )
         self.stop()
-
-
-async def _until_any(*events: asyncio.Event, within: float | None = None) -> None:
-    """Until one of ``events`` is set (at once if one is), or ``within`` seconds have passed."""
-    if any(event.is_set() for event in events):
-        return
-    if len(events) == 1:  # the fetch loop's wait between polls: no task to create
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(events[0].wait(), within)
-        return
-    waits = [asyncio.ensure_future(event.wait()) for event in events]
-    try:
-        await asyncio.wait(waits, timeout=within, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for wait in waits:
-            wait.cancel()
 
 
 def _describe_filter(options: WorkerOptions) -> str:

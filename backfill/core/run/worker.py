@@ -41,8 +41,7 @@ from backfill.core.errors import ConfigurationError, DatabaseError
 from backfill.core.events import Events
 from backfill.core.hooks import Hooks
 from backfill.core.jobs import SUSPECT_FLAG, Job
-from backfill.core.migrations.graphile import BREAKING_REVISIONS, LATEST_REVISION, migrate
-from backfill.core.migrations.own import migrate_own
+from backfill.core.migrations.graphile import BREAKING_REVISIONS, LATEST_REVISION
 from backfill.core.retry import ConsecutiveFailures, backoff_delays
 from backfill.core.run.claims import Claims
 from backfill.core.run.completer import Completer, Failure
@@ -51,10 +50,11 @@ from backfill.core.run.current import current_job
 from backfill.core.run.execution import AttemptRunner, is_batch_result, settle_batch
 from backfill.core.run.heartbeat import Heartbeat
 from backfill.core.run.listener import Listener, listener_connections
-from backfill.core.run.options import MIN_CALLER_POOL_SIZE, RunSummary, WorkerOptions
+from backfill.core.run.options import RunSummary, WorkerOptions
 from backfill.core.run.queries import WorkerQueries
 from backfill.core.run.recorder import OutcomeRecorder
 from backfill.core.run.signals import StopSignals
+from backfill.core.run.startup import open_pool, prepare
 from backfill.core.run.threads import DaemonThreadExecutor
 from backfill.core.run.waits import until_any
 from backfill.core.tasks import TaskDefinition, TaskRegistry, default_registry
@@ -249,14 +249,14 @@ class Worker:
             # Its events and counters describe one run; a second run would start already stopped.
             raise RuntimeError("a Worker runs once; create a new Worker to run again")
         self._active = True
-        pool, owns_pool = await self._open_pool()
+        pool, owns_pool = await open_pool(self._database, self.options)
         side_tasks: list[asyncio.Task[Any]] = []
         signal_handlers = StopSignals(self._on_signal)
         try:
             if self.options.handle_signals:
                 # Before the rest of start-up: a signal meanwhile makes the worker stop as soon as it started.
                 signal_handlers.install()
-            await self._prepare(pool)
+            self._claims = await prepare(pool, self.options, self._queries, self._identifiers)
             self._pool = pool
             self._completer = Completer(
                 pool,
@@ -356,39 +356,6 @@ class Worker:
         logger.info("worker %s stopped: %s", self.worker_id, self.summary)
         return self.summary
 
-    async def _open_pool(self) -> tuple[asyncpg.Pool[Any], bool]:
-        if isinstance(self._database, asyncpg.Pool):
-            size = self._database.get_max_size()
-            if size < MIN_CALLER_POOL_SIZE:
-                raise ConfigurationError(
-                    f"the pool passed to the worker has max_size={size}; it needs at least {MIN_CALLER_POOL_SIZE} "
-                    "(listener, fetcher and completer each hold a connection, and handlers need one more)"
-                )
-            return self._database, False
-        cache_size = 100 if self.options.prepared_statements else 0
-        try:
-            pool = await asyncpg.create_pool(
-                self._database,
-                min_size=min(2, self.options.max_pool_size),
-                max_size=self.options.max_pool_size,
-                statement_cache_size=cache_size,
-            )
-        except (OSError, asyncpg.PostgresError) as error:
-            raise DatabaseError(f"cannot connect to the database: {error}") from error
-        return pool, True
-
-    async def _prepare(self, pool: asyncpg.Pool[Any]) -> None:
-        """Bring the schema to revision 20 and backfill's own tables up to date (no-ops when they are), and
-        register our task identifiers."""
-        try:
-            await migrate(pool, self._schema)
-            await migrate_own(pool, self._schema)
-            async with pool.acquire() as connection:
-                await connection.execute(self._queries.ensure_tasks, self._identifiers)
-                await self._claims_for(pool).load_task_names(connection)
-        except asyncpg.PostgresError as error:
-            raise DatabaseError(f"worker start-up failed: {error}") from error
-
     def _supervised(self, coroutine: Any, name: str) -> asyncio.Task[Any]:
         """A side task whose unexpected death stops the worker loudly instead of leaving it idle."""
         task = asyncio.create_task(coroutine, name=f"backfill-{name}")
@@ -421,18 +388,6 @@ class Worker:
         # (~75 ms of work) are still queued, which covers a fetch round trip even under load.
         self._refill_below = ahead - ahead // 4
         return min(self.options.local_queue_size, max(0, free_slots + ahead - len(self._local)))
-
-    def _claims_for(self, pool: asyncpg.Pool[Any]) -> Claims:
-        if self._claims is None:
-            self._claims = Claims(
-                pool,
-                self._queries,
-                self.worker_id,
-                self._identifiers,
-                forbidden_flags=self.options.forbidden_flags,
-                required_flags=self.options.required_flags,
-            )
-        return self._claims
 
     async def _fetch_into_local_queue(self) -> int | None:
         """One fetch round; the number of jobs claimed, or ``None`` when there was no room to fetch."""

@@ -1,11 +1,10 @@
-"""The worker: fetch → run → complete/fail, with a local queue, LISTEN wake-ups and graceful shutdown.
+"""The worker: its lifecycle (start-up, run, graceful then firm shutdown) and the side tasks it supervises.
 
 Moving parts, each a named asyncio task:
 
-* the **fetcher** claims jobs in batches (``FOR UPDATE SKIP LOCKED``, one job per named queue per batch)
-  into a local priority queue, sized from recent throughput (see ``WorkerOptions.local_queue_size``);
-* up to ``concurrency`` **runners** take jobs from the local queue and run their handlers; a runner is
-  started when a job arrives and a slot is free, and it keeps taking jobs until the queue is empty;
+* the **fetcher** (:mod:`~backfill.core.run.fetcher`) claims jobs into the **local queue**
+  (:mod:`~backfill.core.run.local_queue`), sized from recent throughput;
+* up to ``concurrency`` **runners** (:mod:`~backfill.core.run.slots`) take jobs from it and run their handlers;
 * the **completer** writes results in batches (see :mod:`backfill.core.run.completer`);
 * the **listener** wakes the fetcher on ``jobs:insert`` and stops the worker on a breaking migration;
 * the **stale-lock sweeper** applies Graphile's 4-hour rule every 8-10 minutes;
@@ -14,25 +13,17 @@ Moving parts, each a named asyncio task:
 * the **loop monitor** reports handlers that block the event loop;
 * the **cron** scheduler, when the worker was given a crontab.
 
-Jobs run on a fast path (an ``async def`` taking only the payload is awaited directly) unless something
-needs the slower, observed path in :mod:`backfill.core.run.execution`: a timeout, an interceptor, a payload
-model, a context, or a listener for ``job:*`` events.
-
-The fetcher wakes on a notification, on a slot freeing up while more jobs are known to wait, or every
-``poll_interval`` seconds — the safety net for jobs inserted without NOTIFY and for future ``run_at``.
+A side task that dies unexpectedly stops the worker loudly (``worker:fatalError``), never leaving it idle.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import heapq
 import json
 import logging
 import signal
-import time
 from collections.abc import Iterable, Sequence
-from datetime import datetime
 from typing import Any
 
 import asyncpg
@@ -40,35 +31,23 @@ import asyncpg
 from backfill.core.errors import ConfigurationError, DatabaseError
 from backfill.core.events import Events
 from backfill.core.hooks import Hooks
-from backfill.core.jobs import SUSPECT_FLAG, Job
 from backfill.core.migrations.graphile import BREAKING_REVISIONS, LATEST_REVISION
-from backfill.core.retry import ConsecutiveFailures, backoff_delays
 from backfill.core.run.claims import Claims
-from backfill.core.run.completer import Completer, Failure
-from backfill.core.run.context import JobContext, job_logger
-from backfill.core.run.current import current_job
-from backfill.core.run.execution import AttemptRunner, is_batch_result, settle_batch
+from backfill.core.run.completer import Completer
+from backfill.core.run.fetcher import Fetcher
 from backfill.core.run.heartbeat import Heartbeat
 from backfill.core.run.listener import Listener, listener_connections
+from backfill.core.run.local_queue import LocalQueue
 from backfill.core.run.options import RunSummary, WorkerOptions
 from backfill.core.run.queries import WorkerQueries
-from backfill.core.run.recorder import OutcomeRecorder
 from backfill.core.run.signals import StopSignals
+from backfill.core.run.slots import Slots, plain_async_handlers
 from backfill.core.run.startup import open_pool, prepare
-from backfill.core.run.threads import DaemonThreadExecutor
-from backfill.core.run.waits import until_any
 from backfill.core.tasks import TaskDefinition, TaskRegistry, default_registry
 from backfill.core.upkeep.crontab import CronItem, parse_crontab
 from backfill.core.upkeep.maintenance import upkeep_tasks
 
 logger = logging.getLogger("backfill.worker")
-
-# (priority, run_at, id, job): the local queue hands out jobs in the order the database would.
-_QueueItem = tuple[int, datetime, int, Job]
-_JOBS_BETWEEN_YIELDS = 8
-set_current_job = current_job.set
-# Events that only the observed path emits: while anyone listens to one, every job takes that path.
-_JOB_EVENTS = ("job:start", "job:success", "job:error", "job:failed", "job:complete", "job:skipped", "job:timeout")
 
 
 class Worker:
@@ -105,60 +84,26 @@ class Worker:
         self._schema = self.options.schema_name
         self._queries = WorkerQueries.for_schema(self._schema, self.options.fetch_filter)
         self._identifiers = self.registry.identifiers
-        # Handlers the runner may call directly: async, payload only, no payload model, no timeout.
-        self._plain_async_handlers = {
-            d.identifier: d.handler
-            for d in self.registry
-            if d.is_async and not d.wants_context and d.payload_model is None and d.timeout is None
-        }
-        self._observed_revision = -1
-        self._job_events_observed = False
+        self._plain_async_handlers = plain_async_handlers(self.registry)
         self.summary = RunSummary()
 
-        # The local queue: a heap of claimed, unstarted jobs. Plain heapq rather than asyncio.Queue, because
-        # runners are started on demand and never wait on it (saves a future per job on the hot path).
-        self._local: list[_QueueItem] = []
-        self._runners: set[asyncio.Task[None]] = set()
         self._wake = asyncio.Event()  # something may be fetchable: a notification, a free slot, a poll
-        self._slot_freed = asyncio.Event()
         self._stop_requested = asyncio.Event()
         self._stop_now = asyncio.Event()
         self._started = asyncio.Event()
-        self._stopping = False
-        # Jobs whose handlers are running. A count, not a set of job ids: after a released lock, this worker
-        # may be running two attempts of the same job at once (the stale one is fenced out when it ends).
-        self._running = 0
-        self._running_ids: dict[int, int] = {}  # job id -> attempts of it running here (see above)
-        self._reconcile_needed = False
-        # A suspect job (SUSPECT_FLAG) claimed to run alone; started once nothing else runs here.
-        self._isolated: Job | None = None
-        self._isolated_started = False
-        self._seen_reconnects = 0
-        self._seen_write_failures = 0
-        self._more_available = False
-        self._refill_below = 0
         self._fatal: BaseException | None = None
         self._background: asyncio.Task[RunSummary] | None = None
         self._active = False
 
-        # Throughput estimate (jobs finished per second), for sizing the local queue.
-        self._finished = 0
-        self._rate = 0.0
-        self._rate_mark = (time.monotonic(), 0)
-
-        self._pool: asyncpg.Pool[Any] | None = None
         self._claims: Claims | None = None
+        self._slots: Slots | None = None
         self._completer: Completer | None = None
-        self._listener: Listener | None = None
-        self._executor: DaemonThreadExecutor | None = None
-        self._attempts: AttemptRunner | None = None
-        self._recorder: OutcomeRecorder | None = None
         self._heartbeat: Heartbeat | None = None
 
     @property
     def busy_slots(self) -> int:
         """Handlers running now (at most ``options.concurrency``)."""
-        return self._running
+        return self._slots.running if self._slots is not None else 0
 
     @property
     def worker_id(self) -> str:
@@ -256,41 +201,29 @@ class Worker:
             if self.options.handle_signals:
                 # Before the rest of start-up: a signal meanwhile makes the worker stop as soon as it started.
                 signal_handlers.install()
-            self._claims = await prepare(pool, self.options, self._queries, self._identifiers)
-            self._pool = pool
-            self._completer = Completer(
-                pool,
-                self._queries,
-                self.worker_id,
-                on_queues_released=self._wake.set,
-                on_lost=self._on_lost_lease,
-                on_written=self._on_results_written if self.events.listens("results:written") else None,
+            claims = self._claims = await prepare(pool, self.options, self._queries, self._identifiers)
+            queue = LocalQueue(claims, self.options, summary=self.summary, events=self.events, wake=self._wake)
+            slots = self._slots = Slots(
+                queue,
+                self.options,
+                pool=pool,
+                queries=self._queries,
+                registry=self.registry,
+                plain_async=self._plain_async_handlers,
+                summary=self.summary,
+                events=self.events,
+                hooks=self.hooks,
+                wake=self._wake,
             )
-            self._recorder = OutcomeRecorder(
-                self._completer,
-                self.summary,
-                self.events,
-                worker_id=self.worker_id,
-                interrupted_retry_delay=self.options.interrupted_retry_delay,
-                retry_planner=self.hooks.retry_planner,
-            )
-            self._executor = DaemonThreadExecutor(self.options.concurrency, thread_name_prefix="backfill-sync-task")
-            self._attempts = AttemptRunner(
-                self.registry,
-                self.hooks,
-                self._executor,
-                context_for=self._context_for,
-                cancel_grace=self.options.cancel_grace_period,
-                on_stuck=self._on_stuck,
-            )
-            side_tasks.append(self._supervised(self._completer.run(), "completer"))
+            completer = self._completer = slots.completer
+            side_tasks.append(self._supervised(completer.run(), "completer"))
             # Registered before the first claim, so that a crash at any point after it can be rescued.
-            self._heartbeat = self._make_heartbeat(pool)
+            self._heartbeat = self._make_heartbeat(pool, queue)
             await self._heartbeat.register()
             side_tasks.append(self._supervised(self._heartbeat.run(), "heartbeat"))
-            if not once:
-                self._listener = self._make_listener(pool)
-                side_tasks.append(self._supervised(self._listener.run(), "listener"))
+            listener = None if once else self._make_listener(pool)
+            if listener is not None:
+                side_tasks.append(self._supervised(listener.run(), "listener"))
             upkeep = upkeep_tasks(
                 pool,
                 self.options,
@@ -312,21 +245,22 @@ class Worker:
                 self._schema,
                 _describe_filter(self.options),
             )
+            fetcher = Fetcher(queue, slots, completer, listener, self.options, events=self.events, wake=self._wake)
             if once:
-                await self._drain_runnable()
+                await fetcher.drain(self._stop_requested)
             else:
-                fetcher = self._supervised(self._fetch_loop(), "fetcher")
+                fetching = self._supervised(fetcher.loop(), "fetcher")
                 await self._stop_requested.wait()
-                self._stopping = True
+                slots.stopping = True
                 self._wake.set()
-                await fetcher  # lets an in-flight fetch finish: its jobs are then returned, not lost
-            if await self._shut_down():
+                await fetching  # lets an in-flight fetch finish: its jobs are then returned, not lost
+            if await self._shut_down(slots, completer):
                 # Nothing of ours is locked any more. When something is (results could not be written), the
                 # row stays, so that a sweeper rescues those jobs once our heartbeat is stale.
                 await self._heartbeat.deregister()
         finally:
             signal_handlers.remove()
-            leftovers = [*side_tasks, *self._runners]
+            leftovers = [*side_tasks, *(self._slots.tasks if self._slots is not None else ())]
             for task in leftovers:
                 task.cancel()
             await asyncio.gather(*leftovers, return_exceptions=True)
@@ -334,15 +268,8 @@ class Worker:
                 # Stopped (cancelled, or failed) during start-up, after registering but before any claim:
                 # nothing is locked by us, so the row goes now rather than staying until a sweeper calls it dead.
                 await self._heartbeat.deregister()
-            if self._executor is not None:
-                if self._executor.busy:
-                    logger.error(
-                        "worker %s: %s synchronous handler(s) still running after shutdown; abandoned (their jobs "
-                        "were recorded as interrupted, and the process can exit without them)",
-                        self.worker_id,
-                        self._executor.busy,
-                    )
-                self._executor.shutdown(wait=False, cancel_futures=True)
+            if self._slots is not None:
+                self._slots.close()
             if self._claims is not None:
                 await self._claims.close()
             if self._completer is not None:
@@ -372,276 +299,14 @@ class Worker:
         task.add_done_callback(on_done)
         return task
 
-    # -- fetching -------------------------------------------------------------------------------------------
-
-    def _fetch_size(self) -> int:
-        """How many jobs to claim now: free slots plus about ``lookahead`` seconds of queued work."""
-        now = time.monotonic()
-        mark_time, mark_count = self._rate_mark
-        if now - mark_time >= 0.05:
-            instant = (self._finished - mark_count) / (now - mark_time)
-            self._rate = instant if self._rate == 0 else 0.5 * self._rate + 0.5 * instant
-            self._rate_mark = (now, self._finished)
-        free_slots = self.options.concurrency - self._running
-        ahead = min(self.options.local_queue_size, int(self._rate * self.options.lookahead))
-        # Refill once a quarter of the lookahead is used: the next batch then arrives while three quarters
-        # (~75 ms of work) are still queued, which covers a fetch round trip even under load.
-        self._refill_below = ahead - ahead // 4
-        return min(self.options.local_queue_size, max(0, free_slots + ahead - len(self._local)))
-
-    async def _fetch_into_local_queue(self) -> int | None:
-        """One fetch round; the number of jobs claimed, or ``None`` when there was no room to fetch."""
-        if self._isolated is not None:
-            return self._start_isolated_when_idle()
-        want = self._fetch_size()
-        if want <= 0:
-            return None
-        assert self._claims is not None
-        jobs = await self._claims.claim(want)
-        self._more_available = len(jobs) >= want
-        if not jobs:
-            self.events.emit("worker:getJob:empty", worker_id=self.worker_id)
-        suspect = next((job for job in jobs if job.flags and SUSPECT_FLAG in job.flags), None)
-        if suspect is not None:
-            await self._isolate(suspect, jobs)
-            return self._start_isolated_when_idle()
-        for job in jobs:  # when stopping, _shut_down returns whatever is left here
-            heapq.heappush(self._local, (job.priority, job.run_at, job.id, job))
-        self._start_runners()
-        return len(jobs)
-
-    async def _isolate(self, suspect: Job, claimed: list[Job]) -> None:
-        """Run ``suspect`` alone (see :mod:`backfill.core.upkeep.sweeper`): hand back every other claimed job,
-        unstarted, fetch nothing more, and start it once the jobs already running have finished."""
-        others = [job for job in claimed if job is not suspect] + [item[3] for item in self._local]
-        self._local.clear()
-        self._isolated = suspect
-        self._isolated_started = False
-        logger.warning(
-            "worker %s: job %s (%s) was running in two or more workers that died; running it alone, after the %s "
-            "job(s) running here finish, so that another death is evidence against it only",
-            self.worker_id,
-            suspect.id,
-            suspect.task_identifier,
-            self._running,
-        )
-        assert self._claims is not None
-        try:
-            await self._claims.hand_back(others)
-        except Exception as error:
-            # They stay locked by us without being owned: the reconciliation after this outage releases them.
-            self._reconcile_needed = True
-            logger.warning("worker %s could not hand back %s job(s): %s", self.worker_id, len(others), error)
-
-    def _start_isolated_when_idle(self) -> int | None:
-        if self._isolated is None or self._isolated_started or self._running or self._local:
-            return None
-        self._isolated_started = True
-        job = self._isolated
-        heapq.heappush(self._local, (job.priority, job.run_at, job.id, job))
-        self._start_runners()
-        return 1
-
-    async def _fetch_loop(self) -> None:
-        failures = ConsecutiveFailures(initial=0.1, maximum=self.options.poll_interval)
-        while not self._stopping:
-            self._wake.clear()
-            try:
-                if self._needs_reconcile():
-                    await self._reconcile()
-                fetched = await self._fetch_into_local_queue()
-            except Exception as error:  # connection trouble above all; whatever it is, retry after a pause
-                # The failed statement may have committed (a claim whose reply was lost): look for orphans.
-                self._reconcile_needed = True
-                self.events.emit("worker:getJob:error", worker_id=self.worker_id, error=error)
-                await self._wait_for_wake(failures.failed(logger, f"worker {self.worker_id}: fetching jobs", error))
-                continue
-            failures.succeeded()
-            if fetched and self._more_available and len(self._local) <= self._refill_below:
-                continue  # a full batch came back and jobs were used meanwhile: more is waiting
-            await self._wait_for_wake(self.options.poll_interval)
-            if self._listener is not None:
-                self._listener.check_alive()
-
-    def _needs_reconcile(self) -> bool:
-        reconnects = self._listener.reconnects if self._listener is not None else 0
-        write_failures = self._completer.write_failures if self._completer is not None else 0
-        if reconnects != self._seen_reconnects or write_failures != self._seen_write_failures:
-            self._seen_reconnects, self._seen_write_failures = reconnects, write_failures
-            self._reconcile_needed = True
-        return self._reconcile_needed
-
-    async def _reconcile(self) -> None:
-        """Release rows locked by us that nothing here owns (claims whose reply was lost in a reconnect).
-
-        Runs in the fetcher, between fetches, so no claim is in flight that the owned set could miss.
-        """
-        assert self._claims is not None and self._completer is not None
-        # Cleared first: a reason to reconcile that arrives while this one runs (a lost lease) needs another.
-        # A failure sets it again (the fetch loop's error path).
-        self._reconcile_needed = False
-        owned = set(self._running_ids) | {item[2] for item in self._local} | self._completer.owned_job_ids()
-        released, queues = await self._claims.release_orphans(owned)
-        if released or queues:
-            logger.warning(
-                "worker %s released %s job(s) and %s queue lock(s) it held without owning them (claims whose "
-                "reply was lost in a reconnect, or that it dropped unstarted): %s",
-                self.worker_id,
-                len(released),
-                queues,
-                released[:20],
-            )
-            self.events.emit("worker:reconciled", worker_id=self.worker_id, released=released)
-
-    async def _wait_for_wake(self, seconds: float) -> None:
-        await until_any(self._wake, within=seconds)
-
-    async def _drain_runnable(self) -> None:
-        """``run_once``: fetch and run until nothing runnable is left and every result is written."""
-        assert self._completer is not None and self._claims is not None
-        rechecks = backoff_delays(initial=0.005, maximum=0.2)
-        while not self._stop_requested.is_set():
-            if self._needs_reconcile():
-                await self._reconcile()
-            fetched = await self._fetch_into_local_queue()
-            if not fetched and not self._local and not self._running:
-                # Results free named queues and may have enqueued follow-up jobs: write them, look again.
-                await self._completer.drained()
-                if await self._fetch_into_local_queue():
-                    continue
-                if not await self._claims.runnable_exists():
-                    return
-                # Runnable rows that the claim skipped: another fetch held their locks for its statement.
-                # Look again shortly rather than report "nothing left" with jobs waiting.
-                await until_any(self._stop_requested, within=next(rechecks))
-                continue
-            if fetched and self._more_available and len(self._local) <= self._refill_below:
-                continue  # keep filling while the database has more and we have room
-            # Wait for a slot to finish, then until the local queue is low enough to be worth a refill.
-            # No await separates each state check from its clear(), so no wake-up is lost.
-            # A stop request ends the wait too: a long job must not delay a stop of run_once.
-            self._slot_freed.clear()
-            await until_any(self._slot_freed, self._stop_requested)
-            while len(self._local) > self._refill_below and not self._stop_requested.is_set():
-                self._slot_freed.clear()
-                await until_any(self._slot_freed, self._stop_requested)
-
-    # -- running ----------------------------------------------------------------------------------------------
-
-    def _start_runners(self) -> None:
-        while self._local and len(self._runners) < self.options.concurrency and not self._stopping:
-            runner = asyncio.create_task(self._runner())
-            self._runners.add(runner)
-            runner.add_done_callback(self._runners.discard)
-
-    async def _runner(self) -> None:
-        """Run jobs from the local queue, best first, until it is empty or the worker is stopping."""
-        local = self._local
-        plain_async = self._plain_async_handlers
-        running_ids = self._running_ids
-        completer = self._completer
-        recorder = self._recorder
-        assert completer is not None and recorder is not None  # created before any runner starts
-        since_yield = 0
-        while local and not self._stopping:
-            job = heapq.heappop(local)[3]
-            self._running += 1
-            running_ids[job.id] = running_ids.get(job.id, 0) + 1
-            set_current_job(job)
-            try:
-                # A per-job timeout (a flag) needs the observed path; other flags (a retry policy, a lane) do not.
-                timed = job.flags and job.timeout is not None
-                handler = None if timed or self._observed() else plain_async.get(job.task_identifier)
-                if handler is None:
-                    await self._run_observed(job)
-                else:
-                    # The common case (an async handler taking the payload alone, nothing observing) without
-                    # the observed path's extra coroutines and bookkeeping per job.
-                    try:
-                        value = await handler(job.payload)
-                    except (Exception, asyncio.CancelledError) as error:
-                        recorder.error(job, error)
-                    else:
-                        if is_batch_result(job.payload, value):
-                            recorder.outcome(job, await settle_batch(job, value), 0.0)
-                        else:
-                            self.summary.succeeded += 1
-                            completer.complete(job)
-            finally:
-                set_current_job(None)
-                self._running -= 1
-                left = running_ids[job.id] - 1
-                if left:
-                    running_ids[job.id] = left
-                else:
-                    del running_ids[job.id]
-                if self._isolated is not None:
-                    if self._isolated is job:
-                        self._isolated = None  # the suspect ended without killing us: back to normal
-                    self._wake.set()  # either fetch normally again, or start the suspect once idle
-                self._finished += 1
-                self._slot_freed.set()
-                if self._more_available and len(local) <= self._refill_below:
-                    self._wake.set()
-            since_yield += 1
-            if since_yield >= _JOBS_BETWEEN_YIELDS:
-                # A handler that never suspends would otherwise keep the loop from the fetcher and the
-                # completer for a whole local queue's worth of jobs; every 8 jobs lets the fetcher start
-                # its next claim sooner than every 32 did.
-                since_yield = 0
-                await asyncio.sleep(0)
-
-    def _observed(self) -> bool:
-        """Whether jobs must take the observed path: an interceptor or a job:* listener is registered."""
-        if self.events.revision != self._observed_revision:
-            self._observed_revision = self.events.revision
-            self._job_events_observed = any(self.events.listens(name) for name in _JOB_EVENTS)
-        return self._job_events_observed or self.hooks.intercepts_runs
-
-    async def _run_observed(self, job: Job) -> None:
-        assert self._attempts is not None and self._recorder is not None
-        self.events.emit("job:start", worker_id=self.worker_id, job=job)
-        started = time.monotonic()
-        try:
-            outcome = await self._attempts.run(job)
-        except asyncio.CancelledError as error:  # the worker is cancelling the job: recorded as interrupted
-            self._recorder.error(job, error)
-            raise
-        self._recorder.outcome(job, outcome, time.monotonic() - started)
-
-    def _context_for(self, job: Job) -> JobContext:
-        assert self._pool is not None
-        return JobContext(
-            job=job,
-            worker_id=self.worker_id,
-            pool=self._pool,
-            schema=self._schema,
-            logger=job_logger(logging.getLogger("backfill.task"), job, self.worker_id),
-            transform=self.hooks.transform if self.hooks.before_schedule else None,
-        )
-
     # -- shutdown ---------------------------------------------------------------------------------------------
 
-    async def _shut_down(self) -> bool:
+    async def _shut_down(self, slots: Slots, completer: Completer) -> bool:
         """Return unstarted jobs, let running ones finish or interrupt them, write every result; ``True`` when
         all of it was recorded (nothing is left locked by us)."""
-        assert self._completer is not None
-        self._stopping = True  # runners finish their current job and take no other
-        recorded = await self._return_unstarted()
-        if self._running:
-            logger.info(
-                "worker %s waiting up to %ss for %s running job(s)",
-                self.worker_id,
-                self.options.shutdown_grace_period,
-                self._running,
-            )
-            await self._wait_for_running_jobs(self.options.shutdown_grace_period)
-        runners = list(self._runners)
-        for task in runners:
-            task.cancel()
-        await asyncio.gather(*runners, return_exceptions=True)
+        recorded = await slots.finish(self._stop_now)
         try:
-            await asyncio.wait_for(self._completer.drained(), timeout=30.0)
+            await asyncio.wait_for(completer.drained(), timeout=30.0)
         except TimeoutError:
             recorded = False
             logger.error(
@@ -650,46 +315,14 @@ class Worker:
                 self.worker_id,
                 self.options.dead_worker_after,
             )
-        self.summary.lost_leases = self._completer.lost_leases
+        self.summary.lost_leases = completer.lost_leases
         # A success whose lease was lost did not count: the job is someone else's now.
-        self.summary.succeeded -= self._completer.lost_completions
+        self.summary.succeeded -= completer.lost_completions
         return recorded
-
-    async def _wait_for_running_jobs(self, grace: float) -> None:
-        deadline = time.monotonic() + grace
-        while self._running and not self._stop_now.is_set():
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return
-            self._slot_freed.clear()
-            await until_any(self._stop_now, self._slot_freed, within=remaining)
-
-    async def _return_unstarted(self) -> bool:
-        """Give claimed, unstarted jobs back (attempt refunded); ``False`` if that could not be done."""
-        jobs = [item[3] for item in self._local]
-        if self._isolated is not None and not self._isolated_started:
-            jobs.append(self._isolated)
-            self._isolated = None
-        self._local.clear()
-        if not jobs:
-            return True
-        assert self._claims is not None
-        for delay in backoff_delays(initial=0.05, maximum=1.0):
-            try:
-                returned = await self._claims.hand_back(jobs)
-                break
-            except Exception as error:  # retried until it works or a second stop request
-                if self._stop_now.is_set():
-                    logger.error("worker %s could not return %s unstarted job(s): %s", self.worker_id, len(jobs), error)
-                    return False
-                await asyncio.sleep(delay)
-        self.summary.returned += returned
-        logger.info("worker %s returned %s unstarted job(s)", self.worker_id, returned)
-        return True
 
     # -- side tasks -----------------------------------------------------------------------------------------
 
-    def _make_heartbeat(self, pool: asyncpg.Pool[Any]) -> Heartbeat:
+    def _make_heartbeat(self, pool: asyncpg.Pool[Any], queue: LocalQueue) -> Heartbeat:
         return Heartbeat(
             pool,
             self._schema,
@@ -699,7 +332,7 @@ class Worker:
             concurrency=self.options.concurrency,
             tasks=self._identifiers,
             events=self.events,
-            on_declared_dead=lambda: self._forfeit_unstarted("it was declared dead and its jobs were released"),
+            on_declared_dead=lambda: queue.forfeit_unstarted("it was declared dead and its jobs were released"),
             lane=self.options.lane,
         )
 
@@ -720,47 +353,6 @@ class Worker:
             self.events.emit(f"pool:listen:{state}", worker_id=self.worker_id)
         else:
             self.events.emit(f"pool:listen:{state}", worker_id=self.worker_id, error=error)
-
-    def _on_lost_lease(self, action: str, job_ids: list[int]) -> None:
-        self._forfeit_unstarted(f"it lost the lease on {len(job_ids)} job(s)")
-        self.events.emit("job:lostLease", worker_id=self.worker_id, job_ids=job_ids, action=action)
-
-    def _forfeit_unstarted(self, reason: str) -> None:
-        """Drop the claimed jobs that have not started: our claims were released (or one was taken from us),
-        so they may be running elsewhere already, and starting them here would run their side effects twice.
-
-        Rows still locked by us that nothing here owns any more (those dropped, or a job claimed afresh while
-        its released attempt still ran here) are released by the reconciliation before the next fetch.
-        """
-        dropped = [item[3] for item in self._local]
-        self._local.clear()
-        if self._isolated is not None and not self._isolated_started:
-            dropped.append(self._isolated)
-            self._isolated = None
-        self._reconcile_needed = True
-        self._wake.set()
-        if not dropped:
-            return
-        self.summary.forfeited += len(dropped)
-        logger.warning(
-            "worker %s dropped %s claimed job(s) it had not started, because %s: %s",
-            self.worker_id,
-            len(dropped),
-            reason,
-            [job.id for job in dropped[:20]],
-        )
-
-    def _on_results_written(self, completed: Sequence[Job], failed: Sequence[Failure]) -> None:
-        self.events.emit(
-            "results:written",
-            worker_id=self.worker_id,
-            completed=list(completed),
-            failed=[f.job for f in failed],
-            final=[f.job for f in failed if f.final],
-        )
-
-    def _on_stuck(self, job: Job) -> None:
-        self.events.emit("job:stuck", worker_id=self.worker_id, job=job)
 
     def _on_jobs_inserted(self, _count: int) -> None:
         # One fetch serves any number of new jobs (it claims up to the free capacity), so the count only

@@ -17,7 +17,9 @@ and SQL share is written once, in Python.
 An entry may include a part with ``@part:<name>@``: the part's text (its own placeholders filled) is spliced
 in at load time, so a fragment that several statements share (an expression, a filter) is written once and
 every statement that uses it is still complete, and prepared as it is, when loaded. The part is this file's,
-or one of the files of the classes named in ``includes`` (a layer file reusing a core expression, say). A
+or one of the files of the classes named in ``includes`` (a layer file reusing a core expression, say).
+``@part:<name>($2=$6)@`` includes it with its parameter ``$2`` written ``$6``: a fragment fenced by a parameter
+(a worker id) serves statements that number that parameter differently. A
 part may also come from ``python_parts``, the text of a Python constant: only a bridge for a fragment another
 module still keeps in Python (it is spliced as it is), to be replaced by ``includes`` once that moves.
 
@@ -47,7 +49,10 @@ from backfill.core.schema import SchemaName
 
 _HEADER = re.compile(r"^--\s*(name|part):\s*([a-z_][a-z0-9_]*)\s*$")
 _PLACEHOLDER = re.compile(r"@([a-z_]+)@")
-_PART_REFERENCE = re.compile(r"@part:([a-z_][a-z0-9_]*)@")
+# @part:<name>@, or @part:<name>($2=$6, ...)@ to include it with its parameters renumbered.
+_PART_REFERENCE = re.compile(r"@part:([a-z_][a-z0-9_]*)(?:\(((?:\$\d+=\$\d+)(?:,\s*\$\d+=\$\d+)*)\))?@")
+_PARAMETER = re.compile(r"\$(\d+)(?!\d)")
+_PARAMETER_PAIR = re.compile(r"\$(\d+)=\$(\d+)")
 SCHEMA_PLACEHOLDER = "schema"
 SCHEMA_NAME_PLACEHOLDER = "schema_name"
 
@@ -99,7 +104,7 @@ class Statements:
         return {
             (owner, part)
             for _, body in _entries(cls.file).values()
-            for part in _PART_REFERENCE.findall(body)
+            for part, _ in _PART_REFERENCE.findall(body)
             if (owner := _owner_of_part(cls, part)) is not None
         }
 
@@ -177,7 +182,15 @@ def _load(cls: type[Statements], schema: SchemaName) -> Statements:
             text: str = getattr(owner.for_schema(schema), part)  # already complete: its own file's values
             return text
 
-        return _PART_REFERENCE.sub(one, text)
+        def renumbered(match: re.Match[str]) -> str:
+            text = one(match)
+            if match.group(2) is None:
+                return text
+            numbers: dict[str, str] = dict(_PARAMETER_PAIR.findall(match.group(2)))
+            # All at once, in one pass: ($2=$6, $6=$2) swaps the two.
+            return _PARAMETER.sub(lambda mark: "$" + numbers.get(mark.group(1), mark.group(1)), text)
+
+        return _PART_REFERENCE.sub(renumbered, text)
 
     instance = cls.__new__(cls)
     for name, text in spliced.items():

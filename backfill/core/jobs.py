@@ -157,7 +157,10 @@ class JobSql(Statements, file=("backfill.core.sql", "jobs.sql")):
     """Fragments of SQL about job rows that other statement files include (``includes = (JobSql,)``)."""
 
     job_columns: str  # what Job.from_record reads
+    named_job_columns: str  # ... with the task identifier and queue name
+    job_name_joins: str
     job_state: str  # JobState's rules
+    task_queue_state_filter: str
     job_spec_fields: str  # a JobSpec from the JSON array that enqueue.job_spec_json_fields writes
 
 

@@ -8,6 +8,7 @@ it before commit (the ``jobs:insert`` notification is only delivered on commit, 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
 from datetime import datetime
 from functools import cache
@@ -17,33 +18,39 @@ import asyncpg
 
 from backfill.core.db import ConnectionSource, Executor, connection_from
 from backfill.core.errors import DatabaseError, JobSpecError
-from backfill.core.jobs import Job, JobKeyMode, JobSpec
+from backfill.core.jobs import Job, JobKeyMode, JobSpec, JobSql
 from backfill.core.schema import SchemaName
+from backfill.core.statements import Statements
 
-# The job columns handed back to Python. The payload is fetched as text and decoded here, so callers'
-# pools need no JSON codec. Task and queue names cannot be joined in the same statement: the tasks and
-# queues that add_job registers are invisible to the calling statement's snapshot.
-_RETURNED_COLUMNS = """
-    j.id, j.job_queue_id, j.task_id, j.payload::text as payload, j.priority, j.run_at, j.attempts,
-    j.max_attempts, j.last_error, j.created_at, j.updated_at, j.key, j.locked_at, j.locked_by,
-    j.revision, j.flags::text as flags
-"""
+
+class EnqueueSql(Statements, file=("backfill.core.sql", "enqueue.sql")):
+    """The statements that add jobs (see enqueue.sql)."""
+
+    includes = (JobSql,)
+    add_job: str
+    add_jobs: str
+    names_of: str
 
 
 @cache  # statement text per schema, built once: add_job is on every caller's request path
 def add_job_sql(schema: SchemaName, *, dbapi: bool = False) -> str:
     """``add_job`` with the arguments of :func:`add_job_arguments`, as asyncpg (``$n``) or, with ``dbapi``,
     DB-API drivers such as psycopg (``%s``) number their parameters."""
-    marks = ["%s"] * 9 if dbapi else [f"${n}" for n in range(1, 10)]
-    return f"""
-        select {_RETURNED_COLUMNS}
-          from {schema.qualify("add_job")}(
-            identifier => {marks[0]}::text, payload => {marks[1]}::json, queue_name => {marks[2]}::text,
-            run_at => {marks[3]}::timestamptz, max_attempts => {marks[4]}::int, job_key => {marks[5]}::text,
-            priority => {marks[6]}::int, flags => {marks[7]}::text[], job_key_mode => {marks[8]}::text
-          ) as j
-         where j.id is not null
-    """
+    statement = EnqueueSql.for_schema(schema).add_job
+    return _dbapi_form(statement) if dbapi else statement
+
+
+_NUMBERED_PARAMETER = re.compile(r"\$(\d+)")
+
+
+def _dbapi_form(statement: str) -> str:
+    """``statement`` with ``$1``..``$n`` written ``%s``: DB-API drivers number parameters by their order in the
+    text, so the ``$n`` must appear once each and in order (checked: a reordered statement would silently swap
+    its arguments). A literal ``%`` is doubled, as those drivers read it as the start of a mark."""
+    numbers = [int(number) for number in _NUMBERED_PARAMETER.findall(statement)]
+    if numbers != list(range(1, len(numbers) + 1)):
+        raise ValueError(f"parameters must appear once each, in order, to be numbered as %s; found {numbers}")
+    return _NUMBERED_PARAMETER.sub("%s", statement.replace("%", "%%"))
 
 
 def add_job_arguments(spec: JobSpec, job_key_mode: JobKeyMode | str | None) -> tuple[Any, ...]:
@@ -79,52 +86,24 @@ def _raise_unsendable(error: asyncpg.PostgresError, fields: Sequence[str]) -> No
     raise JobSpecError(field_name, f"cannot be sent to PostgreSQL: {why}") from None
 
 
-@cache
-def _add_jobs_sql(schema: SchemaName) -> str:
-    # The specs travel as one JSON array of positional arrays (see _specs_as_json): one parameter for
-    # asyncpg to encode instead of eight arrays checked element by element, and no introspection of the
-    # composite type. The payload rides along as JSON *text*, so it is never re-serialised in Python and
-    # reaches the json column byte for byte; the envelope is read as jsonb, parsed once rather than once
-    # per field extracted (json operators re-parse their input each time).
-    return f"""
-        select {_RETURNED_COLUMNS}
-          from {schema.qualify("add_jobs")}(
-            array(
-              select row(
-                spec->>0, (spec->>1)::json, spec->>2, (spec->>3)::timestamptz, (spec->>4)::smallint,
-                spec->>5, (spec->>6)::smallint,
-                case when jsonb_typeof(spec->7) = 'array'
-                     then array(select jsonb_array_elements_text(spec->7)) end
-              )::{schema.qualify("job_spec")}
-              from jsonb_array_elements($1::jsonb) with ordinality as specs(spec, position)
-              order by specs.position
-            ),
-            $2::boolean
-          ) as j
-    """
+def job_spec_json_fields(spec: JobSpec) -> list[Any]:
+    """``spec`` as the JSON array that jobs.sql's ``job_spec_fields`` reads: ``[identifier, payload text, queue,
+    run_at, max_attempts, key, priority, flags]`` (the payload as its JSON text, decoded only by the database)."""
+    return [
+        spec.identifier,
+        spec.payload_json,
+        spec.queue_name,
+        None if spec.run_at is None else spec.run_at.isoformat(),
+        spec.max_attempts,
+        spec.job_key,
+        spec.priority,
+        None if spec.flags is None else list(spec.flags),
+    ]
 
 
-def _specs_as_json(specs: Sequence[JobSpec]) -> str:
-    """``[[identifier, payload_text, queue, run_at, max_attempts, key, priority, flags], ...]`` as JSON."""
-    return _encode_specs(
-        [
-            [
-                spec.identifier,
-                spec.payload_json,
-                spec.queue_name,
-                None if spec.run_at is None else spec.run_at.isoformat(),
-                spec.max_attempts,
-                spec.job_key,
-                spec.priority,
-                None if spec.flags is None else list(spec.flags),
-            ]
-            for spec in specs
-        ]
-    )
-
-
-# ensure_ascii=False: the text goes to PostgreSQL as UTF-8 anyway, and escapes would only make it longer.
-_encode_specs = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+# A list of spec arrays (job_spec_json_fields) as the JSON text of one parameter. ensure_ascii=False: the text
+# goes to PostgreSQL as UTF-8 anyway, and escapes would only make it longer.
+encode_spec_rows = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
 
 async def add_job(
@@ -209,7 +188,11 @@ async def add_jobs(
     schema_name = SchemaName.coerce(schema)
     async with connection_from(source) as connection:
         try:
-            rows = await connection.fetch(_add_jobs_sql(schema_name), _specs_as_json(specs), job_key_preserve_run_at)
+            rows = await connection.fetch(
+                EnqueueSql.for_schema(schema_name).add_jobs,
+                encode_spec_rows([job_spec_json_fields(spec) for spec in specs]),
+                job_key_preserve_run_at,
+            )
             task_names, queue_names = await _names_of(connection, schema_name, rows, specs)
         except asyncpg.PostgresError as error:
             _raise_unsendable(error, ("specs",))
@@ -240,12 +223,7 @@ async def _names_of(
     task_ids = sorted({row["task_id"] for row in rows})
     queue_ids = sorted({row["job_queue_id"] for row in rows if row["job_queue_id"] is not None})
     found = await connection.fetch(
-        f"""
-        select 'task' as kind, id, identifier as name from {schema.qualify("_private_tasks")}
-         where id = any($1::int[])
-        union all
-        select 'queue', id, queue_name from {schema.qualify("_private_job_queues")} where id = any($2::int[])
-        """,
+        EnqueueSql.for_schema(schema).names_of,
         task_ids,
         queue_ids,
     )

@@ -16,6 +16,7 @@ from json.scanner import make_scanner
 from typing import Any, NamedTuple, cast
 
 from backfill.core.errors import JobSpecError
+from backfill.core.statements import Statements
 
 SMALLINT_MIN, SMALLINT_MAX = -32768, 32767
 MAX_IDENTIFIER_LENGTH = 128  # tasks_identifier_check / job_queues_queue_name_check
@@ -150,6 +151,17 @@ def _check_int(field_name: str, value: Any, low: int, high: int) -> None:
         raise JobSpecError(field_name, f"must be an integer, not {type(value).__name__}")
     if not low <= value <= high:
         raise JobSpecError(field_name, f"must be between {low} and {high}, got {value}")
+
+
+class JobSql(Statements, file=("backfill.core.sql", "jobs.sql")):
+    """Fragments of SQL about job rows that other statement files include (``includes = (JobSql,)``)."""
+
+    job_columns: str  # what Job.from_record reads
+    named_job_columns: str  # ... with the task identifier and queue name
+    job_name_joins: str
+    job_state: str  # JobState's rules
+    task_queue_state_filter: str
+    job_spec_fields: str  # a JobSpec from the JSON array that enqueue.job_spec_json_fields writes
 
 
 _NO_FLAGS: frozenset[str] = frozenset()

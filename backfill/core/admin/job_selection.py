@@ -11,15 +11,21 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import cache
 
 from backfill.core.admin.models import JobState
-from backfill.core.admin.queries import STATE_SQL
 from backfill.core.db import Executor
+from backfill.core.jobs import JobSql
 from backfill.core.schema import SchemaName
+from backfill.core.statements import Statements
 
-# Graphile's acting functions leave a job alone while its lock is younger than this (functions.sql).
-_ACTABLE_SQL = "(j.locked_at is null or j.locked_at < now() - interval '4 hours')"
+
+class SelectionSql(Statements, file=("backfill.core.sql", "selection.sql")):
+    """Counting and paging the jobs a filter matches (see selection.sql)."""
+
+    includes = (JobSql,)
+    count_jobs: str
+    job_id_page: str
+    selected_jobs: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,33 +42,14 @@ class JobFilter:
         return (self.task, self.queue, None if self.state is None else self.state.value, ids)
 
 
-@cache
-def _statements(schema: SchemaName) -> dict[str, str]:
-    # $1 task, $2 queue, $3 state, $4 ids, each skipped when null; $5 only jobs the functions would act on.
-    where = f"""
-        from {schema.qualify("_private_jobs")} as j
-        join {schema.qualify("_private_tasks")} as t on t.id = j.task_id
-        left join {schema.qualify("_private_job_queues")} as q on q.id = j.job_queue_id
-       where ($1::text is null or t.identifier = $1::text)
-         and ($2::text is null or q.queue_name = $2::text)
-         and ($3::text is null or {STATE_SQL} = $3::text)
-         and ($4::bigint[] is null or j.id = any($4::bigint[]))
-         and (not $5::boolean or {_ACTABLE_SQL})
-    """
-    return {
-        "count": f"select count(*) {where}",
-        "page": f"select j.id {where} and j.id > $6::bigint order by j.id limit $7::int",
-    }
-
-
 async def count_jobs(connection: Executor, schema: SchemaName, which: JobFilter, *, actable_only: bool) -> int:
     """How many jobs match; ``actable_only``: only those not locked (as Graphile's functions see locks)."""
-    return int(await connection.fetchval(_statements(schema)["count"], *which.arguments(), actable_only))
+    return int(await connection.fetchval(SelectionSql.for_schema(schema).count_jobs, *which.arguments(), actable_only))
 
 
 async def job_id_page(
     connection: Executor, schema: SchemaName, which: JobFilter, *, after: int, limit: int
 ) -> list[int]:
     """The ids of the next ``limit`` matching jobs above ``after``, ascending (locked ones included)."""
-    rows = await connection.fetch(_statements(schema)["page"], *which.arguments(), False, after, limit)
+    rows = await connection.fetch(SelectionSql.for_schema(schema).job_id_page, *which.arguments(), False, after, limit)
     return [row["id"] for row in rows]

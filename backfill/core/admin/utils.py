@@ -17,7 +17,6 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import AbstractAsyncContextManager
 from datetime import datetime
-from functools import cache
 from types import TracebackType
 from typing import Any, Final
 
@@ -30,10 +29,11 @@ from backfill.core.admin.models import CleanupReport, JobInfo, JobState, QueueSt
 from backfill.core.db import Executor, LazyPool
 from backfill.core.enqueue import add_job_spec, add_jobs
 from backfill.core.errors import ConfigurationError, JobSpecError
-from backfill.core.jobs import SMALLINT_MAX, SMALLINT_MIN, Job, JobKeyMode, JobSpec
+from backfill.core.jobs import SMALLINT_MAX, SMALLINT_MIN, Job, JobKeyMode, JobSpec, JobSql
 from backfill.core.migrations.graphile import MigrationReport, migrate
 from backfill.core.migrations.own import migrate_own
 from backfill.core.schema import SchemaName
+from backfill.core.statements import Statements
 
 JobTransform = Callable[[JobSpec], JobSpec | None]
 
@@ -45,65 +45,20 @@ DEFAULT_CLEANUP_TASKS: Final = ("GC_JOB_QUEUES", "GC_TASK_IDENTIFIERS")
 BIGINT_MAX = 2**63 - 1
 _OWN_POOL_SIZE = 4  # the utilities run one statement at a time per call; a few serve concurrent callers
 
-# The rows Graphile's functions return, with names joined in. Deleted or updated rows still have their task
-# and queue rows (add_job never deletes those), so one statement suffices.
-_RETURNED = """
-    j.id, j.job_queue_id, j.task_id, j.payload::text as payload, j.priority, j.run_at, j.attempts,
-    j.max_attempts, j.last_error, j.created_at, j.updated_at, j.key, j.locked_at, j.locked_by,
-    j.revision, j.flags::text as flags, t.identifier as task_identifier, q.queue_name
-"""
 
+class ActionSql(Statements, file=("backfill.core.sql", "actions.sql")):
+    """Graphile's acting functions and cleanup tasks (see actions.sql)."""
 
-def _returning(schema: SchemaName, call: str) -> str:
-    return f"""
-        select {_RETURNED}
-          from {schema.qualify(call)} as j
-          join {schema.qualify("_private_tasks")} as t on t.id = j.task_id
-          left join {schema.qualify("_private_job_queues")} as q on q.id = j.job_queue_id
-         where j.id is not null
-         order by j.id
-    """
-
-
-@cache
-def _action_sql(schema: SchemaName) -> dict[str, str]:
-    return {
-        "complete": _returning(schema, "complete_jobs($1::bigint[])"),
-        "fail": _returning(schema, "permanently_fail_jobs($1::bigint[], $2::text)"),
-        "reschedule": _returning(schema, "reschedule_jobs($1::bigint[], $2::timestamptz, $3::int, $4::int, $5::int)"),
-        # remove_job returns one composite, all-null when no job has the key: hence `where j.id is not null`.
-        "remove": _returning(schema, "remove_job($1::text)"),
-        "unlock": f"select {schema.qualify('force_unlock_workers')}($1::text[])",
-    }
-
-
-@cache
-def _cleanup_sql(schema: SchemaName) -> dict[str, str]:
-    jobs, tasks, queues = (schema.qualify(name) for name in ("_private_jobs", "_private_tasks", "_private_job_queues"))
-    return {
-        # >= rather than Graphile's =: a job rescheduled to fewer max_attempts than it already made is just as
-        # permanently failed (no worker picks it up), and JobState calls it failed too.
-        "DELETE_PERMAFAILED_JOBS": f"""
-            with deleted as (
-              delete from {jobs} as j where j.attempts >= j.max_attempts and j.locked_at is null returning 1
-            ) select count(*) from deleted
-        """,
-        "GC_TASK_IDENTIFIERS": f"""
-            with deleted as (
-              delete from {tasks} as t
-               where not exists (select 1 from {jobs} as j where j.task_id = t.id)
-                 and t.identifier <> all ($1::text[])
-              returning 1
-            ) select count(*) from deleted
-        """,
-        "GC_JOB_QUEUES": f"""
-            with deleted as (
-              delete from {queues} as q
-               where q.locked_at is null and not exists (select 1 from {jobs} as j where j.job_queue_id = q.id)
-              returning 1
-            ) select count(*) from deleted
-        """,
-    }
+    includes = (JobSql,)
+    complete_jobs: str
+    permanently_fail_jobs: str
+    reschedule_jobs: str
+    remove_job: str
+    returned_rows: str
+    force_unlock_workers: str
+    delete_permafailed_jobs: str
+    gc_task_identifiers: str
+    gc_job_queues: str
 
 
 class WorkerUtils:
@@ -207,7 +162,7 @@ class WorkerUtils:
         """Delete these jobs as done; returns those deleted (locked ones are skipped, as in Graphile)."""
         job_ids = _job_ids(ids)
         async with self._connection("complete_jobs") as connection:
-            rows = await connection.fetch(_action_sql(self.schema)["complete"], job_ids)
+            rows = await connection.fetch(ActionSql.for_schema(self.schema).complete_jobs, job_ids)
         return [Job.from_record(row) for row in rows]
 
     async def permanently_fail_jobs(self, ids: Iterable[int], reason: str | None = None) -> list[Job]:
@@ -216,7 +171,7 @@ class WorkerUtils:
         if reason is not None and not isinstance(reason, str):
             raise JobSpecError("reason", f"must be a string, not {type(reason).__name__}")
         async with self._connection("permanently_fail_jobs") as connection:
-            rows = await connection.fetch(_action_sql(self.schema)["fail"], job_ids, reason)
+            rows = await connection.fetch(ActionSql.for_schema(self.schema).permanently_fail_jobs, job_ids, reason)
         return [Job.from_record(row) for row in rows]
 
     async def reschedule_jobs(
@@ -239,7 +194,7 @@ class WorkerUtils:
         _check_optional_int("max_attempts", max_attempts, 1, SMALLINT_MAX)
         async with self._connection("reschedule_jobs") as connection:
             rows = await connection.fetch(
-                _action_sql(self.schema)["reschedule"], job_ids, run_at, priority, attempts, max_attempts
+                ActionSql.for_schema(self.schema).reschedule_jobs, job_ids, run_at, priority, attempts, max_attempts
             )
         return [Job.from_record(row) for row in rows]
 
@@ -251,7 +206,7 @@ class WorkerUtils:
         if not isinstance(job_key, str) or not job_key:
             raise JobSpecError("job_key", "must be a non-empty string")
         async with self._connection("remove_job") as connection:
-            row = await connection.fetchrow(_action_sql(self.schema)["remove"], job_key)
+            row = await connection.fetchrow(ActionSql.for_schema(self.schema).remove_job, job_key)
         return None if row is None else Job.from_record(row)
 
     async def force_unlock_workers(self, worker_ids: Iterable[str]) -> None:
@@ -262,7 +217,7 @@ class WorkerUtils:
         if not all(isinstance(worker_id, str) and worker_id for worker_id in ids):
             raise ConfigurationError("worker_ids must be non-empty strings")
         async with self._connection("force_unlock_workers") as connection:
-            await connection.execute(_action_sql(self.schema)["unlock"], ids)
+            await connection.execute(ActionSql.for_schema(self.schema).force_unlock_workers, ids)
 
     async def cleanup(
         self, tasks: Iterable[str] = DEFAULT_CLEANUP_TASKS, *, task_identifiers_to_keep: Iterable[str] = ()
@@ -280,7 +235,12 @@ class WorkerUtils:
         keep = [] if isinstance(task_identifiers_to_keep, str) else list(task_identifiers_to_keep)
         if isinstance(task_identifiers_to_keep, str) or not all(isinstance(name, str) for name in keep):
             raise ConfigurationError("task_identifiers_to_keep must be a list of task identifiers")
-        statements = _cleanup_sql(self.schema)
+        sql = ActionSql.for_schema(self.schema)
+        statements = {
+            "DELETE_PERMAFAILED_JOBS": sql.delete_permafailed_jobs,
+            "GC_TASK_IDENTIFIERS": sql.gc_task_identifiers,
+            "GC_JOB_QUEUES": sql.gc_job_queues,
+        }
         counts = dict.fromkeys(CLEANUP_TASKS, 0)
         async with self._connection("cleanup") as connection:
             for name in ("DELETE_PERMAFAILED_JOBS", "GC_TASK_IDENTIFIERS", "GC_JOB_QUEUES"):

@@ -26,10 +26,12 @@ from dataclasses import dataclass, field
 
 import asyncpg
 
+from backfill.core.catalog import table_exists
 from backfill.core.db import MIN_SERVER_VERSION_NUM, ConnectionSource, Executor, connection_from
 from backfill.core.errors import IncompatibleSchemaError, MigrationError
 from backfill.core.migrations import sql
 from backfill.core.schema import SchemaName
+from backfill.core.statements import Statements
 
 logger = logging.getLogger("backfill.migrate")
 
@@ -46,6 +48,19 @@ _UPGRADE_FILES: dict[int, tuple[str, ...]] = {19: (), 20: ("functions.sql",)}
 _CONCURRENT_MIGRATION_WAIT_SECONDS = 30.0
 
 _UNIQUE_VIOLATION = "23505"
+
+
+class MigrateSql(Statements, file=("backfill.core.sql", "migrate.sql")):
+    """Revision reads, locks and notices around the migrations (see migrate.sql)."""
+
+    server_version: str
+    current_revision: str
+    read_revisions: str
+    lock_schema_creation: str
+    create_schema: str
+    create_migrations_table: str
+    insert_revisions: str
+    notify_migrated: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,7 +88,7 @@ async def migrate(source: ConnectionSource, schema: str | SchemaName | None = No
         if connection.is_in_transaction():
             raise MigrationError("migrate() needs a connection outside any transaction: each revision commits")
         try:
-            await _check_server_version(connection)
+            await _check_server_version(connection, schema_name)
             # The common case, every start but the first: already current. Said with a read alone, so a role
             # with no CREATE privilege (workers run as an application role) can start once an owner migrated.
             revision = await current_revision(connection, schema_name)
@@ -90,17 +105,14 @@ async def current_revision(source: ConnectionSource, schema: str | SchemaName | 
     """The highest revision in ``migrations``, or ``None`` when the schema is not installed."""
     schema_name = SchemaName.coerce(schema)
     async with connection_from(source) as connection:
-        exists = await connection.fetchval(
-            "select to_regclass($1::text) is not null", schema_name.qualify("migrations")
-        )
-        if not exists:
+        if not await table_exists(connection, schema_name, "migrations"):
             return None
-        value = await connection.fetchval(f"select max(id) from {schema_name.qualify('migrations')}")
+        value = await connection.fetchval(MigrateSql.for_schema(schema_name).current_revision)
         return None if value is None else int(value)
 
 
-async def _check_server_version(connection: Executor) -> None:
-    version_num = int(await connection.fetchval("select current_setting('server_version_num')::int"))
+async def _check_server_version(connection: Executor, schema: SchemaName) -> None:
+    version_num = int(await connection.fetchval(MigrateSql.for_schema(schema).server_version))
     if version_num < MIN_SERVER_VERSION_NUM:
         raise MigrationError(f"PostgreSQL 12 or newer is required (server_version_num is {version_num})")
 
@@ -112,29 +124,21 @@ async def _ensure_migrations_table(connection: Executor, schema: SchemaName) -> 
     hits a unique violation in the catalog), so backfill migrators serialise on an advisory lock, and a
     collision with a Node migrator is retried once it has committed.
     """
-    statement = f"""
-        create schema if not exists {schema.quoted};
-        create table if not exists {schema.qualify("migrations")} (
-          id int primary key,
-          ts timestamptz not null default now(),
-          breaking boolean not null default false
-        );
-    """
+    statements = MigrateSql.for_schema(schema)
     for _ in range(3):
         try:
             async with connection.transaction():
-                await connection.execute(
-                    "select pg_advisory_xact_lock(hashtext('backfill:migrate:' || $1::text))", schema.name
-                )
-                await connection.execute(statement)
+                await connection.execute(statements.lock_schema_creation, schema.name)
+                await connection.execute(statements.create_schema)
+                await connection.execute(statements.create_migrations_table)
             return
         except asyncpg.UniqueViolationError:
             continue
-    raise MigrationError(f"could not create {schema.qualify('migrations')}: it kept colliding with another migrator")
+    raise MigrationError(f"could not create {schema.quoted}.migrations: it kept colliding with another migrator")
 
 
 async def _read_revisions(connection: Executor, schema: SchemaName) -> dict[int, bool]:
-    rows = await connection.fetch(f"select id, breaking from {schema.qualify('migrations')} order by id")
+    rows = await connection.fetch(MigrateSql.for_schema(schema).read_revisions)
     return {int(row["id"]): bool(row["breaking"]) for row in rows}
 
 
@@ -198,12 +202,7 @@ def _refuse_newer_breaking(revisions: dict[int, bool], schema: SchemaName) -> No
 async def _insert_revision_rows(connection: Executor, schema: SchemaName, revisions: list[int]) -> bool:
     """Claim ``revisions`` by inserting their rows; ``False`` if another migrator already holds one."""
     try:
-        await connection.execute(
-            f"insert into {schema.qualify('migrations')} (id, breaking) "
-            "select rev, rev = any($2::int[]) from unnest($1::int[]) as rev",
-            revisions,
-            sorted(BREAKING_REVISIONS),
-        )
+        await connection.execute(MigrateSql.for_schema(schema).insert_revisions, revisions, sorted(BREAKING_REVISIONS))
     except asyncpg.UniqueViolationError:
         return False
     return True
@@ -221,7 +220,7 @@ async def _install_fresh(connection: Executor, schema: SchemaName) -> bool:
             # and Node workers shut down on any breaking notice, so announcing the historical breaking
             # revisions 1..19 of a brand-new schema would stop Node workers serving *other* schemas of
             # this database, while no worker can be running on a schema that did not exist.
-            await _notify_migrated(connection, LATEST_REVISION)
+            await _notify_migrated(connection, schema, LATEST_REVISION)
     except _AlreadyMigrated:
         return False
     logger.info("installed Graphile Worker schema %s at revision %s", schema, LATEST_REVISION)
@@ -238,18 +237,18 @@ async def _apply_revision(connection: Executor, schema: SchemaName, revision: in
                 raise _AlreadyMigrated
             for name in files:
                 await connection.execute(sql.load(name, schema))
-            await _notify_migrated(connection, revision)
+            await _notify_migrated(connection, schema, revision)
     except _AlreadyMigrated:
         return False
     logger.info("upgraded Graphile Worker schema %s to revision %s", schema, revision)
     return True
 
 
-async def _notify_migrated(connection: Executor, revision: int) -> None:
+async def _notify_migrated(connection: Executor, schema: SchemaName, revision: int) -> None:
     message = json.dumps(
         {"migrationNumber": revision, "breaking": revision in BREAKING_REVISIONS}, separators=(",", ":")
     )
-    await connection.execute("select pg_notify('worker:migrate', $1::text)", message)
+    await connection.execute(MigrateSql.for_schema(schema).notify_migrated, message)
 
 
 class _AlreadyMigrated(Exception):

@@ -21,10 +21,12 @@ from importlib import resources
 
 import asyncpg
 
+from backfill.core.catalog import table_exists
 from backfill.core.db import ConnectionSource, Executor, connection_from
 from backfill.core.errors import ConfigurationError, MigrationError
 from backfill.core.migrations import sql
 from backfill.core.schema import SchemaName
+from backfill.core.statements import Statements
 
 logger = logging.getLogger("backfill.migrate")
 
@@ -37,6 +39,17 @@ ADVISORY_LOCK_CLASS = 1651205740
 
 CORE_LINE = "core"
 TRACKING_TABLE = "backfill_migrations"
+
+
+class OwnMigrationSql(Statements, file=("backfill.core.sql", "own_migrations.sql")):
+    """The tracking of backfill's migration lines (see own_migrations.sql)."""
+
+    schema_exists: str
+    applied_ids: str
+    lock_migrations: str
+    create_tracking_table: str
+    is_applied: str
+    record_applied: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,9 +98,7 @@ async def migrate_own(
         if connection.is_in_transaction():
             raise MigrationError("migrate_own() needs a connection outside any transaction: each migration commits")
         try:
-            exists = await connection.fetchval(
-                "select exists (select 1 from pg_namespace where nspname = $1::text)", schema.name
-            )
+            exists = await connection.fetchval(OwnMigrationSql.for_schema(schema).schema_exists, schema.name)
             if not exists:
                 raise MigrationError(
                     f"schema {schema} does not exist; install Graphile's schema (migrate) before backfill's own"
@@ -119,45 +130,21 @@ def _validated(line: str, migrations: Sequence[OwnMigration]) -> list[OwnMigrati
 
 
 async def _applied_ids(connection: Executor, schema: SchemaName, line: str) -> set[int]:
-    table = schema.qualify(TRACKING_TABLE)
-    if not await connection.fetchval("select to_regclass($1::text) is not null", table):
+    if not await table_exists(connection, schema, TRACKING_TABLE):
         return set()
-    rows = await connection.fetch(f"select id from {table} where line = $1::text", line)
+    rows = await connection.fetch(OwnMigrationSql.for_schema(schema).applied_ids, line)
     return {int(row["id"]) for row in rows}
 
 
 async def _apply(connection: Executor, schema: SchemaName, line: str, migration: OwnMigration) -> bool:
     """Apply one migration in its own transaction; ``False`` if another migrator had already applied it."""
-    table = schema.qualify(TRACKING_TABLE)
+    statements = OwnMigrationSql.for_schema(schema)
     async with connection.transaction():
-        # Transaction-level, so a crash or a failed statement releases it. Every migrator of this schema
-        # (any line) queues here, which also makes `create table if not exists` below race-free.
-        await connection.execute(
-            "select pg_advisory_xact_lock($1::int, hashtext($2::text))", ADVISORY_LOCK_CLASS, schema.name
-        )
-        await connection.execute(
-            f"""
-            create table if not exists {table} (
-              line text,
-              id int,
-              name text not null,
-              applied_at timestamptz not null default now(),
-              primary key (line, id)
-            )
-            """
-        )
-        # Looked at again under the lock: a migrator that held it before us may have applied this one.
-        already = await connection.fetchval(
-            f"select exists (select 1 from {table} where line = $1::text and id = $2::int)", line, migration.id
-        )
-        if already:
+        await connection.execute(statements.lock_migrations, ADVISORY_LOCK_CLASS, schema.name)
+        await connection.execute(statements.create_tracking_table)
+        if await connection.fetchval(statements.is_applied, line, migration.id):
             return False
         await connection.execute(migration.text(schema))
-        await connection.execute(
-            f"insert into {table} (line, id, name) values ($1::text, $2::int, $3::text)",
-            line,
-            migration.id,
-            migration.name,
-        )
+        await connection.execute(statements.record_applied, line, migration.id, migration.name)
     logger.info("applied backfill migration %s/%s (%s) to schema %s", line, migration.id, migration.name, schema)
     return True

@@ -25,9 +25,8 @@ import asyncpg
 
 from backfill.core.jobs import Job
 from backfill.core.pinned import PinnedConnection
-from backfill.core.run.queries import WorkerQueries
+from backfill.core.run.queries import WorkerQueries, fetch_filter_arguments
 
-_CLAIM_CONNECTION_SETUP = "set synchronous_commit = off"
 # Payload text decoded between two loop turns: 256 KiB of JSON decodes in about 1.5-5 ms here, so small payloads
 # (the usual hundreds of bytes) never pay for a turn, and the loop waits at most that long plus one payload.
 _DECODE_TURN_CHARS = 256 * 1024
@@ -46,12 +45,12 @@ class Claims:
         forbidden_flags: Sequence[str] = (),
         required_flags: Sequence[str] = (),
     ) -> None:
-        self._connection = PinnedConnection(pool, setup=_CLAIM_CONNECTION_SETUP)
+        self._connection = PinnedConnection(pool, setup=queries.claim_session)
         self._queries = queries
         self._worker_id = worker_id
         self._identifiers = list(identifiers)
-        # The flag arrays follow worker id, identifiers and limit, in the order FetchFilter numbers them.
-        self._flag_arguments: list[list[str]] = [list(f) for f in (forbidden_flags, required_flags) if f]
+        # The flag arrays follow worker id, identifiers and limit (fetch.sql numbers them).
+        self._flag_arguments = fetch_filter_arguments(forbidden_flags, required_flags)
         self._task_names: dict[int, str] = {}  # task_id -> identifier, for the tasks we run
 
     async def load_task_names(self, connection: Any) -> None:

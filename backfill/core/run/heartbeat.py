@@ -28,6 +28,7 @@ from backfill.core.errors import ConfigurationError
 from backfill.core.events import Events
 from backfill.core.retry import ConsecutiveFailures
 from backfill.core.schema import SchemaName
+from backfill.core.statements import Statements
 
 logger = logging.getLogger("backfill.heartbeat")
 
@@ -39,6 +40,14 @@ def _backfill_version() -> str | None:
         return metadata.version("backfill")
     except metadata.PackageNotFoundError:
         return None
+
+
+class HeartbeatSql(Statements, file=("backfill.core.sql", "heartbeat.sql")):
+    """A worker's row in ``backfill_workers`` (see heartbeat.sql)."""
+
+    register: str
+    beat: str
+    deregister: str
 
 
 class Heartbeat:
@@ -77,27 +86,7 @@ class Heartbeat:
         self._registered = False
         self._declared_dead_count = 0
         self._failures = ConsecutiveFailures(initial=min(0.05, interval), maximum=interval)
-        table = schema.qualify("backfill_workers")
-        # On conflict (register called twice) the row keeps its started_at: it is the same life of the worker.
-        self._register_sql = f"""
-            insert into {table} (worker_id, hostname, pid, dead_after, concurrency, tasks, version, lane)
-            values ($1::text, $2::text, $3::int, $4::interval, $5::int, $6::text[], $7::text, $8::text)
-            on conflict (worker_id) do update
-               set hostname = excluded.hostname,
-                   pid = excluded.pid,
-                   last_heartbeat_at = now(),
-                   dead_after = excluded.dead_after,
-                   concurrency = excluded.concurrency,
-                   tasks = excluded.tasks,
-                   version = excluded.version,
-                   lane = excluded.lane,
-                   declared_dead_at = null
-        """
-        # A row declared dead takes no more beats: the worker must learn that its jobs were released.
-        self._beat_sql = (
-            f"update {table} set last_heartbeat_at = now() where worker_id = $1::text and declared_dead_at is null"
-        )
-        self._deregister_sql = f"delete from {table} where worker_id = $1::text"
+        self._sql = HeartbeatSql.for_schema(schema)
 
     @property
     def worker_id(self) -> str:
@@ -112,7 +101,7 @@ class Heartbeat:
         """Insert (or refresh) this worker's row. Raises on a database error: at start-up that is fatal."""
         async with self._pool.acquire() as connection:
             await connection.execute(
-                self._register_sql,
+                self._sql.register,
                 self._worker_id,
                 socket.gethostname(),
                 os.getpid(),
@@ -134,7 +123,7 @@ class Heartbeat:
             await self.register()
             return True
         async with self._pool.acquire() as connection:
-            status = await connection.execute(self._beat_sql, self._worker_id)
+            status = await connection.execute(self._sql.beat, self._worker_id)
         if status != "UPDATE 0":
             return True
         self._registered = False
@@ -173,7 +162,7 @@ class Heartbeat:
         """Delete our row, at a clean shutdown once every lock was released. Logs errors instead of raising."""
         try:
             async with self._pool.acquire() as connection:
-                await connection.execute(self._deregister_sql, self._worker_id)
+                await connection.execute(self._sql.deregister, self._worker_id)
         except Exception as error:
             # Harmless: a sweeper deletes the row once dead_after has passed (we hold no locks by now).
             logger.warning("could not deregister worker %s: %s", self._worker_id, error)

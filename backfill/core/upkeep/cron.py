@@ -14,7 +14,6 @@ the timer around them (its clock and sleep are injectable, so tests need not wai
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -24,10 +23,12 @@ from typing import Any, TypeVar
 
 import asyncpg
 
+from backfill.core.enqueue import encode_spec_rows, job_spec_json_fields
 from backfill.core.errors import ConfigurationError
 from backfill.core.events import Events
-from backfill.core.jobs import JobSpec
+from backfill.core.jobs import JobSpec, JobSql
 from backfill.core.schema import SchemaName
+from backfill.core.statements import Statements
 from backfill.core.upkeep.crontab import ONE_MINUTE, CronItem, ceil_minute, floor_minute
 
 logger = logging.getLogger("backfill.cron")
@@ -67,6 +68,15 @@ def cron_payload(item: CronItem, moment: datetime, *, backfilled: bool) -> dict[
     return {**item.payload, "_cron": {"ts": cron_timestamp(moment), "backfilled": backfilled}}
 
 
+class CronSql(Statements, file=("backfill.core.sql", "cron.sql")):
+    """The scheduler's statements (see cron.sql)."""
+
+    includes = (JobSql,)
+    register: str
+    read_known: str
+    schedule: str
+
+
 class CronScheduler:
     """Schedules the jobs of ``items`` every minute until cancelled; see the module docstring."""
 
@@ -97,46 +107,7 @@ class CronScheduler:
         self._transform = transform
         self._clock: Clock = clock or (lambda: datetime.now(UTC))
         self._sleep: Sleep = sleep or asyncio.sleep
-        known = schema.qualify("_private_known_crontabs")
-        self._register_sql = f"""
-            insert into {known} (identifier, known_since)
-            select identifier, $2::timestamptz from unnest($1::text[]) as ids(identifier)
-            on conflict do nothing
-        """
-        self._read_sql = f"""
-            select identifier, known_since, last_execution from {known} where identifier = any($1::text[])
-        """
-        # $1 is a JSON array of [identifier, task, payload text, queue, max_attempts, key, priority, flags,
-        # key mode, run_at]; a null task is a job the transform dropped: its minute is recorded, no job added.
-        # The upsert is Graphile's, so a Node worker and this one agree on who scheduled a minute.
-        self._schedule_sql = f"""
-            with specs as (
-              select s.position, s.spec->>0 as identifier, s.spec->>1 as task, (s.spec->>2)::json as payload,
-                     s.spec->>3 as queue_name, (s.spec->>4)::int as max_attempts, s.spec->>5 as job_key,
-                     (s.spec->>6)::int as priority,
-                     case when jsonb_typeof(s.spec->7) = 'array'
-                          then array(select jsonb_array_elements_text(s.spec->7)) end as flags,
-                     s.spec->>8 as job_key_mode, (s.spec->>9)::timestamptz as run_at
-                from jsonb_array_elements($1::jsonb) with ordinality as s(spec, position)
-            ),
-            locks as (
-              insert into {known} as known_crontabs (identifier, known_since, last_execution)
-              select specs.identifier, $2::timestamptz, $2::timestamptz from specs
-              on conflict (identifier) do update set last_execution = excluded.last_execution
-              where known_crontabs.last_execution is null or known_crontabs.last_execution < excluded.last_execution
-              returning known_crontabs.identifier
-            ),
-            wanted as materialized (
-              select specs.* from specs join locks on locks.identifier = specs.identifier where specs.task is not null
-            )
-            select wanted.identifier, job.id
-              from wanted
-              cross join lateral {schema.qualify("add_job")}(
-                wanted.task, wanted.payload, wanted.queue_name, wanted.run_at, wanted.max_attempts,
-                wanted.job_key, wanted.priority, wanted.flags, wanted.job_key_mode
-              ) as job
-             order by wanted.position
-        """
+        self._sql = CronSql.for_schema(schema)
 
     @property
     def items(self) -> tuple[CronItem, ...]:
@@ -149,8 +120,8 @@ class CronScheduler:
         writes them); return every item's row."""
         identifiers = [item.identifier for item in self._items]
         async with self._pool.acquire() as connection:
-            await connection.execute(self._register_sql, identifiers, now)
-            rows = await connection.fetch(self._read_sql, identifiers)
+            await connection.execute(self._sql.register, identifiers, now)
+            rows = await connection.fetch(self._sql.read_known, identifiers)
         return {row["identifier"]: KnownCrontab(**dict(row)) for row in rows}
 
     async def backfill(self, now: datetime, known: dict[str, KnownCrontab] | None = None) -> list[int]:
@@ -230,11 +201,11 @@ class CronScheduler:
             specs.append(_spec_row(item, spec))
         if not specs:
             return []
-        rows = await self._pool.fetch(self._schedule_sql, _encode(specs), moment)
+        rows = await self._pool.fetch(self._sql.schedule, encode_spec_rows(specs), moment)
         return [row["id"] for row in rows if row["id"] is not None]
 
     async def _read_known(self) -> list[KnownCrontab]:
-        rows = await self._pool.fetch(self._read_sql, [item.identifier for item in self._items])
+        rows = await self._pool.fetch(self._sql.read_known, [item.identifier for item in self._items])
         return [KnownCrontab(**dict(row)) for row in rows]
 
     # -- the timer -------------------------------------------------------------------------------------------
@@ -291,20 +262,7 @@ def _utc_minute(moment: datetime) -> datetime:
 
 
 def _spec_row(item: CronItem, spec: JobSpec | None) -> list[Any]:
-    if spec is None:
-        return [item.identifier, *[None] * 9]
-    return [
-        item.identifier,
-        spec.identifier,
-        spec.payload_json,
-        spec.queue_name,
-        spec.max_attempts,
-        spec.job_key,
-        spec.priority,
-        None if spec.flags is None else list(spec.flags),
-        item.job_key_mode,
-        None if spec.run_at is None else spec.run_at.isoformat(),
-    ]
-
-
-_encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+    """The row of cron.sql's ``schedule`` for ``item``: the spec's fields (nulls when the transform dropped it),
+    then the item's identifier and job key mode."""
+    fields = [None] * 8 if spec is None else job_spec_json_fields(spec)
+    return [*fields, item.identifier, None if spec is None else item.job_key_mode]

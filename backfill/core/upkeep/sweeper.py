@@ -51,7 +51,7 @@ import logging
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import cache
+from types import MappingProxyType
 from typing import Any
 
 import asyncpg
@@ -63,6 +63,7 @@ from backfill.core.jobs import SUSPECT_FLAG
 from backfill.core.migrations.own import ADVISORY_LOCK_CLASS
 from backfill.core.retry import ConsecutiveFailures
 from backfill.core.schema import SchemaName
+from backfill.core.statements import Statements
 
 logger = logging.getLogger("backfill.sweeper")
 
@@ -95,8 +96,16 @@ class SweepReport:
         return bool(self.dead_workers or self.released_jobs or self.poisoned_jobs or self.released_queues)
 
 
-@dataclass(frozen=True, slots=True)
-class _Statements:
+class SweepSql(Statements, file=("backfill.core.sql", "sweep.sql")):
+    """The steps of one sweep (see sweep.sql)."""
+
+    literals = MappingProxyType(
+        {
+            "suspect_flag": SUSPECT_FLAG,
+            "forget_dead_workers_after": _FORGET_DEAD_WORKERS_AFTER,
+            "gc_batch": _GC_BATCH,
+        }
+    )
     try_lock: str
     declare_dead: str
     forget_dead_workers: str
@@ -107,100 +116,6 @@ class _Statements:
     unlock_queues: str
     forget_recoveries: str
     forget_errors: str
-
-
-@cache
-def _statements(schema: SchemaName) -> _Statements:
-    jobs = schema.qualify("_private_jobs")
-    queues = schema.qualify("_private_job_queues")
-    workers = schema.qualify("backfill_workers")
-    recoveries = schema.qualify("backfill_job_recoveries")
-    errors = schema.qualify("backfill_job_errors")
-    return _Statements(
-        try_lock="select pg_try_advisory_xact_lock($1::int, hashtext($2::text || ':sweep'))",
-        # Every stale row, newly or already declared dead: a worker declared dead may have claimed more before
-        # it died for good. now() is the transaction's start, so "= now()" marks the rows declared here.
-        declare_dead=f"""
-            update {workers} set declared_dead_at = coalesce(declared_dead_at, now())
-             where last_heartbeat_at + dead_after < now()
-            returning worker_id, declared_dead_at = now() as newly
-        """,
-        forget_dead_workers=f"""
-            delete from {workers} where declared_dead_at < now() - interval '{_FORGET_DEAD_WORKERS_AFTER}'
-        """,
-        # Locked in id order, a fixed order (see the races above). _private_jobs has no index on locked_by, so
-        # this scans the table; it runs only when some worker died.
-        lock_jobs=f"""
-            select id, locked_by from {jobs} where locked_by = any($1::text[]) order by id for update
-        """,
-        count_recoveries=f"""
-            insert into {recoveries} as r (job_id, recoveries, last_recovered_at, last_worker_id)
-            select rescued.id, 1, now(), rescued.worker_id
-              from unnest($1::bigint[], $2::text[]) as rescued(id, worker_id)
-            on conflict (job_id) do update
-               set recoveries = r.recoveries + 1,
-                   last_recovered_at = excluded.last_recovered_at,
-                   last_worker_id = excluded.last_worker_id
-            returning r.job_id, r.recoveries, r.last_worker_id
-        """,
-        # run_at stays as it is: it is already in the past, so the job is runnable at once. locked_at goes to
-        # null, which is what fences the dead claim's late writes.
-        release_jobs=f"""
-            update {jobs} as jobs
-               set attempts = greatest(jobs.attempts - 1, 0),
-                   locked_by = null,
-                   locked_at = null,
-                   flags = case
-                     when rescued.suspect
-                       then coalesce(jobs.flags, '{{}}'::jsonb) || jsonb_build_object('{SUSPECT_FLAG}', true)
-                     else jobs.flags
-                   end,
-                   updated_at = now()
-              from unnest($1::bigint[], $2::boolean[]) as rescued(id, suspect)
-             where jobs.id = rescued.id
-        """,
-        poison_jobs=f"""
-            with before as (
-              -- The attempt the dead worker was running, before the update below uses up the rest.
-              select jobs.id, jobs.attempts from {jobs} as jobs where jobs.id = any($1::bigint[])
-            ), poisoned_jobs as (
-              update {jobs} as jobs
-                 set attempts = jobs.max_attempts,
-                     last_error = poisoned.message,
-                     locked_by = null,
-                     locked_at = null,
-                     updated_at = now()
-                from unnest($1::bigint[], $2::text[]) as poisoned(id, message)
-               where jobs.id = poisoned.id
-              returning jobs.id, jobs.last_error
-            )
-            insert into {errors} (job_id, attempt, error, permanent)
-            select poisoned_jobs.id, before.attempts, poisoned_jobs.last_error, true
-              from poisoned_jobs join before on before.id = poisoned_jobs.id
-        """,
-        unlock_queues=f"""
-            update {queues} set locked_by = null, locked_at = null
-             where locked_by = any($1::text[])
-            returning queue_name
-        """,
-        forget_recoveries=f"""
-            delete from {recoveries}
-             where job_id in (
-               select r.job_id from {recoveries} as r
-                where not exists (select 1 from {jobs} as jobs where jobs.id = r.job_id)
-                limit {_GC_BATCH}
-             )
-        """,
-        # Error history of jobs that finished (deleted by whoever completed them, Node included).
-        forget_errors=f"""
-            delete from {errors}
-             where id in (
-               select e.id from {errors} as e
-                where not exists (select 1 from {jobs} as jobs where jobs.id = e.job_id)
-                limit {_GC_BATCH}
-             )
-        """,
-    )
 
 
 def poison_message(recoveries: int, last_worker_id: str, max_recoveries: int) -> str:
@@ -221,7 +136,7 @@ async def sweep(
     """
     if max_recoveries < 0:
         raise ConfigurationError(f"max_recoveries must be zero or more, got {max_recoveries}")
-    statements = _statements(schema)
+    statements = SweepSql.for_schema(schema)
     async with connection_from(executor) as connection:
         transaction = connection.transaction()
         await transaction.start()
@@ -240,7 +155,7 @@ async def sweep(
 
 
 async def _sweep_in_transaction(
-    connection: Executor, schema: SchemaName, statements: _Statements, max_recoveries: int, dry_run: bool
+    connection: Executor, schema: SchemaName, statements: SweepSql, max_recoveries: int, dry_run: bool
 ) -> SweepReport:
     if not await connection.fetchval(statements.try_lock, ADVISORY_LOCK_CLASS, schema.name):
         return SweepReport([], [], [], [], dry_run=dry_run, skipped=True)

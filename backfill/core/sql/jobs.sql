@@ -1,0 +1,48 @@
+-- Fragments about job rows that several statements share (JobSql in backfill/core/jobs.py). Each reads a job
+-- row aliased "j".
+
+-- part: job_columns
+-- The columns of a job handed to Job.from_record: every statement that returns jobs selects these, and adds
+-- what it can know of the task and queue names (joined, looked up, or left to Python). Payload and flags come as
+-- text, so that no JSON codec is needed on the pool (a caller may pass their own).
+j.id, j.job_queue_id, j.task_id, j.payload::text as payload, j.priority, j.run_at, j.attempts,
+j.max_attempts, j.last_error, j.created_at, j.updated_at, j.key, j.locked_at, j.locked_by,
+j.revision, j.flags::text as flags
+
+-- part: named_job_columns
+-- The job columns with the task identifier and queue name, over the joins of job_name_joins.
+@part:job_columns@, t.identifier as task_identifier, q.queue_name
+
+-- part: job_name_joins
+-- The task and the queue of the job j, for their names. Deleted or updated rows still have their task and queue
+-- rows (add_job never deletes those), so a statement returning what Graphile's functions changed can join them.
+join @schema@._private_tasks as t on t.id = j.task_id
+left join @schema@._private_job_queues as q on q.id = j.job_queue_id
+
+-- part: job_state
+-- JobState's rules (see its docstring), in its order: the first that holds wins. Both the reported state and the
+-- state filters use this one expression, so a job listed as "retrying" is also found by --state retrying.
+case
+  when j.locked_at is not null then 'running'
+  when j.attempts >= j.max_attempts then 'failed'
+  when j.attempts > 0 and j.last_error is not null then 'retrying'
+  when j.run_at > now() then 'scheduled'
+  else 'waiting'
+end
+
+-- part: task_queue_state_filter
+-- The filters of the admin's listings and bulk actions, over job_name_joins: $1 task, $2 queue, $3 state, each
+-- skipped when null.
+($1::text is null or t.identifier = $1::text)
+and ($2::text is null or q.queue_name = $2::text)
+and ($3::text is null or @part:job_state@ = $3::text)
+
+-- part: job_spec_fields
+-- The fields of Graphile's job_spec from one JSON array "spec" (encoded by enqueue.job_spec_json_fields):
+-- [identifier, payload text, queue, run_at, max_attempts, key, priority, flags]. The payload rides as JSON
+-- *text*, so it is never re-serialised in Python and reaches the json column byte for byte; the array is read
+-- as jsonb, parsed once rather than once per field extracted (json operators re-parse their input each time).
+spec->>0, (spec->>1)::json, spec->>2, (spec->>3)::timestamptz, (spec->>4)::smallint,
+spec->>5, (spec->>6)::smallint,
+case when jsonb_typeof(spec->7) = 'array'
+     then array(select jsonb_array_elements_text(spec->7)) end

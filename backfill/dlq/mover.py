@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -35,6 +34,7 @@ from backfill.core.events import Event, Events
 from backfill.core.jobs import Job
 from backfill.core.retry import ConsecutiveFailures
 from backfill.core.schema import SchemaName
+from backfill.core.upkeep.periodic import Interval, PeriodicService
 from backfill.dlq.migrations import migrate_dlq
 from backfill.dlq.models import MovedJob, entry_id_of
 from backfill.dlq.move import GC_BATCH, MOVE_BATCH, forget_finished_requeues, forget_succeeded, move_batch
@@ -42,8 +42,6 @@ from backfill.dlq.move import GC_BATCH, MOVE_BATCH, forget_finished_requeues, fo
 logger = logging.getLogger("backfill.dlq")
 
 OnMoved = Callable[[Sequence[MovedJob]], object]
-
-_JITTER = 0.2
 
 
 class DeadLetterMover:
@@ -146,20 +144,24 @@ class DeadLetterMover:
         """Install the dead-letter table if needed, then a full pass every ``interval`` seconds until
         cancelled. Never returns; failures are logged and retried at the next pass."""
         migrated = False
-        delay = 0.0  # the first pass at once: jobs may have died while no mover ran
-        while True:
-            await asyncio.sleep(delay)
-            delay = self.interval * random.uniform(1 - _JITTER, 1 + _JITTER)
-            try:
-                if not migrated:
-                    await migrate_dlq(self._pool, self.schema)
-                    migrated = True
-                await self.move_now()
-            except Exception as error:  # the mover must outlive outages; the next pass tries again
-                self._failures.failed(logger, "the dead-letter pass", error)
-                continue
-            if self._failures.succeeded():
-                logger.info("the dead-letter pass works again")
+
+        async def full_pass() -> int:
+            nonlocal migrated
+            if not migrated:
+                await migrate_dlq(self._pool, self.schema)
+                migrated = True
+            return await self.move_now()
+
+        service = PeriodicService(
+            name="dlq-mover",
+            what="the dead-letter pass",
+            run_once=full_pass,
+            interval=Interval.around(self.interval),
+            logger=logger,
+            at_start=True,  # jobs may have died while no mover ran
+            failures=self._failures,  # one outage, whichever path meets it: warned about once
+        )
+        await service.run()
 
     async def close(self) -> None:
         """Detach, and wait for a move in flight (a cancelled one rolls back: its jobs stay in the jobs table)."""

@@ -26,7 +26,6 @@ for 100,000 waiting jobs in 500 named queues, measured on the development machin
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import Iterable, Mapping, Sequence
@@ -35,6 +34,8 @@ from typing import Any
 import asyncpg
 
 from backfill.core import SchemaName
+from backfill.core.retry import ConsecutiveFailures
+from backfill.core.upkeep.periodic import Interval, PeriodicService
 from backfill.lanes.lane import BULK_LANE, FAST_LANE, LANE_FLAG, LANE_FLAG_PREFIX
 from backfill.metrics.gauges import QueueSnapshot, WaitingJobs
 from backfill.metrics.instruments import OTHER, BackfillMetrics
@@ -122,7 +123,7 @@ class QueueStatsCollector:
         # When each reported lane/queue label was last non-empty (monotonic seconds), for the 0-then-gone rule.
         self._lanes_seen: dict[str, float] = {}
         self._queues_seen: dict[str, float] = {}
-        self.consecutive_failures = 0  # rounds of run() that failed since the last one that worked
+        self._failures = ConsecutiveFailures(warning_interval=_WARN_EVERY_SECONDS)
 
     async def collect_once(self) -> QueueSnapshot:
         """Read the queues now, update the gauges and return what they show."""
@@ -139,21 +140,23 @@ class QueueStatsCollector:
     async def run(self) -> None:
         """Collect every ``interval`` seconds until cancelled. A failed round is logged (a warning at the start
         of an outage, then at most once a minute) and the next round tries again: this never returns."""
-        last_warning = 0.0
-        while True:
-            try:
-                await self.collect_once()
-            except Exception as error:  # an outage must not end the metrics: the next round tries again
-                self.consecutive_failures += 1
-                now = time.monotonic()
-                if self.consecutive_failures == 1 or now - last_warning >= _WARN_EVERY_SECONDS:
-                    last_warning = now
-                    logger.warning("queue statistics failed (%s rounds in a row): %s", self.consecutive_failures, error)
-            else:
-                if self.consecutive_failures:
-                    logger.info("queue statistics work again after %s failed rounds", self.consecutive_failures)
-                self.consecutive_failures = 0
-            await asyncio.sleep(self.interval)
+        service = PeriodicService(
+            name="queue-stats",
+            what="queue statistics",
+            run_once=self.collect_once,
+            # Not jittered: one collector per database is the advice, so there is no herd to spread.
+            interval=Interval.around(self.interval, jitter=0),
+            logger=logger,
+            at_start=True,
+            failures=self._failures,
+            recovered="{what} work again after {failures} failed rounds",
+        )
+        await service.run()
+
+    @property
+    def consecutive_failures(self) -> int:
+        """Rounds of :meth:`run` that failed since the last one that worked."""
+        return self._failures.count
 
     def _dead_by_task(self, rows: Sequence[Mapping[str, Any]]) -> dict[str, int]:
         # Task labels bounded as the counters' are: the metrics' named tasks (always, 0 when none), else "other".

@@ -12,7 +12,6 @@ discarded when it reports them, because every write after a claim is fenced by `
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 import socket
@@ -29,6 +28,7 @@ from backfill.core.events import Events
 from backfill.core.retry import ConsecutiveFailures
 from backfill.core.schema import SchemaName
 from backfill.core.statements import Statements
+from backfill.core.upkeep.periodic import Interval, PeriodicService
 
 logger = logging.getLogger("backfill.heartbeat")
 
@@ -141,22 +141,22 @@ class Heartbeat:
 
     async def run(self) -> None:
         """Beat every ``interval`` seconds until cancelled. Never returns or raises on a database error."""
-        delay = self._interval
-        while True:
-            await asyncio.sleep(delay)
-            try:
-                # A beat stuck behind an exhausted pool or a dead socket must not hold up the next one: it is
-                # abandoned after one interval and counted as a failure.
-                async with asyncio.timeout(self._interval):
-                    await self.beat()
-            except Exception as error:  # any failure of one beat is retried; the heartbeat must outlive outages
-                # Retried sooner than a full interval (the backoff is capped at it), so that a short outage
-                # does not eat into the margin before dead_after.
-                delay = self._failures.failed(logger, f"heartbeat of worker {self._worker_id}", error)
-                continue
-            if self._failures.succeeded():
-                logger.info("heartbeat of worker %s works again", self._worker_id)
-            delay = self._interval
+        service = PeriodicService(
+            name="heartbeat",
+            what=f"heartbeat of worker {self._worker_id}",
+            run_once=self.beat,
+            # Not jittered: dead_after is checked against this interval, and a late beat eats into the margin.
+            interval=Interval.around(self._interval, jitter=0),
+            logger=logger,
+            # A beat stuck behind an exhausted pool or a dead socket must not hold up the next one: it is
+            # abandoned after one interval and counted as a failure.
+            timeout=self._interval,
+            # Retried sooner than a full interval (the backoff is capped at it), so that a short outage does
+            # not eat into the margin before dead_after.
+            retry_sooner=True,
+            failures=self._failures,
+        )
+        await service.run()
 
     async def deregister(self) -> None:
         """Delete our row, at a clean shutdown once every lock was released. Logs errors instead of raising."""

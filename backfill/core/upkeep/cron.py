@@ -27,6 +27,7 @@ from backfill.core.enqueue import encode_spec_rows, job_spec_json_fields
 from backfill.core.errors import ConfigurationError
 from backfill.core.events import Events
 from backfill.core.jobs import JobSpec, JobSql
+from backfill.core.retry import exponential_delays
 from backfill.core.schema import SchemaName
 from backfill.core.statements import Statements
 from backfill.core.upkeep.crontab import ONE_MINUTE, CronItem, ceil_minute, floor_minute
@@ -244,12 +245,15 @@ class CronScheduler:
             next_minute += ONE_MINUTE
 
     async def _retrying(self, what: str, operation: Callable[[], Awaitable[T]]) -> T:
+        # The shared curve with Graphile's numbers and, as in Graphile, no jitter: a minute is retried on the
+        # same schedule as a Node worker would retry it.
+        delays = exponential_delays(initial=RETRY_MIN_DELAY, maximum=RETRY_MAX_DELAY, factor=RETRY_MULTIPLIER)
         attempt = 0
         while True:
             try:
                 return await operation()
             except Exception as error:  # connection lost, failover, a lock timeout: all worth another try
-                delay = min(RETRY_MIN_DELAY * RETRY_MULTIPLIER**attempt, RETRY_MAX_DELAY)
+                delay = next(delays)
                 attempt += 1
                 logger.error("cron: %s failed (attempt %d); retrying in %.1fs: %r", what, attempt, delay, error)
                 await self._sleep(delay)

@@ -5,14 +5,13 @@
   enough that no live Node worker still holds such a job, so the rule is safe for rows we do not own.
 * The dead-worker sweeper (:mod:`backfill.core.upkeep.sweeper`), the cron scheduler
   (:mod:`backfill.core.upkeep.cron`) and the loop monitor (:mod:`backfill.core.run.loop_monitor`),
-  assembled by :func:`upkeep_tasks`.
+  assembled by :func:`upkeep_tasks`. The periodic ones share the shape of
+  :mod:`backfill.core.upkeep.periodic`.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import random
 from collections.abc import Coroutine, Sequence
 from typing import Any
 
@@ -25,6 +24,7 @@ from backfill.core.run.options import WorkerOptions
 from backfill.core.run.queries import WorkerQueries
 from backfill.core.upkeep.cron import CronScheduler
 from backfill.core.upkeep.crontab import CronItem
+from backfill.core.upkeep.periodic import Interval, PeriodicService
 from backfill.core.upkeep.sweeper import sweep_periodically
 
 logger = logging.getLogger("backfill.maintenance")
@@ -34,19 +34,26 @@ async def release_stale_locks_periodically(
     pool: asyncpg.Pool[Any], statement: str, interval: tuple[float, float]
 ) -> None:
     """Run ``statement`` (``WorkerQueries.release_stale_locks``) every ``interval`` seconds, until cancelled."""
-    low, high = interval
-    while True:
-        await asyncio.sleep(random.uniform(low, high))
-        try:
-            async with pool.acquire() as connection:
-                row = await connection.fetchrow(statement)
-        except Exception as error:  # a failed sweep is simply tried again at the next interval
-            logger.warning("releasing stale locks failed: %s", error)
-            continue
+
+    async def release() -> asyncpg.Record | None:
+        async with pool.acquire() as connection:
+            return await connection.fetchrow(statement)
+
+    def report(row: asyncpg.Record | None) -> None:
         if row is not None and (row["jobs"] or row["queues"]):
             logger.warning(
                 "released %s job lock(s) and %s queue lock(s) older than 4 hours", row["jobs"], row["queues"]
             )
+
+    service = PeriodicService(
+        name="stale-locks",
+        what="releasing stale locks",
+        run_once=release,
+        interval=Interval.between(*interval),
+        logger=logger,
+        on_ran=report,
+    )
+    await service.run()
 
 
 def upkeep_tasks(

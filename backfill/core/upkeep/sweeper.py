@@ -46,11 +46,10 @@ The races, and why each is safe:
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import random
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
 from types import MappingProxyType
 from typing import Any
 
@@ -61,9 +60,9 @@ from backfill.core.errors import ConfigurationError
 from backfill.core.events import Events
 from backfill.core.jobs import SUSPECT_FLAG
 from backfill.core.migrations.own import ADVISORY_LOCK_CLASS
-from backfill.core.retry import ConsecutiveFailures
 from backfill.core.schema import SchemaName
 from backfill.core.statements import Statements
+from backfill.core.upkeep.periodic import Interval, PeriodicService
 
 logger = logging.getLogger("backfill.sweeper")
 
@@ -234,17 +233,8 @@ async def sweep_periodically(
     The jitter keeps workers started together from sweeping together (only one would act anyway, the others
     would just skip). A failed sweep is logged and tried again at the next interval; this never returns.
     """
-    low, high = interval
-    failures = ConsecutiveFailures()
-    while True:
-        await asyncio.sleep(random.uniform(low, high))
-        try:
-            report = await sweep(pool, schema, max_recoveries=max_recoveries)
-        except Exception as error:  # the sweeper must outlive outages; the next interval tries again
-            failures.failed(logger, "sweeping dead workers", error)
-            continue
-        if failures.succeeded():
-            logger.info("sweeping dead workers works again")
+
+    def recovered(report: SweepReport) -> None:
         if report.recovered_anything:
             events.emit(
                 "sweep:recovered",
@@ -254,3 +244,13 @@ async def sweep_periodically(
                 poisoned_jobs=report.poisoned_jobs,
                 released_queues=report.released_queues,
             )
+
+    service = PeriodicService(
+        name="sweeper",
+        what="sweeping dead workers",
+        run_once=partial(sweep, pool, schema, max_recoveries=max_recoveries),
+        interval=Interval.between(*interval),
+        logger=logger,
+        on_ran=recovered,
+    )
+    await service.run()

@@ -18,6 +18,7 @@ import re
 from collections.abc import Collection
 from dataclasses import dataclass
 
+from backfill.core import JobSlice
 from backfill.core.errors import ConfigurationError, JobSpecError
 from backfill.core.flags import is_set, register_flag, value_of
 
@@ -95,23 +96,14 @@ class Lane:
     def is_custom(self) -> bool:
         return self.name not in BUILT_IN_LANES
 
-    def fetch_filter(self) -> LaneFilter:
-        """The core ``WorkerOptions`` fields that make a worker run exactly this lane's jobs."""
+    @property
+    def job_slice(self) -> JobSlice:
+        """The jobs this lane runs: what a core worker's options are given to run exactly them."""
         if self.name == FAST_LANE:
-            return LaneFilter(max_priority=-1, forbidden_flags=(LANE.bare,))
+            return JobSlice(max_priority=-1, forbidden_flags=(LANE.bare,))
         if self.name == BULK_LANE:
-            return LaneFilter(min_priority=0, forbidden_flags=(LANE.bare,))
-        return LaneFilter(required_flags=(LANE.with_value(self.name),))
-
-
-@dataclass(frozen=True, slots=True)
-class LaneFilter:
-    """A lane's slice of the jobs table, in the terms of the core's fetch options."""
-
-    min_priority: int | None = None
-    max_priority: int | None = None
-    forbidden_flags: tuple[str, ...] = ()
-    required_flags: tuple[str, ...] = ()
+            return JobSlice(min_priority=0, forbidden_flags=(LANE.bare,))
+        return JobSlice(required_flags=(LANE.with_value(self.name),))
 
 
 def parse_lanes(text: str) -> tuple[Lane, ...]:

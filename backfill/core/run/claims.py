@@ -50,7 +50,7 @@ class Claims:
         self._queries = queries
         self._worker_id = worker_id
         self._identifiers = list(identifiers)
-        # The flag arrays follow worker id, identifiers and limit, in the order FetchFilter numbers them.
+        # The flag arrays follow worker id, identifiers and limit, in the order queries._filter_clauses numbers them.
         self._flag_arguments: list[list[str]] = [list(f) for f in (forbidden_flags, required_flags) if f]
         self._task_names: dict[int, str] = {}  # task_id -> identifier, for the tasks we run
 

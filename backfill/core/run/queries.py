@@ -19,6 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from backfill.core.jobs import SUSPECT_FLAG
+from backfill.core.run.job_slice import JobSlice
 from backfill.core.schema import SchemaName
 
 # The columns of a claimed job handed to Python. Payload and flags come as text so that no JSON codec is
@@ -33,22 +34,6 @@ _CLAIMED_COLUMNS = """
       (select q.queue_name from {queues} as q where q.id = jobs.job_queue_id)
     end as queue_name
 """
-
-
-@dataclass(frozen=True, slots=True)
-class FetchFilter:
-    """Which runnable jobs a fetch may claim beyond "our tasks": how a lane gets its share of the jobs table.
-
-    Priority bounds are inclusive and spliced into the statement as integer literals (they are fixed for a
-    worker's life, and a literal lets the planner use the ``(priority, run_at)`` index range). Flags are
-    passed as parameters: after ``$1`` worker id, ``$2`` identifiers and ``$3`` limit come the forbidden flags
-    (a job carrying any of them is skipped), then the required flags (a job must carry at least one).
-    """
-
-    min_priority: int | None = None
-    max_priority: int | None = None
-    forbidden_flags: bool = False
-    required_flags: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,9 +52,9 @@ class WorkerQueries:
     read_revisions: str
 
     @classmethod
-    def for_schema(cls, schema: SchemaName, fetch_filter: FetchFilter | None = None) -> WorkerQueries:
+    def for_schema(cls, schema: SchemaName, fetch_filter: JobSlice | None = None) -> WorkerQueries:
         """The statements for ``schema``; ``fetch_filter`` narrows what the fetch may claim (a lane)."""
-        fetch_filter = fetch_filter if fetch_filter is not None else FetchFilter()
+        fetch_filter = fetch_filter if fetch_filter is not None else JobSlice()
         jobs = schema.qualify("_private_jobs")
         queues = schema.qualify("_private_job_queues")
         tasks = schema.qualify("_private_tasks")
@@ -215,8 +200,14 @@ def _unlock_queues_of(queues: str, cte: str, *, worker_param: str) -> str:
     """
 
 
-def _filter_clauses(fetch_filter: FetchFilter) -> str:
-    """The fetch filter's extra conditions; the flag arrays are ``$4`` and ``$5`` (see :class:`FetchFilter`)."""
+def _filter_clauses(fetch_filter: JobSlice) -> str:
+    """The fetch filter's extra conditions.
+
+    Priority bounds are spliced in as integer literals (they are fixed for a worker's life, and a literal lets
+    the planner use the ``(priority, run_at)`` index range). Flags are passed as parameters, only the ones the
+    slice has: after ``$1`` worker id, ``$2`` identifiers and ``$3`` limit come the forbidden flags (a job
+    carrying any of them is skipped), then the required flags (a job must carry at least one).
+    """
     clauses: list[str] = []
     if fetch_filter.min_priority is not None:
         clauses.append(f"and jobs.priority >= {int(fetch_filter.min_priority)}")
@@ -231,7 +222,7 @@ def _filter_clauses(fetch_filter: FetchFilter) -> str:
     return "\n             ".join(clauses)
 
 
-def _runnable_conditions(jobs: str, queues: str, tasks: str, fetch_filter: FetchFilter, *, lock_queues: bool) -> str:
+def _runnable_conditions(jobs: str, queues: str, tasks: str, fetch_filter: JobSlice, *, lock_queues: bool) -> str:
     """What makes a job runnable for this worker now: the WHERE clause the fetch and the check share.
 
     With ``lock_queues``, eligible named queues are locked with SKIP LOCKED as they are read (the fetch); without,
@@ -251,11 +242,11 @@ def _runnable_conditions(jobs: str, queues: str, tasks: str, fetch_filter: Fetch
              {_filter_clauses(fetch_filter)}"""
 
 
-def _runnable_exists_sql(jobs: str, queues: str, tasks: str, fetch_filter: FetchFilter) -> str:
+def _runnable_exists_sql(jobs: str, queues: str, tasks: str, fetch_filter: JobSlice) -> str:
     # The fetch's conditions without its locks, to tell "nothing runnable" from "the runnable rows were
     # row-locked by a concurrent fetch": that fetch locks every available named queue for the length of its
     # statement, so an empty claim alone does not prove that nothing is left (run_once relies on this).
-    # It takes the fetch's arguments ($1 worker id and $3 limit only typed here) so FetchFilter's numbering holds.
+    # It takes the fetch's arguments ($1 worker id and $3 limit only typed here) so the filter's numbering holds.
     return f"""
         select exists (
           select 1
@@ -266,7 +257,7 @@ def _runnable_exists_sql(jobs: str, queues: str, tasks: str, fetch_filter: Fetch
     """
 
 
-def _fetch_sql(jobs: str, queues: str, tasks: str, claimed: str, fetch_filter: FetchFilter) -> str:
+def _fetch_sql(jobs: str, queues: str, tasks: str, claimed: str, fetch_filter: JobSlice) -> str:
     # Eligible named queues are locked up front with SKIP LOCKED, so two workers fetching at once never
     # take jobs of the same queue. A batch may still find several jobs of one queue; only the first
     # (by priority, run_at) is kept, because a named queue runs one job at a time. The rest stay untouched

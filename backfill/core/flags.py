@@ -54,7 +54,9 @@ def register_flag(name: str, *, owner: str) -> Flag:
     Refused when another owner holds the name. The same owner registering again gets the same flag (a module
     imported twice under one name, as ``importlib.reload`` does)."""
     if not isinstance(name, str) or not _NAME.match(name):
-        raise ConfigurationError(f"flag name must be lower-case letters, digits, '_' or '-', got {name!r}")
+        raise ConfigurationError(
+            f"flag name must be lower-case letters, digits, '_' or '-' starting with a letter, got {name!r}"
+        )
     existing = _registered.get(name)
     if existing is not None:
         if existing.owner != owner:

@@ -26,11 +26,12 @@ from backfill.cli.exit_codes import EXIT_NOT_FOUND, EXIT_OK
 from backfill.cli.job_actions import register_actions
 from backfill.cli.output import NONE, cell, note, plural, print_json, table, timestamp, to_jsonable
 from backfill.client.async_client import BackfillClient
+from backfill.core import JobSlice
 from backfill.core.admin.models import JobInfo, JobState
 from backfill.core.db import database_url_from_env
 from backfill.core.errors import ConfigurationError
 from backfill.core.jobs import JobKeyMode
-from backfill.lanes.lane import Lane, LaneFilter, lane_of
+from backfill.lanes.lane import Lane, lane_of
 from backfill.priorities import Priority
 
 
@@ -178,7 +179,7 @@ _LIST_HEADERS = (
 
 
 async def _list_command(args: argparse.Namespace) -> int:
-    lane = _lane_filter(args.lane)
+    job_slice = _lane_slice(args.lane)
     async with open_utils(args) as utils:
         found = await utils.list_jobs(
             task=args.task,
@@ -189,10 +190,10 @@ async def _list_command(args: argparse.Namespace) -> int:
             limit=args.limit,
             after_id=args.after,
             exception_type=args.exception_type,
-            min_priority=None if lane is None else lane.min_priority,
-            max_priority=None if lane is None else lane.max_priority,
-            required_flags=lane.required_flags if lane is not None and lane.required_flags else None,
-            forbidden_flags=lane.forbidden_flags if lane is not None and lane.forbidden_flags else None,
+            min_priority=None if job_slice is None else job_slice.min_priority,
+            max_priority=None if job_slice is None else job_slice.max_priority,
+            required_flags=job_slice.required_flags if job_slice is not None and job_slice.required_flags else None,
+            forbidden_flags=job_slice.forbidden_flags if job_slice is not None and job_slice.forbidden_flags else None,
         )
     if args.json:
         print_json([{**to_jsonable(job), "lane": lane_of(job.priority, job.flags)} for job in found])
@@ -220,12 +221,12 @@ async def _list_command(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _lane_filter(name: str | None) -> LaneFilter | None:
+def _lane_slice(name: str | None) -> JobSlice | None:
     """``--lane``: the slice of the jobs table that lane's workers fetch."""
     if name is None:
         return None
     try:
-        return Lane(name, 1).fetch_filter()
+        return Lane(name, 1).job_slice
     except ConfigurationError as error:
         raise ConfigurationError(f"--lane: {str(error).removeprefix('lane name: ')}") from None
 

@@ -24,15 +24,16 @@ from backfill.client.payload_limit import DEFAULT_MAX_PAYLOAD_BYTES, check_limit
 from backfill.core.db import ConnectionSource, LazyPool
 from backfill.core.enqueue import add_job_spec, add_jobs
 from backfill.core.errors import ConfigurationError, JobSpecError, PayloadTooLargeError
+from backfill.core.flags import is_set, value_of, without_values
 from backfill.core.jobs import Job, JobKeyMode, JobSpec
 from backfill.core.schema import SchemaName
 from backfill.lanes.catalog import LaneCatalog
-from backfill.lanes.lane import BUILT_IN_LANES, LANE_FLAG, lane_flags, lane_of
+from backfill.lanes.lane import BUILT_IN_LANES, LANE, lane_flags, lane_of
 from backfill.migrations import migrate_all
 from backfill.priorities import Priority
 from backfill.tasks.catalog import TaskCatalog
 from backfill.tasks.defaults import TaskDefaults, defaults_for
-from backfill.tasks.retry_policies import RETRY_FLAG_PREFIX, RetryPolicy, resolve_policy
+from backfill.tasks.retry_policies import RETRY, RetryPolicy, resolve_policy
 
 
 class EnqueueObserver(Protocol):
@@ -253,7 +254,7 @@ class BackfillClient:
         ):
             raise JobSpecError("flags", "must be a list of strings")
         # A retry flag given by hand would contradict the policy chosen here; the policy wins.
-        flags = [f for f in (request.flags or ()) if not f.startswith(RETRY_FLAG_PREFIX)]
+        flags = list(without_values(request.flags, RETRY))
         flags.append(policy.flag)
         if lane is not None:
             flags.extend(lane_flags(lane))
@@ -328,9 +329,9 @@ def with_layer_defaults(spec: JobSpec, defaults: TaskDefaults | None, default_po
             changes["priority"] = defaults.priority
         if spec.queue_name is None and defaults.queue is not None:
             changes["queue_name"] = defaults.queue
-        if defaults.lane is not None and LANE_FLAG not in flags:
+        if defaults.lane is not None and not is_set(flags, LANE):
             flags.extend(lane_flags(defaults.lane))
-    if not any(flag.startswith(RETRY_FLAG_PREFIX) for flag in flags):
+    if value_of(flags, RETRY) is None:
         policy = defaults.retry_policy if defaults is not None and defaults.retry_policy is not None else default_policy
         flags.append(policy.flag)
         if spec.max_attempts is None:

@@ -28,6 +28,7 @@ from backfill.core.jobs import Job, JobKeyMode, JobSpec
 from backfill.core.migrations.graphile import LATEST_REVISION, MigrationReport, current_revision, migrate
 from backfill.core.migrations.own import migrate_own
 from backfill.core.run.context import JobContext
+from backfill.core.run.job_slice import JobSlice
 from backfill.core.run.options import RunSummary, WorkerOptions
 from backfill.core.run.worker import Worker
 from backfill.core.schema import SchemaName
@@ -54,6 +55,7 @@ __all__ = [  # noqa: RUF022 - plain sorted order, checked by tests/unit/test_pub
     "JobInfo",
     "JobKeyMode",
     "JobResult",
+    "JobSlice",
     "JobSpec",
     "JobSpecError",
     "JobState",

@@ -16,24 +16,22 @@ from json.scanner import make_scanner
 from typing import Any, NamedTuple, cast
 
 from backfill.core.errors import JobSpecError
+from backfill.core.flags import SUSPECT, TIMEOUT, parse_flags, value_of, without_values
 from backfill.core.statements import Statements
 
 SMALLINT_MIN, SMALLINT_MAX = -32768, 32767
 MAX_IDENTIFIER_LENGTH = 128  # tasks_identifier_check / job_queues_queue_name_check
 MAX_JOB_KEY_LENGTH = 512  # jobs_key_check
 
-# A per-job timeout travels as a flag, because Graphile's jobs table has no column for it and its schema must
-# stay identical to Node's. Flags are returned with every claim already, and Node workers ignore unknown ones.
-TIMEOUT_FLAG_PREFIX = "backfill:timeout="
-# Set by the sweeper on a job found in two dead workers: it may be what killed them, so a backfill worker runs
-# it alone (see Worker's isolation), which makes the next death, if any, conclusive evidence against it.
-SUSPECT_FLAG = "backfill:suspect"
+# The core's flags, defined in backfill.core.flags; these names stay for the modules that splice them into SQL.
+TIMEOUT_FLAG_PREFIX = TIMEOUT.prefix
+SUSPECT_FLAG = SUSPECT.bare
 MAX_TIMEOUT_SECONDS = 7 * 24 * 3600.0
 
 
 def timeout_flag(seconds: float) -> str:
     """The flag that carries a job's timeout: ``backfill:timeout=<seconds>``."""
-    return f"{TIMEOUT_FLAG_PREFIX}{seconds:g}"
+    return TIMEOUT.with_value(f"{seconds:g}")
 
 
 def check_timeout(field_name: str, value: Any) -> float:
@@ -97,7 +95,7 @@ class JobSpec:
     job_key: str | None = None
     priority: int | None = None
     flags: Sequence[str] | None = None
-    # Seconds the handler may run before it is cancelled; stored as a flag (see TIMEOUT_FLAG_PREFIX).
+    # Seconds the handler may run before it is cancelled; stored as a flag (see backfill.core.flags.TIMEOUT).
     timeout: float | None = None
     # The payload as JSON text, computed once at construction (see __post_init__).
     payload_json: str = field(init=False, repr=False, compare=False)
@@ -129,8 +127,7 @@ class JobSpec:
             object.__setattr__(self, "flags", flags)
         if self.timeout is not None:
             seconds = check_timeout("timeout", self.timeout)
-            others = tuple(f for f in (self.flags or ()) if not f.startswith(TIMEOUT_FLAG_PREFIX))
-            object.__setattr__(self, "flags", (*others, timeout_flag(seconds)))
+            object.__setattr__(self, "flags", (*without_values(self.flags, TIMEOUT), timeout_flag(seconds)))
         # Serialise now: an unserialisable payload is reported for this spec, not as a failed batch.
         object.__setattr__(self, "payload_json", encode_payload(self.payload))
 
@@ -220,7 +217,7 @@ class Job(NamedTuple):
             get("locked_at"),
             get("locked_by"),
             get("revision") or 0,
-            _NO_FLAGS if flags is None else _parse_flags(flags),
+            _NO_FLAGS if flags is None else parse_flags(flags),
             get("task_id"),
             get("job_queue_id"),
         )
@@ -232,16 +229,14 @@ class Job(NamedTuple):
     @property
     def timeout(self) -> float | None:
         """The per-job timeout in seconds given at enqueue (``None``: the task's, if any)."""
-        if not self.flags:
+        text = value_of(self.flags, TIMEOUT)
+        if text is None:
             return None
-        for flag in self.flags:
-            if flag.startswith(TIMEOUT_FLAG_PREFIX):
-                try:
-                    seconds = float(flag[len(TIMEOUT_FLAG_PREFIX) :])
-                except ValueError:
-                    return None  # written by hand and unreadable: fall back to the task's timeout
-                return seconds if seconds > 0 else None
-        return None
+        try:
+            seconds = float(text)
+        except ValueError:
+            return None  # written by hand and unreadable: fall back to the task's timeout
+        return seconds if seconds > 0 else None
 
 
 # typeshed types make_scanner's argument oddly; a JSONDecoder is what the C scanner reads its settings from.
@@ -261,9 +256,3 @@ def _loads(text: str) -> Any:
     if end != len(text):
         return json.loads(text)
     return value
-
-
-def _parse_flags(flags: Any) -> frozenset[str]:
-    """``{"flag": true, ...}`` (jsonb, as text or decoded) as the set of flags that are on."""
-    decoded = decode_json(flags)
-    return frozenset(name for name, on in decoded.items() if on) if decoded else _NO_FLAGS

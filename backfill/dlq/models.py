@@ -13,11 +13,13 @@ from enum import StrEnum
 from typing import Any
 
 from backfill.core.errors import ConfigurationError
+from backfill.core.flags import parse_flags, register_flag, values_of
 from backfill.core.jobs import decode_json
 
 # The flag a requeued job carries: backfill:dlq=<entry id>. When that job dies again it goes back to the
-# same entry; when it succeeds the entry is deleted.
-DLQ_FLAG_PREFIX = "backfill:dlq="
+# same entry; when it succeeds the entry is deleted. The prefix by name for the SQL that needs it.
+DLQ = register_flag("dlq", owner=__name__)
+DLQ_FLAG_PREFIX = DLQ.prefix
 
 
 def requeued_flag(entry_id: int) -> str:
@@ -27,12 +29,10 @@ def requeued_flag(entry_id: int) -> str:
 
 def entry_id_of(flags: frozenset[str]) -> int | None:
     """The entry a requeued job came from (its ``backfill:dlq=<id>`` flag), ``None`` for any other job."""
-    for flag in flags:
-        if flag.startswith(DLQ_FLAG_PREFIX):
-            digits = flag[len(DLQ_FLAG_PREFIX) :]
-            # The same shape the move statement accepts: a hand-written flag that is not an id is ignored.
-            if digits.isascii() and digits.isdigit() and len(digits) <= 18:
-                return int(digits)
+    for digits in values_of(flags, DLQ):
+        # The same shape the move statement accepts: a hand-written flag that is not an id is ignored.
+        if digits.isascii() and digits.isdigit() and len(digits) <= 18:
+            return int(digits)
     return None
 
 
@@ -109,7 +109,6 @@ class DeadLetterEntry:
 
     @classmethod
     def from_record(cls, record: Mapping[str, Any]) -> DeadLetterEntry:
-        flags = decode_json(record["flags"])
         errors = decode_json(record["errors"]) or []
         return cls(
             id=record["id"],
@@ -119,7 +118,7 @@ class DeadLetterEntry:
             queue_name=record["queue_name"],
             priority=record["priority"],
             job_key=record["job_key"],
-            flags=frozenset(name for name, on in flags.items() if on) if flags else frozenset(),
+            flags=parse_flags(record["flags"]),
             attempts=record["attempts"],
             max_attempts=record["max_attempts"],
             errors=tuple(ErrorRecord.from_json(item) for item in errors),

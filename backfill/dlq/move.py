@@ -31,6 +31,7 @@ from functools import cache
 
 from backfill.core.db import Executor
 from backfill.core.errors import BackfillError
+from backfill.core.flags import parse_flags
 from backfill.core.jobs import decode_json
 from backfill.core.schema import SchemaName
 from backfill.dlq.migrations import DLQ_TABLE
@@ -293,7 +294,6 @@ async def forget_finished_requeues(connection: Executor, schema: SchemaName) -> 
 
 
 def _flag_set(flags: object) -> frozenset[str]:
+    # Lenient, unlike a claim: the move keeps whatever raw SQL wrote (see dlq_flag_keys) and must report it.
     decoded = decode_json(flags)
-    if not isinstance(decoded, dict):
-        return frozenset()
-    return frozenset(name for name, on in decoded.items() if on)
+    return parse_flags(decoded) if isinstance(decoded, dict) else frozenset()

@@ -31,6 +31,7 @@ from typing import Any
 import asyncpg
 
 from backfill.core.db import Executor
+from backfill.core.flags import parse_flags
 from backfill.core.jobs import SUSPECT_FLAG, decode_json
 from backfill.core.schema import SchemaName
 from backfill.dlq.migrations import DLQ_TABLE
@@ -235,4 +236,4 @@ def _entry_of(job: Any) -> int | None:
     flags = decode_json(job["flags"])
     if not isinstance(flags, dict):
         return None
-    return entry_id_of(frozenset(name for name, on in flags.items() if on))
+    return entry_id_of(parse_flags(flags))

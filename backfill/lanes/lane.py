@@ -18,16 +18,20 @@ import re
 from collections.abc import Collection
 from dataclasses import dataclass
 
+from backfill.core import JobSlice
 from backfill.core.errors import ConfigurationError, JobSpecError
+from backfill.core.flags import is_set, register_flag, value_of
 
 FAST_LANE = "fast"
 BULK_LANE = "bulk"
 BUILT_IN_LANES = (FAST_LANE, BULK_LANE)
 
-# Every custom-lane job carries both: the bare flag lets the built-in lanes refuse all custom-lane jobs with
-# one `?|` test, whatever lanes exist; the named flag is what its own lane requires.
-LANE_FLAG = "backfill:lane"
-LANE_FLAG_PREFIX = "backfill:lane="
+# Every custom-lane job carries both forms: the bare flag lets the built-in lanes refuse all custom-lane jobs
+# with one `?|` test, whatever lanes exist; the valued flag (backfill:lane=<name>) is what its own lane requires.
+LANE = register_flag("lane", owner=__name__)
+# The two forms by name, for the modules that splice them into SQL.
+LANE_FLAG = LANE.bare
+LANE_FLAG_PREFIX = LANE.prefix
 
 _LANE_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,39}$")
 
@@ -45,15 +49,15 @@ def check_lane_name(name: object, *, field: str = "lane") -> str:
 
 def lane_flags(name: str) -> tuple[str, str]:
     """The two flags that put a job in custom lane ``name``."""
-    return (LANE_FLAG, LANE_FLAG_PREFIX + check_lane_name(name))
+    return (LANE.bare, LANE.with_value(check_lane_name(name)))
 
 
 def lane_of(priority: int, flags: Collection[str] | None) -> str:
     """The lane a job with this priority and these flags belongs to."""
-    if flags and LANE_FLAG in flags:
-        for flag in flags:
-            if flag.startswith(LANE_FLAG_PREFIX):
-                return flag[len(LANE_FLAG_PREFIX) :]
+    if is_set(flags, LANE):
+        name = value_of(flags, LANE)
+        if name is not None:
+            return name
     return FAST_LANE if priority < 0 else BULK_LANE
 
 
@@ -92,23 +96,14 @@ class Lane:
     def is_custom(self) -> bool:
         return self.name not in BUILT_IN_LANES
 
-    def fetch_filter(self) -> LaneFilter:
-        """The core ``WorkerOptions`` fields that make a worker run exactly this lane's jobs."""
+    @property
+    def job_slice(self) -> JobSlice:
+        """The jobs this lane runs: what a core worker's options are given to run exactly them."""
         if self.name == FAST_LANE:
-            return LaneFilter(max_priority=-1, forbidden_flags=(LANE_FLAG,))
+            return JobSlice(max_priority=-1, forbidden_flags=(LANE.bare,))
         if self.name == BULK_LANE:
-            return LaneFilter(min_priority=0, forbidden_flags=(LANE_FLAG,))
-        return LaneFilter(required_flags=(LANE_FLAG_PREFIX + self.name,))
-
-
-@dataclass(frozen=True, slots=True)
-class LaneFilter:
-    """A lane's slice of the jobs table, in the terms of the core's fetch options."""
-
-    min_priority: int | None = None
-    max_priority: int | None = None
-    forbidden_flags: tuple[str, ...] = ()
-    required_flags: tuple[str, ...] = ()
+            return JobSlice(min_priority=0, forbidden_flags=(LANE.bare,))
+        return JobSlice(required_flags=(LANE.with_value(self.name),))
 
 
 def parse_lanes(text: str) -> tuple[Lane, ...]:

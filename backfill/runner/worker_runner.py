@@ -380,7 +380,7 @@ class WorkerRunner:
         self.workers = {}
         for position, lane in enumerate(self.lanes):
             upkeep = position == 0
-            lane_filter = lane.fetch_filter()
+            job_slice = lane.job_slice
             options = WorkerOptions(
                 schema=settings.schema_name,
                 concurrency=lane.concurrency,
@@ -392,10 +392,10 @@ class WorkerRunner:
                 max_recoveries=settings.max_recoveries,
                 prepared_statements=settings.prepared_statements,
                 upkeep=upkeep,
-                min_priority=lane_filter.min_priority,
-                max_priority=lane_filter.max_priority,
-                forbidden_flags=lane_filter.forbidden_flags,
-                required_flags=lane_filter.required_flags,
+                min_priority=job_slice.min_priority,
+                max_priority=job_slice.max_priority,
+                forbidden_flags=job_slice.forbidden_flags,
+                required_flags=job_slice.required_flags,
                 # One loop monitor per process: the lanes share the loop, so one report per stall.
                 loop_block_threshold=_LOOP_BLOCK_THRESHOLD if upkeep else None,
                 lane=lane.name,  # recorded with the worker's heartbeat row: `backfill workers` shows it

@@ -23,10 +23,13 @@ from dataclasses import dataclass, field
 from tenacity import RetryCallState, wait_exponential
 
 from backfill.core.errors import ConfigurationError, PayloadValidationError, PermanentFailure, RetryAfter
+from backfill.core.flags import register_flag, value_of
 from backfill.core.hooks import RetryDecision
 from backfill.core.jobs import Job
 
-RETRY_FLAG_PREFIX = "backfill:retry="
+# backfill:retry=<preset> or backfill:retry=custom:<numbers>; the prefix by name for the SQL that needs it.
+RETRY = register_flag("retry", owner=__name__)
+RETRY_FLAG_PREFIX = RETRY.prefix
 _CUSTOM = "custom"
 GRAPHILE_MAX_ATTEMPTS = 25  # Graphile's default max_attempts
 
@@ -90,9 +93,9 @@ class RetryPolicy:
     def flag(self) -> str:
         """The job flag that carries this policy's backoff."""
         if self.name != _CUSTOM:
-            return RETRY_FLAG_PREFIX + self.name
+            return RETRY.with_value(self.name)
         numbers = ":".join(f"{v:g}" for v in (self.initial_delay, self.max_delay, self.multiplier, self.jitter))
-        return f"{RETRY_FLAG_PREFIX}{_CUSTOM}:{numbers}"
+        return RETRY.with_value(f"{_CUSTOM}:{numbers}")
 
 
 def _finite(value: object) -> bool:
@@ -119,24 +122,20 @@ def resolve_policy(policy: RetryPolicy | str, *, field_name: str = "retry_policy
 
 def policy_from_flags(flags: Collection[str] | None) -> RetryPolicy | None:
     """The policy a job carries in its flags, or ``None`` (no flag, or one this version cannot read)."""
-    if not flags:
+    value = value_of(flags, RETRY)
+    if value is None:
         return None
-    for flag in flags:
-        if not flag.startswith(RETRY_FLAG_PREFIX):
-            continue
-        value = flag[len(RETRY_FLAG_PREFIX) :]
-        if value in PRESETS:
-            return PRESETS[value]
-        kind, _, numbers = value.partition(":")
-        if kind != _CUSTOM:
-            return None
-        try:
-            initial, maximum, multiplier, jitter = (float(n) for n in numbers.split(":"))
-            # max_attempts lives in the job's own column; the planner never needs it.
-            return RetryPolicy(GRAPHILE_MAX_ATTEMPTS, initial, maximum, multiplier, jitter)
-        except (ValueError, ConfigurationError):
-            return None  # written by hand and unreadable: fall back as if there were no flag
-    return None
+    if value in PRESETS:
+        return PRESETS[value]
+    kind, _, numbers = value.partition(":")
+    if kind != _CUSTOM:
+        return None
+    try:
+        initial, maximum, multiplier, jitter = (float(n) for n in numbers.split(":"))
+        # max_attempts lives in the job's own column; the planner never needs it.
+        return RetryPolicy(GRAPHILE_MAX_ATTEMPTS, initial, maximum, multiplier, jitter)
+    except (ValueError, ConfigurationError):
+        return None  # written by hand and unreadable: fall back as if there were no flag
 
 
 @dataclass(frozen=True, slots=True)

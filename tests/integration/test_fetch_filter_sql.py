@@ -12,9 +12,9 @@ import pytest
 
 from backfill.core.migrations.graphile import migrate
 from backfill.core.migrations.own import migrate_own
+from backfill.core.run.job_slice import JobSlice
 from backfill.core.run.queries import (
     FETCH_FILTER_SLOT,
-    FetchFilter,
     FetchSql,
     WorkerQueries,
     fetch_filter_arguments,
@@ -24,7 +24,7 @@ from backfill.core.schema import SchemaName
 
 ODD_SCHEMA = SchemaName('My "Odd" Schema')
 FILTERS = [
-    FetchFilter(min_priority, max_priority, forbidden, required)
+    JobSlice(min_priority, max_priority, ("x",) if forbidden else (), ("lane",) if required else ())
     for min_priority, max_priority, forbidden, required in itertools.product(
         (None, -3), (None, 7), (False, True), (False, True)
     )
@@ -44,7 +44,7 @@ async def connection(empty_database_url: str) -> AsyncIterator[asyncpg.Connectio
 
 @pytest.mark.parametrize("fetch_filter", FILTERS, ids=str)
 async def test_the_fetch_and_its_check_prepare_for_every_filter(
-    connection: asyncpg.Connection[Any], fetch_filter: FetchFilter
+    connection: asyncpg.Connection[Any], fetch_filter: JobSlice
 ) -> None:
     queries = WorkerQueries.for_schema(ODD_SCHEMA, fetch_filter)
     flags = fetch_filter_arguments(
@@ -64,14 +64,14 @@ async def test_the_fetch_and_its_check_prepare_for_every_filter(
 async def test_the_flag_arguments_follow_the_clauses_numbering(connection: asyncpg.Connection[Any]) -> None:
     """With only required flags, they are $4, not $5: a job carrying one is found by the check."""
     await connection.execute(f"select {ODD_SCHEMA.quoted}.add_job('task', flags => array['lane'])")
-    queries = WorkerQueries.for_schema(ODD_SCHEMA, FetchFilter(required_flags=True))
+    queries = WorkerQueries.for_schema(ODD_SCHEMA, JobSlice(required_flags=["lane"]))
     arguments = fetch_filter_arguments([], ["lane"])
     assert await connection.fetchval(queries.runnable_exists, "w", ["task"], 1, *arguments) is True
     assert (
         await connection.fetchval(queries.runnable_exists, "w", ["task"], 1, *fetch_filter_arguments([], ["x"]))
         is False
     )
-    forbidding = WorkerQueries.for_schema(ODD_SCHEMA, FetchFilter(forbidden_flags=True, required_flags=True))
+    forbidding = WorkerQueries.for_schema(ODD_SCHEMA, JobSlice(forbidden_flags=["lane"], required_flags=["lane"]))
     both = fetch_filter_arguments(["lane"], ["lane"])
     assert await connection.fetchval(forbidding.runnable_exists, "w", ["task"], 1, *both) is False
 
@@ -85,5 +85,5 @@ def test_without_a_filter_the_statements_are_the_files() -> None:
 
 def test_a_statement_without_the_slot_is_refused() -> None:
     with pytest.raises(ValueError, match="fetch filter"):
-        with_fetch_filter("select 1", FetchFilter(min_priority=1))
+        with_fetch_filter("select 1", JobSlice(min_priority=1))
     assert FETCH_FILTER_SLOT in FetchSql.for_schema(ODD_SCHEMA).fetch_jobs

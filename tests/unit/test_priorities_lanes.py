@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from backfill.core import JobSlice
 from backfill.core.errors import ConfigurationError, JobSpecError
-from backfill.lanes.lane import BULK_LANE, FAST_LANE, LANE_FLAG, Lane, LaneFilter, lane_flags, lane_of, parse_lanes
+from backfill.lanes.lane import BULK_LANE, FAST_LANE, LANE_FLAG, Lane, lane_flags, lane_of, parse_lanes
 from backfill.priorities import PRIORITY_BANDS, Priority, priority_band
 
 
@@ -67,10 +68,10 @@ def test_bad_custom_lane_names_are_refused_with_the_field(name: str) -> None:
         lane_flags(name)
 
 
-def test_lane_fetch_filters_split_the_table_without_overlap() -> None:
-    assert Lane(FAST_LANE, 10).fetch_filter() == LaneFilter(max_priority=-1, forbidden_flags=(LANE_FLAG,))
-    assert Lane(BULK_LANE, 5).fetch_filter() == LaneFilter(min_priority=0, forbidden_flags=(LANE_FLAG,))
-    assert Lane("reports", 2).fetch_filter() == LaneFilter(required_flags=("backfill:lane=reports",))
+def test_lane_slices_split_the_table_without_overlap() -> None:
+    assert Lane(FAST_LANE, 10).job_slice == JobSlice(max_priority=-1, forbidden_flags=(LANE_FLAG,))
+    assert Lane(BULK_LANE, 5).job_slice == JobSlice(min_priority=0, forbidden_flags=(LANE_FLAG,))
+    assert Lane("reports", 2).job_slice == JobSlice(required_flags=("backfill:lane=reports",))
 
 
 def test_parse_lanes_reads_name_equals_concurrency() -> None:

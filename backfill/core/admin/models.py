@@ -12,6 +12,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
+from backfill.core.flags import parse_flags
 from backfill.core.jobs import decode_json
 
 
@@ -77,7 +78,6 @@ class JobInfo:
         ``payload`` and ``flags`` may come as text (the queries cast them, so no JSON codec is needed) or
         already decoded.
         """
-        flags = decode_json(record["flags"])
         return cls(
             id=record["id"],
             task_identifier=record["task_identifier"],
@@ -95,7 +95,7 @@ class JobInfo:
             locked_at=record["locked_at"],
             locked_by=record["locked_by"],
             revision=record["revision"],
-            flags=frozenset(name for name, on in flags.items() if on) if flags else frozenset(),
+            flags=parse_flags(record["flags"]),
             task_id=record["task_id"],
             job_queue_id=record["job_queue_id"],
             is_available=record["is_available"],

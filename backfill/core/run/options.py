@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from backfill.core.errors import ConfigurationError
-from backfill.core.run.queries import FetchFilter
+from backfill.core.run.job_slice import JobSlice
 from backfill.core.schema import SchemaName
 
 # Connections a worker holds for its whole run: the fetcher's and the completer's (pinned), plus one the
@@ -40,7 +40,8 @@ class WorkerOptions:
     * ``forbidden_flags`` — jobs carrying any of these flags are not fetched.
     * ``required_flags`` — when given, only jobs carrying at least one of these flags are fetched.
     * ``min_priority`` / ``max_priority`` — when given, only jobs whose priority lies within these inclusive
-      bounds are fetched. With the flags, this is what gives a lane of jobs its own worker and concurrency.
+      bounds are fetched. With the flags, this is what gives a lane of jobs its own worker and concurrency;
+      the four together are :attr:`job_slice` (a :class:`~backfill.core.run.job_slice.JobSlice`).
     * ``upkeep`` — run the shared upkeep (stale-lock release, dead-worker sweeper, cron). Several workers in
       one process (one per lane) need it only once; the heartbeat and loop monitor run regardless.
     * ``shutdown_grace_period`` — seconds running jobs get to finish after a stop is requested; jobs still
@@ -94,6 +95,9 @@ class WorkerOptions:
     loop_block_threshold: float | None = 1.0
     worker_id: str = field(default_factory=new_worker_id)
     lane: str | None = None
+    # min_priority, max_priority and the flags above as one value, what the fetch is composed from. Derived,
+    # not an argument, so that dataclasses.replace() of any of the four cannot leave it behind.
+    job_slice: JobSlice = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "schema", SchemaName.coerce(self.schema))
@@ -128,19 +132,10 @@ class WorkerOptions:
             _positive_number("loop_block_threshold", self.loop_block_threshold)
         if self.lane is not None and (not isinstance(self.lane, str) or not 0 < len(self.lane) <= 64):
             raise ConfigurationError(f"lane must be a name of 1 to 64 characters, got {self.lane!r}")
-        for name in ("forbidden_flags", "required_flags"):
-            flags = getattr(self, name)
-            if isinstance(flags, str) or not all(isinstance(f, str) for f in flags):
-                raise ConfigurationError(f"{name} must be a list of strings")
-            object.__setattr__(self, name, tuple(flags))
-        for name in ("min_priority", "max_priority"):
-            bound = getattr(self, name)
-            if bound is not None and (isinstance(bound, bool) or not isinstance(bound, int)):
-                raise ConfigurationError(f"{name} must be an integer or None, got {bound!r}")
-        if self.min_priority is not None and self.max_priority is not None and self.min_priority > self.max_priority:
-            raise ConfigurationError(
-                f"min_priority ({self.min_priority}) must not be above max_priority ({self.max_priority})"
-            )
+        job_slice = JobSlice(self.min_priority, self.max_priority, self.forbidden_flags, self.required_flags)
+        object.__setattr__(self, "job_slice", job_slice)
+        object.__setattr__(self, "forbidden_flags", job_slice.forbidden_flags)
+        object.__setattr__(self, "required_flags", job_slice.required_flags)
         if not isinstance(self.worker_id, str) or not self.worker_id:
             raise ConfigurationError("worker_id must be a non-empty string")
 
@@ -148,15 +143,6 @@ class WorkerOptions:
     def schema_name(self) -> SchemaName:
         assert isinstance(self.schema, SchemaName)  # __post_init__ coerced it
         return self.schema
-
-    @property
-    def fetch_filter(self) -> FetchFilter:
-        return FetchFilter(
-            min_priority=self.min_priority,
-            max_priority=self.max_priority,
-            forbidden_flags=bool(self.forbidden_flags),
-            required_flags=bool(self.required_flags),
-        )
 
 
 def _positive_int(name: str, value: object) -> None:

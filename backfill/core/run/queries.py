@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 
 from backfill.core.jobs import SUSPECT_FLAG, JobSql
+from backfill.core.run.job_slice import JobSlice
 from backfill.core.schema import SchemaName
 from backfill.core.statements import Statements
 
@@ -50,20 +51,6 @@ class ReleaseSql(Statements, file=("backfill.core.sql", "release.sql")):
     release_stale_locks: str
 
 
-@dataclass(frozen=True, slots=True)
-class FetchFilter:
-    """Which runnable jobs a fetch may claim beyond "our tasks": how a lane gets its share of the jobs table.
-
-    Priority bounds are inclusive and spliced into the statement as integer literals. Flags are passed as
-    parameters, numbered by :data:`FLAG_PARAMETERS` (see fetch.sql).
-    """
-
-    min_priority: int | None = None
-    max_priority: int | None = None
-    forbidden_flags: bool = False
-    required_flags: bool = False
-
-
 # The fetch filter's flag conditions, in the order their arrays are numbered after fetch.sql's $1 worker id,
 # $2 identifiers and $3 limit: a filter without one leaves out its parameter, and the next takes its number. Both
 # the clauses (with_fetch_filter) and the arguments (fetch_filter_arguments) follow this one table.
@@ -76,7 +63,7 @@ _FIRST_FLAG_PARAMETER = 4
 FETCH_FILTER_SLOT = "/* fetch filter */"
 
 
-def with_fetch_filter(statement: str, fetch_filter: FetchFilter) -> str:
+def with_fetch_filter(statement: str, fetch_filter: JobSlice) -> str:
     """``statement`` (fetch.sql's fetch_jobs or runnable_exists) narrowed by ``fetch_filter``: the one place where
     Python composes SQL."""
     clauses: list[str] = []
@@ -117,9 +104,9 @@ class WorkerQueries:
     task_ids: str
 
     @classmethod
-    def for_schema(cls, schema: SchemaName, fetch_filter: FetchFilter | None = None) -> WorkerQueries:
+    def for_schema(cls, schema: SchemaName, fetch_filter: JobSlice | None = None) -> WorkerQueries:
         """The statements for ``schema``; ``fetch_filter`` narrows what the fetch may claim (a lane)."""
-        fetch_filter = fetch_filter if fetch_filter is not None else FetchFilter()
+        fetch_filter = fetch_filter if fetch_filter is not None else JobSlice()
         fetch = FetchSql.for_schema(schema)
         release = ReleaseSql.for_schema(schema)
         return cls(

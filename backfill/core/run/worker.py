@@ -82,7 +82,7 @@ class Worker:
         if self.cron_items and not self.options.upkeep:
             raise ConfigurationError("a crontab needs a worker with upkeep on: cron is part of the upkeep it runs")
         self._schema = self.options.schema_name
-        self._queries = WorkerQueries.for_schema(self._schema, self.options.fetch_filter)
+        self._queries = WorkerQueries.for_schema(self._schema, self.options.job_slice)
         self._identifiers = self.registry.identifiers
         self._plain_async_handlers = plain_async_handlers(self.registry)
         self.summary = RunSummary()

@@ -1,0 +1,121 @@
+"""The ``backfill:`` flags: one owner of the namespace, one parser, one formatter.
+
+Graphile's jobs table stores flags as a jsonb object (``{"flag": true, ...}``); a Node worker keeps them and
+ignores the ones it does not know. backfill stores what Graphile's schema has no column for under its own
+prefix, so that one name cannot mean two things. A name comes in two forms, and its owner may use either or
+both: the bare flag ``backfill:<name>`` and valued flags ``backfill:<name>=<value>``.
+
+The core registers its own names here (``suspect``, ``timeout``); the layer registers its names from its own
+modules (a lane, a retry policy, a dead-letter entry) through :func:`register_flag`, so the core never needs
+to know them. A name registered twice by different modules is refused at import, before two parts of the code
+can read one flag two ways.
+
+Reading is done per job on the worker's hot path (``Job.timeout``), so the parser is a ``startswith`` over the
+few flags a job carries, never a regular expression.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Collection, Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Any
+
+from backfill.core.errors import ConfigurationError
+
+NAMESPACE = "backfill:"
+# What may follow the namespace: no ':' (it would look like a sub-namespace) and no '=' (it ends the name).
+_NAME = re.compile(r"^[a-z][a-z0-9_-]*$")
+_NO_FLAGS: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True, slots=True)
+class Flag:
+    """A registered name: ``bare`` is the flag ``backfill:<name>``, ``prefix`` starts its valued flags."""
+
+    name: str
+    owner: str  # the module that registered it, named when another module asks for the same name
+    bare: str
+    prefix: str
+
+    def with_value(self, value: str) -> str:
+        """The valued flag ``backfill:<name>=<value>``."""
+        return self.prefix + value
+
+
+_registered: dict[str, Flag] = {}
+
+
+def register_flag(name: str, *, owner: str) -> Flag:
+    """Claim ``backfill:<name>`` for ``owner`` (a module's ``__name__``).
+
+    Refused when another owner holds the name. The same owner registering again gets the same flag (a module
+    imported twice under one name, as ``importlib.reload`` does)."""
+    if not isinstance(name, str) or not _NAME.match(name):
+        raise ConfigurationError(
+            f"flag name must be lower-case letters, digits, '_' or '-' starting with a letter, got {name!r}"
+        )
+    existing = _registered.get(name)
+    if existing is not None:
+        if existing.owner != owner:
+            raise ConfigurationError(
+                f"flag {NAMESPACE}{name} is registered by {existing.owner}; {owner} cannot register it too"
+            )
+        return existing
+    flag = _registered[name] = Flag(name, owner, NAMESPACE + name, f"{NAMESPACE}{name}=")
+    return flag
+
+
+def registered_flags() -> Mapping[str, Flag]:
+    """Every name registered so far (the layer's only once its modules are imported), by name."""
+    return MappingProxyType(dict(_registered))
+
+
+def value_of(flags: Iterable[str] | None, flag: Flag) -> str | None:
+    """The value of the first valued ``flag`` among ``flags`` (``None``: there is none). A job should carry
+    one; of several, which is first follows the order of ``flags`` (arbitrary for a frozenset)."""
+    if flags:
+        prefix = flag.prefix
+        for candidate in flags:
+            if candidate.startswith(prefix):
+                return candidate[len(prefix) :]
+    return None
+
+
+def values_of(flags: Iterable[str] | None, flag: Flag) -> Iterator[str]:
+    """The values of every valued ``flag`` among ``flags``, for readers that skip a value they cannot use."""
+    prefix = flag.prefix
+    for candidate in flags or ():
+        if candidate.startswith(prefix):
+            yield candidate[len(prefix) :]
+
+
+def is_set(flags: Collection[str] | None, flag: Flag) -> bool:
+    """Whether the bare ``flag`` is among ``flags``."""
+    return flags is not None and flag.bare in flags
+
+
+def without_values(flags: Iterable[str] | None, flag: Flag) -> tuple[str, ...]:
+    """``flags`` minus every valued ``flag`` (the bare one is kept), in their order: what is left before a new
+    value is given, so that a job never carries two."""
+    prefix = flag.prefix
+    return tuple(candidate for candidate in flags or () if not candidate.startswith(prefix))
+
+
+def parse_flags(stored: Any) -> frozenset[str]:
+    """A row's ``flags`` column (jsonb ``{"flag": true, ...}``, as text or decoded) as the set of flags that
+    are on; SQL ``null`` and ``{}`` give the empty set."""
+    if isinstance(stored, str):
+        stored = json.loads(stored)
+    return frozenset(name for name, on in stored.items() if on) if stored else _NO_FLAGS
+
+
+# The core's own names. A per-job timeout travels as a flag (backfill:timeout=<seconds>) because Graphile's
+# jobs table has no column for it and its schema must stay identical to Node's; flags are returned with every
+# claim already, and Node workers ignore unknown ones.
+TIMEOUT = register_flag("timeout", owner=__name__)
+# Set by the sweeper on a job found in two dead workers: it may be what killed them, so a backfill worker runs
+# it alone (see Worker's isolation), which makes the next death, if any, conclusive evidence against it.
+SUSPECT = register_flag("suspect", owner=__name__)

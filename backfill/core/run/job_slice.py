@@ -1,0 +1,42 @@
+"""A slice of the jobs table: the jobs one worker fetches, beyond "the tasks it runs".
+
+Several workers share one table by taking disjoint slices of it, each with its own concurrency: that is what
+the layer's lanes are (a lane *has* a slice). The slice is fixed for a worker's life and becomes part of its
+fetch statement, so a worker claims only its own jobs and never competes with another slice for a row.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from backfill.core.errors import ConfigurationError
+
+
+@dataclass(frozen=True, slots=True)
+class JobSlice:
+    """Priority bounds (inclusive, ``None``: unbounded) and flags: a job carrying any of ``forbidden_flags`` is
+    outside the slice, and when ``required_flags`` is given a job must carry at least one of them.
+
+    Validated at construction; the flags are kept as tuples (a list, a generator are accepted)."""
+
+    min_priority: int | None = None
+    max_priority: int | None = None
+    forbidden_flags: Sequence[str] = ()
+    required_flags: Sequence[str] = ()
+
+    def __post_init__(self) -> None:
+        # The messages name WorkerOptions' arguments, which are these fields' names.
+        for name in ("forbidden_flags", "required_flags"):
+            flags = getattr(self, name)
+            if isinstance(flags, str) or not all(isinstance(f, str) for f in flags):
+                raise ConfigurationError(f"{name} must be a list of strings")
+            object.__setattr__(self, name, tuple(flags))
+        for name in ("min_priority", "max_priority"):
+            bound = getattr(self, name)
+            if bound is not None and (isinstance(bound, bool) or not isinstance(bound, int)):
+                raise ConfigurationError(f"{name} must be an integer or None, got {bound!r}")
+        if self.min_priority is not None and self.max_priority is not None and self.min_priority > self.max_priority:
+            raise ConfigurationError(
+                f"min_priority ({self.min_priority}) must not be above max_priority ({self.max_priority})"
+            )

@@ -9,13 +9,13 @@ import sys
 from collections.abc import Sequence
 
 from backfill.cli.common import Commands, add_database_options, open_connection
-from backfill.cli.exit_codes import EXIT_OK
 from backfill.core.db import database_url_from_env, redact_dsn
 from backfill.core.run.options import WorkerOptions
 from backfill.core.run.worker import Worker
 from backfill.core.schema import SchemaName
 from backfill.core.tasks import TaskRegistry
 from backfill.core.upkeep.crontab import CronItem, load_crontab_file
+from backfill.exit_codes import EXIT_OK
 from backfill.migrations import migrate_all
 from backfill.tasks.modules import load_tasks as load_task_modules
 

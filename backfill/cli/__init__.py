@@ -20,7 +20,6 @@ from typing import Any
 import asyncpg
 
 from backfill.cli import admin, dlq, jobs, run, worker
-from backfill.cli.worker import load_tasks
 from backfill.core.errors import BackfillError, ConfigurationError, DatabaseError, IncompatibleSchemaError, JobSpecError
 from backfill.core.run.signals import record_stop_signals
 from backfill.core.secrets import scrub
@@ -42,7 +41,6 @@ __all__ = [
     "EXIT_OK",
     "EXIT_USAGE",
     "build_parser",
-    "load_tasks",
     "main",
 ]
 

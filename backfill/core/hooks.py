@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import inspect
 import logging
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -138,6 +138,3 @@ class Hooks:
             if current is not None and not isinstance(current, JobSpec):
                 raise TypeError(f"before_schedule interceptor {interceptor!r} returned {current!r}, not a JobSpec")
         return current
-
-    def transform_all(self, specs: Iterable[JobSpec]) -> list[JobSpec]:
-        return [kept for spec in specs if (kept := self.transform(spec)) is not None]

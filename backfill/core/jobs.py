@@ -214,10 +214,6 @@ class Job(NamedTuple):
         )
 
     @property
-    def is_permanently_failed(self) -> bool:
-        return self.attempts >= self.max_attempts and self.locked_at is None
-
-    @property
     def timeout(self) -> float | None:
         """The per-job timeout in seconds given at enqueue (``None``: the task's, if any)."""
         if not self.flags:

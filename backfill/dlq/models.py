@@ -20,11 +20,6 @@ from backfill.core.jobs import decode_json
 DLQ_FLAG_PREFIX = "backfill:dlq="
 
 
-def requeued_flag(entry_id: int) -> str:
-    """The flag that ties a requeued job to its entry."""
-    return f"{DLQ_FLAG_PREFIX}{entry_id}"
-
-
 def entry_id_of(flags: frozenset[str]) -> int | None:
     """The entry a requeued job came from (its ``backfill:dlq=<id>`` flag), ``None`` for any other job."""
     for flag in flags:

@@ -64,7 +64,6 @@ class WorkerQueries:
     release_orphans: str
     ensure_tasks: str
     task_ids: str
-    read_revisions: str
 
     @classmethod
     def for_schema(cls, schema: SchemaName, fetch_filter: FetchFilter | None = None) -> WorkerQueries:
@@ -195,7 +194,6 @@ class WorkerQueries:
                 on conflict do nothing
             """,
             task_ids=f"select id, identifier from {tasks} where identifier = any($1::text[])",
-            read_revisions=f"select id, breaking from {schema.qualify('migrations')} order by id",
         )
 
 

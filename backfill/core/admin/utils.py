@@ -33,7 +33,7 @@ from backfill.core.enqueue import add_job_spec, add_jobs
 from backfill.core.errors import ConfigurationError, JobSpecError
 from backfill.core.jobs import Job, JobKeyMode, JobSpec
 from backfill.core.migrations.graphile import MigrationReport, migrate
-from backfill.core.migrations.own import migrate_own
+from backfill.core.migrations.own import CORE_LINES, migrate_lines
 from backfill.core.schema import SchemaName
 
 JobTransform = Callable[[JobSpec], JobSpec | None]
@@ -157,7 +157,7 @@ class WorkerUtils:
         """Install or upgrade Graphile's schema to revision 20, then backfill's own tables beside it."""
         pool = await self._get_pool()
         report = await migrate(pool, self.schema)
-        await migrate_own(pool, self.schema)
+        await migrate_lines(pool, self.schema, CORE_LINES)
         return report
 
     # -- enqueueing ---------------------------------------------------------------------------------------

@@ -42,7 +42,7 @@ from backfill.core.events import Events
 from backfill.core.hooks import Hooks
 from backfill.core.jobs import SUSPECT_FLAG, Job
 from backfill.core.migrations.graphile import BREAKING_REVISIONS, LATEST_REVISION, migrate
-from backfill.core.migrations.own import migrate_own
+from backfill.core.migrations.own import CORE_LINES, migrate_lines
 from backfill.core.retry import ConsecutiveFailures, backoff_delays
 from backfill.core.run.claims import Claims
 from backfill.core.run.completer import Completer, Failure
@@ -381,7 +381,7 @@ class Worker:
         register our task identifiers."""
         try:
             await migrate(pool, self._schema)
-            await migrate_own(pool, self._schema)
+            await migrate_lines(pool, self._schema, CORE_LINES)
             async with pool.acquire() as connection:
                 await connection.execute(self._queries.ensure_tasks, self._identifiers)
                 await self._claims_for(pool).load_task_names(connection)

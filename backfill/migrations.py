@@ -2,8 +2,8 @@
 
 The CLI's ``migrate``, ``BackfillClient.migrate()`` and a runner's start-up all need the same sequence: the
 core line (worker registry, recovery counts, error history), the dead-letter line (unless the runner has the
-dead-letter queue off) and the task catalog line. Each step is idempotent and safe to race (see
-:mod:`backfill.core.migrations.own`).
+dead-letter queue off) and the task catalog line, all listed once in :data:`OWN_LINES`. Each step is
+idempotent and safe to race (see :mod:`backfill.core.migrations.own`).
 """
 
 from __future__ import annotations
@@ -12,12 +12,16 @@ import logging
 
 from backfill.core.db import ConnectionSource, connection_from
 from backfill.core.migrations.graphile import MigrationReport, migrate
-from backfill.core.migrations.own import CORE_LINE, migrate_own
+from backfill.core.migrations.own import CORE_LINES, MigrationLine, migrate_lines
 from backfill.core.schema import SchemaName
-from backfill.dlq.migrations import DLQ_LINE, migrate_dlq
-from backfill.tasks.catalog import TASKS_LINE, migrate_task_catalog
+from backfill.dlq.migrations import DLQ_MIGRATION_LINE
+from backfill.tasks.catalog import TASKS_MIGRATION_LINE
 
 logger = logging.getLogger("backfill.migrate")
+
+# Every migration line of backfill's own, in the order they are installed: the one list every installer of
+# the layer walks, so that a new line cannot be left out of one of them (a test finds any line missing here).
+OWN_LINES: tuple[MigrationLine, ...] = (*CORE_LINES, DLQ_MIGRATION_LINE, TASKS_MIGRATION_LINE)
 
 
 async def migrate_all(
@@ -28,11 +32,8 @@ async def migrate_all(
     report = await migrate(executor, schema)
     if report.installed_fresh:
         await _warn_about_other_queues(executor, schema)
-    applied = [f"{CORE_LINE}/{n}" for n in await migrate_own(executor, schema)]
-    if dlq:
-        applied += [f"{DLQ_LINE}/{n}" for n in await migrate_dlq(executor, schema)]
-    applied += [f"{TASKS_LINE}/{n}" for n in await migrate_task_catalog(executor, schema)]
-    return report, applied
+    lines = [line for line in OWN_LINES if dlq or line is not DLQ_MIGRATION_LINE]
+    return report, await migrate_lines(executor, schema, lines)
 
 
 async def _warn_about_other_queues(executor: ConnectionSource, schema: SchemaName) -> None:

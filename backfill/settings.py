@@ -33,7 +33,6 @@ from backfill.core.schema import DEFAULT_SCHEMA, SchemaName
 from backfill.core.secrets import dsn_problem, remember_dsn
 from backfill.lanes.lane import BULK_LANE, FAST_LANE, Lane, parse_lanes
 from backfill.logs import LOG_FORMATS, parse_log_level, redact_secrets
-from backfill.runner.success_log import SuccessLogLevel
 
 __all__ = [
     "ENV_PREFIX",
@@ -52,6 +51,9 @@ TEST_ONLY_VARIABLES: Final = frozenset({"BACKFILL_CHAOS_SCALE", "BACKFILL_NODE_C
 
 LogFormat = Literal["auto", "json", "console"]
 RetryPolicyName = Literal["fast", "aggressive", "conservative", "default", "graphile"]
+# Here rather than in backfill.runner.success_log, which uses it: importing the runner package from here would
+# import the runner, which imports these settings.
+SuccessLogLevel = Literal["info", "debug", "off"]
 
 _LEVEL_NAMES = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 

@@ -3,7 +3,7 @@
 One module per group of commands (worker.py: migrate, worker, demo; run.py: run, the WorkerRunner; jobs.py:
 add and jobs …; admin.py: stats, queues, workers, cleanup, sweep; dlq.py: dlq list, show, requeue, delete,
 stats, note), each registering its parsers with a ``handler`` coroutine that returns an exit code. The exit
-codes are in exit_codes.py and docs/cli.md; errors map to them here, once.
+codes are in backfill/exit_codes.py and docs/cli.md; errors map to them here, once.
 """
 
 from __future__ import annotations
@@ -20,7 +20,10 @@ from typing import Any
 import asyncpg
 
 from backfill.cli import admin, dlq, jobs, run, worker
-from backfill.cli.exit_codes import (
+from backfill.core.errors import BackfillError, ConfigurationError, DatabaseError, IncompatibleSchemaError, JobSpecError
+from backfill.core.run.signals import record_stop_signals
+from backfill.core.secrets import scrub
+from backfill.exit_codes import (
     EXIT_FAILURE,
     EXIT_INCOMPATIBLE_SCHEMA,
     EXIT_INTERRUPTED,
@@ -28,10 +31,6 @@ from backfill.cli.exit_codes import (
     EXIT_OK,
     EXIT_USAGE,
 )
-from backfill.cli.worker import load_tasks
-from backfill.core.errors import BackfillError, ConfigurationError, DatabaseError, IncompatibleSchemaError, JobSpecError
-from backfill.core.run.signals import record_stop_signals
-from backfill.core.secrets import scrub
 from backfill.logs import configure_cli_logging, json_logging_active, parse_log_level
 
 __all__ = [
@@ -42,7 +41,6 @@ __all__ = [
     "EXIT_OK",
     "EXIT_USAGE",
     "build_parser",
-    "load_tasks",
     "main",
 ]
 

@@ -6,11 +6,11 @@ import argparse
 from datetime import UTC, datetime
 
 from backfill.cli.common import Commands, add_database_options, add_json_option, open_connection, open_utils, schema_of
-from backfill.cli.exit_codes import EXIT_OK
 from backfill.cli.output import age, note, plural, print_json, table, to_jsonable
 from backfill.core.admin.models import TaskStats
 from backfill.core.admin.utils import CLEANUP_TASKS, DEFAULT_CLEANUP_TASKS
 from backfill.core.errors import DatabaseError
+from backfill.exit_codes import EXIT_OK
 from backfill.lanes.figures import LaneStats, lane_stats, queue_lanes
 
 _STATES = ("waiting", "scheduled", "running", "retrying", "failed")

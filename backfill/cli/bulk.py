@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from backfill.cli.output import note
+from backfill.core.checks import check_int
 from backfill.core.errors import ConfigurationError
 
 T = TypeVar("T")
@@ -56,8 +57,7 @@ def add_bulk_options(parser: argparse.ArgumentParser, *, verb: str, noun: Noun) 
 
 def batch_size_of(args: argparse.Namespace) -> int:
     size: int = args.batch_size
-    if not 1 <= size <= MAX_BATCH_SIZE:
-        raise ConfigurationError(f"--batch-size: must be between 1 and {MAX_BATCH_SIZE}, got {size}")
+    check_int("--batch-size:", size, 1, MAX_BATCH_SIZE)
     return size
 
 

@@ -15,6 +15,7 @@ from typing import Any, TypeAlias
 import asyncpg
 
 from backfill.core.admin.utils import WorkerUtils
+from backfill.core.checks import is_aware
 from backfill.core.db import connect, database_url_from_env
 from backfill.core.errors import ConfigurationError
 from backfill.core.schema import SchemaName
@@ -73,7 +74,7 @@ def parse_time(option: str, text: str) -> datetime:
         raise ConfigurationError(
             f"{option}: {text!r} is not an ISO 8601 time (e.g. 2030-01-31T09:00:00Z or 2030-01-31T10:00:00+01:00)"
         ) from None
-    if value.tzinfo is None or value.utcoffset() is None:
+    if not is_aware(value):
         raise ConfigurationError(f"{option}: {text!r} has no UTC offset; add one, e.g. {text}Z or {text}+01:00")
     return value
 

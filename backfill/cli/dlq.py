@@ -34,7 +34,6 @@ from backfill.cli.common import (
     run_at_from,
     schema_of,
 )
-from backfill.cli.exit_codes import EXIT_FAILURE, EXIT_NOT_FOUND, EXIT_OK
 from backfill.cli.output import NONE, cell, note, print_json, table, timestamp
 from backfill.core.db import database_url_from_env
 from backfill.core.errors import ConfigurationError
@@ -46,6 +45,7 @@ from backfill.dlq import (
     EntryState,
     RequeueResult,
 )
+from backfill.exit_codes import EXIT_FAILURE, EXIT_NOT_FOUND, EXIT_OK
 
 
 def register(commands: Commands) -> None:

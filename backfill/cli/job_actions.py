@@ -30,7 +30,6 @@ from backfill.cli.common import (
     open_utils,
     run_at_from,
 )
-from backfill.cli.exit_codes import EXIT_FAILURE, EXIT_NOT_FOUND, EXIT_OK
 from backfill.cli.output import note, print_json
 from backfill.core.admin.job_selection import JobFilter
 from backfill.core.admin.models import JobState
@@ -38,6 +37,7 @@ from backfill.core.admin.utils import WorkerUtils
 from backfill.core.errors import ConfigurationError
 from backfill.core.jobs import Job
 from backfill.dlq.batches import chunks
+from backfill.exit_codes import EXIT_FAILURE, EXIT_NOT_FOUND, EXIT_OK
 
 _JOB = Noun("job", "jobs")
 Action = Callable[[WorkerUtils, list[int]], Awaitable[list[Job]]]

@@ -22,7 +22,6 @@ from backfill.cli.common import (
     run_at_from,
     schema_of,
 )
-from backfill.cli.exit_codes import EXIT_NOT_FOUND, EXIT_OK
 from backfill.cli.job_actions import register_actions
 from backfill.cli.output import NONE, cell, note, plural, print_json, table, timestamp, to_jsonable
 from backfill.client.async_client import BackfillClient
@@ -31,6 +30,7 @@ from backfill.core.admin.models import JobInfo, JobState
 from backfill.core.db import database_url_from_env
 from backfill.core.errors import ConfigurationError
 from backfill.core.jobs import JobKeyMode
+from backfill.exit_codes import EXIT_NOT_FOUND, EXIT_OK
 from backfill.lanes.lane import Lane, lane_of
 from backfill.priorities import Priority
 

@@ -10,8 +10,8 @@ import argparse
 import os
 
 from backfill.cli.common import Commands
-from backfill.cli.exit_codes import EXIT_OK
 from backfill.core.errors import ConfigurationError
+from backfill.exit_codes import EXIT_OK
 from backfill.logs import configure_logging, get_logger
 from backfill.runner.worker_runner import WorkerRunner
 

@@ -6,18 +6,16 @@ import argparse
 import logging
 import os
 import sys
-from collections.abc import Sequence
 
 from backfill.cli.common import Commands, add_database_options, open_connection
-from backfill.cli.exit_codes import EXIT_OK
 from backfill.core.db import database_url_from_env, redact_dsn
 from backfill.core.run.options import WorkerOptions
 from backfill.core.run.worker import Worker
 from backfill.core.schema import SchemaName
-from backfill.core.tasks import TaskRegistry
 from backfill.core.upkeep.crontab import CronItem, load_crontab_file
+from backfill.exit_codes import EXIT_OK
 from backfill.migrations import migrate_all
-from backfill.tasks.modules import load_tasks as load_task_modules
+from backfill.tasks.modules import load_tasks
 
 logger = logging.getLogger("backfill.cli")
 
@@ -73,11 +71,6 @@ def register(commands: Commands) -> None:
 DEFAULT_CRONTAB = "crontab"
 
 
-def load_tasks(modules: Sequence[str]) -> TaskRegistry:
-    """Import ``modules`` and collect the tasks they define (via ``@backfill.task`` or a TaskRegistry)."""
-    return load_task_modules(modules, source="--tasks")
-
-
 async def _migrate_command(args: argparse.Namespace) -> int:
     schema = SchemaName.from_env(args.schema)
     async with open_connection(args) as connection:
@@ -95,7 +88,7 @@ async def _migrate_command(args: argparse.Namespace) -> int:
 
 async def _worker_command(args: argparse.Namespace) -> int:
     dsn = database_url_from_env(args.database_url)
-    registry = load_tasks(args.tasks)
+    registry = load_tasks(args.tasks, source="--tasks")
     options = WorkerOptions(
         schema=SchemaName.from_env(args.schema),
         concurrency=args.concurrency,

@@ -21,6 +21,7 @@ from typing import Any, Protocol
 import asyncpg
 
 from backfill.client.payload_limit import DEFAULT_MAX_PAYLOAD_BYTES, check_limit, enforce_limit
+from backfill.core.checks import check_name, is_int, is_number
 from backfill.core.db import ConnectionSource, LazyPool
 from backfill.core.enqueue import add_job_spec, add_jobs
 from backfill.core.errors import ConfigurationError, JobSpecError, PayloadTooLargeError
@@ -230,8 +231,7 @@ class BackfillClient:
     def build_spec(self, request: Enqueue, defaults: TaskDefaults | None = None) -> JobSpec:
         """The core job spec for ``request``: ``defaults`` (the task's, from :meth:`task_defaults`; this
         process's own when not given), then the client's, under the request's own arguments."""
-        if not isinstance(request.task, str) or not request.task:
-            raise JobSpecError("task", "must be a non-empty string")
+        check_name("task", request.task, error=JobSpecError)
         if defaults is None:
             defaults = defaults_for(request.task)
         priority = request.priority
@@ -297,7 +297,7 @@ class BackfillClient:
 
 
 def _priority(field_name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
+    if not is_int(value):
         raise JobSpecError(field_name, f"must be an integer (a Priority or any smallint), not {type(value).__name__}")
     return int(value)
 
@@ -309,7 +309,7 @@ def _run_at(run_at: datetime | None, delay: float | timedelta | None) -> datetim
         raise JobSpecError("delay", "give run_at or delay, not both")
     if isinstance(delay, timedelta):
         seconds = delay.total_seconds()
-    elif isinstance(delay, (int, float)) and not isinstance(delay, bool):
+    elif is_number(delay):
         seconds = float(delay)
     else:
         raise JobSpecError("delay", f"must be seconds or a timedelta, not {type(delay).__name__}")

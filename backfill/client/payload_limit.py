@@ -11,18 +11,18 @@ A deployment that needs more raises it; 0 turns the check off.
 
 from __future__ import annotations
 
-from typing import Final
+from typing import Final, cast
 
-from backfill.core.errors import ConfigurationError, PayloadTooLargeError
+from backfill.core.checks import check_int
+from backfill.core.errors import PayloadTooLargeError
 
 DEFAULT_MAX_PAYLOAD_BYTES: Final = 1024 * 1024
 
 
 def check_limit(value: object, *, field_name: str = "max_payload_bytes") -> int:
     """``value`` as a limit in bytes (0: none); anything else is a :class:`ConfigurationError` naming the field."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ConfigurationError(f"{field_name}: must be a number of bytes, 0 or more (0: no limit), got {value!r}")
-    return value
+    check_int(f"{field_name}:", value, 0, must="a number of bytes, 0 or more (0: no limit)")
+    return cast(int, value)
 
 
 def payload_size(payload_json: str) -> int:

@@ -25,7 +25,6 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
-import math
 import os
 import threading
 import weakref
@@ -33,9 +32,10 @@ from collections.abc import Coroutine, Sequence
 from typing import Any, TypeVar
 
 from backfill.client.async_client import BackfillClient, Enqueue
+from backfill.core.checks import check_number
 from backfill.core.db import abandon_after_fork
 from backfill.core.enqueue import add_job_arguments, add_job_sql
-from backfill.core.errors import CallTimeoutError, ConfigurationError, DatabaseError
+from backfill.core.errors import CallTimeoutError, DatabaseError
 from backfill.core.jobs import Job, JobKeyMode, JobSpec
 from backfill.lanes.lane import BUILT_IN_LANES, lane_of
 from backfill.priorities import Priority
@@ -235,8 +235,7 @@ class SyncBackfillClient:
 
 
 def _checked_timeout(value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < math.inf:
-        raise ConfigurationError(f"call_timeout: must be a positive number of seconds, got {value!r}")
+    check_number("call_timeout:", value, above=0, must="a positive number of seconds")
     return float(value)
 
 

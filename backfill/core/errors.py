@@ -141,6 +141,7 @@ class RetryAfter(TaskControl):
     Retry-After, say), instead of after the usual backoff. The attempt still counts toward ``max_attempts``."""
 
     def __init__(self, delay: float, message: str = "") -> None:
+        # Checked by hand, not with backfill.core.checks: that module raises this module's errors.
         if isinstance(delay, bool) or not isinstance(delay, (int, float)) or not 0 <= delay < 1e9:
             raise ValueError(f"RetryAfter delay must be a non-negative number of seconds, got {delay!r}")
         super().__init__(message or f"retry requested in {delay:g}s")

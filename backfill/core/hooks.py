@@ -24,10 +24,11 @@ from __future__ import annotations
 
 import inspect
 import logging
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from backfill.core.checks import check_number
 from backfill.core.jobs import Job, JobSpec
 
 logger = logging.getLogger("backfill.hooks")
@@ -57,10 +58,15 @@ class RetryDecision:
     permanent: bool = False
 
     def __post_init__(self) -> None:
-        if self.delay is not None and (
-            isinstance(self.delay, bool) or not isinstance(self.delay, (int, float)) or not 0 <= self.delay < 1e9
-        ):
-            raise ValueError(f"RetryDecision.delay must be a non-negative number of seconds, got {self.delay!r}")
+        check_number(
+            "RetryDecision.delay",
+            self.delay,
+            at_least=0,
+            below=1e9,
+            must="a non-negative number of seconds",
+            optional=True,
+            error=ValueError,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,6 +144,3 @@ class Hooks:
             if current is not None and not isinstance(current, JobSpec):
                 raise TypeError(f"before_schedule interceptor {interceptor!r} returned {current!r}, not a JobSpec")
         return current
-
-    def transform_all(self, specs: Iterable[JobSpec]) -> list[JobSpec]:
-        return [kept for spec in specs if (kept := self.transform(spec)) is not None]

@@ -15,11 +15,11 @@ from enum import StrEnum
 from json.scanner import make_scanner
 from typing import Any, NamedTuple, cast
 
+from backfill.core.checks import SMALLINT_MAX, SMALLINT_MIN, check_aware, check_int, check_name, check_number
 from backfill.core.errors import JobSpecError
 from backfill.core.flags import SUSPECT, TIMEOUT, parse_flags, value_of, without_values
 from backfill.core.statements import Statements
 
-SMALLINT_MIN, SMALLINT_MAX = -32768, 32767
 MAX_IDENTIFIER_LENGTH = 128  # tasks_identifier_check / job_queues_queue_name_check
 MAX_JOB_KEY_LENGTH = 512  # jobs_key_check
 
@@ -35,8 +35,8 @@ def timeout_flag(seconds: float) -> str:
 
 
 def check_timeout(field_name: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= MAX_TIMEOUT_SECONDS:
-        raise JobSpecError(field_name, f"must be a number of seconds in (0, {MAX_TIMEOUT_SECONDS:g}], got {value!r}")
+    must = f"a number of seconds in (0, {MAX_TIMEOUT_SECONDS:g}]"
+    check_number(field_name, value, above=0, at_most=MAX_TIMEOUT_SECONDS, must=must, error=JobSpecError)
     return float(value)
 
 
@@ -101,17 +101,13 @@ class JobSpec:
     payload_json: str = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        _check_name("identifier", self.identifier, required=True)
-        _check_name("queue_name", self.queue_name, required=False)
-        if self.run_at is not None:
-            if not isinstance(self.run_at, datetime):
-                raise JobSpecError("run_at", f"must be a datetime, not {type(self.run_at).__name__}")
-            if self.run_at.tzinfo is None or self.run_at.utcoffset() is None:
-                raise JobSpecError("run_at", "must be timezone-aware (e.g. datetime.now(timezone.utc))")
-        if self.max_attempts is not None:
-            _check_int("max_attempts", self.max_attempts, 1, SMALLINT_MAX)
-        if self.priority is not None:
-            _check_int("priority", self.priority, SMALLINT_MIN, SMALLINT_MAX)
+        if self.identifier is None:
+            raise JobSpecError("identifier", "is required")
+        check_name("identifier", self.identifier, MAX_IDENTIFIER_LENGTH, error=JobSpecError)
+        check_name("queue_name", self.queue_name, MAX_IDENTIFIER_LENGTH, optional=True, error=JobSpecError)
+        check_aware("run_at", self.run_at, optional=True, error=JobSpecError)
+        check_int("max_attempts", self.max_attempts, 1, SMALLINT_MAX, optional=True, error=JobSpecError)
+        check_int("priority", self.priority, SMALLINT_MIN, SMALLINT_MAX, optional=True, error=JobSpecError)
         if self.job_key is not None and (
             not isinstance(self.job_key, str) or not 1 <= len(self.job_key) <= MAX_JOB_KEY_LENGTH
         ):
@@ -130,24 +126,6 @@ class JobSpec:
             object.__setattr__(self, "flags", (*without_values(self.flags, TIMEOUT), timeout_flag(seconds)))
         # Serialise now: an unserialisable payload is reported for this spec, not as a failed batch.
         object.__setattr__(self, "payload_json", encode_payload(self.payload))
-
-
-def _check_name(field_name: str, value: Any, *, required: bool) -> None:
-    if value is None:
-        if required:
-            raise JobSpecError(field_name, "is required")
-        return
-    if not isinstance(value, str) or not value:
-        raise JobSpecError(field_name, "must be a non-empty string")
-    if len(value) > MAX_IDENTIFIER_LENGTH:
-        raise JobSpecError(field_name, f"must be at most {MAX_IDENTIFIER_LENGTH} characters")
-
-
-def _check_int(field_name: str, value: Any, low: int, high: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise JobSpecError(field_name, f"must be an integer, not {type(value).__name__}")
-    if not low <= value <= high:
-        raise JobSpecError(field_name, f"must be between {low} and {high}, got {value}")
 
 
 class JobSql(Statements, file=("backfill.core.sql", "jobs.sql")):
@@ -221,10 +199,6 @@ class Job(NamedTuple):
             get("task_id"),
             get("job_queue_id"),
         )
-
-    @property
-    def is_permanently_failed(self) -> bool:
-        return self.attempts >= self.max_attempts and self.locked_at is None
 
     @property
     def timeout(self) -> float | None:

@@ -21,6 +21,7 @@ from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Any
 
+from backfill.core.checks import check_name
 from backfill.core.errors import JobSpecError, PayloadValidationError, TaskDefinitionError
 from backfill.core.jobs import MAX_IDENTIFIER_LENGTH, check_timeout
 
@@ -169,8 +170,7 @@ def define_task(
     identifier: str, handler: Handler, *, payload_model: type[Any] | None = None, timeout: float | None = None
 ) -> TaskDefinition:
     """Check ``handler``'s shape and build its :class:`TaskDefinition` (no registration)."""
-    if not isinstance(identifier, str) or not identifier:
-        raise TaskDefinitionError("a task identifier must be a non-empty string")
+    check_name("a task identifier", identifier, error=TaskDefinitionError)
     if len(identifier) > MAX_IDENTIFIER_LENGTH:
         raise TaskDefinitionError(f"task identifier {identifier[:40]!r}… is longer than {MAX_IDENTIFIER_LENGTH}")
     if not callable(handler):

@@ -24,9 +24,9 @@ from typing import Any
 
 import asyncpg
 
+from backfill.core.checks import BIGINT_MAX, SMALLINT_MAX, SMALLINT_MIN, check_aware, check_int
 from backfill.core.db import Executor, LazyPool
 from backfill.core.errors import ConfigurationError, DatabaseError
-from backfill.core.jobs import SMALLINT_MAX, SMALLINT_MIN
 from backfill.core.schema import SchemaName
 from backfill.dlq import batches, queries
 from backfill.dlq.migrations import migrate_dlq
@@ -41,7 +41,6 @@ from backfill.dlq.models import (
 from backfill.dlq.mover import DeadLetterMover
 from backfill.dlq.requeue import Overrides, requeue_entries
 
-BIGINT_MAX = 2**63 - 1
 MAX_LIMIT = 10_000
 MAX_NOTE_CHARS = 10_000
 _OWN_POOL_SIZE = 2  # one call at a time per caller; a second for concurrent use
@@ -103,8 +102,7 @@ class DeadLetterQueue:
         Pages are stable: walking them neither repeats nor skips an entry while others are added.
         """
         where = _filter(filter)
-        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_LIMIT:
-            raise ConfigurationError(f"limit must be an integer between 1 and {MAX_LIMIT}, got {limit!r}")
+        _check_int("limit", limit, 1, MAX_LIMIT)
         if after is not None and not isinstance(after, str):
             raise ConfigurationError(f"after must be a cursor string from list(), got {after!r}")
         async with self._connection("list") as connection:
@@ -286,19 +284,16 @@ def _overrides(priority: Any, run_at: Any, max_attempts: Any, note: Any) -> Over
         _check_int("priority", priority, SMALLINT_MIN, SMALLINT_MAX)
     if max_attempts is not None:
         _check_int("max_attempts", max_attempts, 1, SMALLINT_MAX)
-    if run_at is not None and (not isinstance(run_at, datetime) or run_at.tzinfo is None or run_at.utcoffset() is None):
-        raise ConfigurationError(f"run_at must be a timezone-aware datetime, got {run_at!r}")
+    check_aware("run_at", run_at, must="a timezone-aware datetime", optional=True)
     return Overrides(priority=priority, run_at=run_at, max_attempts=max_attempts, note=_note(note))
 
 
 def _check_id(name: str, value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= BIGINT_MAX:
-        raise ConfigurationError(f"{name} must be a positive integer entry id, got {value!r}")
+    check_int(name, value, 1, BIGINT_MAX, must="a positive integer entry id")
 
 
 def _check_int(name: str, value: Any, low: int, high: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise ConfigurationError(f"{name} must be an integer between {low} and {high}, got {value!r}")
+    check_int(name, value, low, high, must=f"an integer between {low} and {high}")
 
 
 def _note(value: Any) -> str | None:

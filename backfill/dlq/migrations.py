@@ -8,7 +8,7 @@ when a team applies the table with psql, so a process that later calls :func:`mi
 from __future__ import annotations
 
 from backfill.core.db import ConnectionSource
-from backfill.core.migrations.own import OwnMigration, migrate_own
+from backfill.core.migrations.own import MigrationLine, OwnMigration
 from backfill.core.schema import SchemaName
 
 DLQ_LINE = "dlq"
@@ -18,8 +18,9 @@ DLQ_MIGRATIONS: tuple[OwnMigration, ...] = (
     OwnMigration(1, "dead-letter table", "dlq_001_table.sql", package="backfill.dlq.sql"),
     OwnMigration(2, "error details", "dlq_002_error_details.sql", package="backfill.dlq.sql"),
 )
+DLQ_MIGRATION_LINE = MigrationLine(DLQ_LINE, DLQ_MIGRATIONS)
 
 
 async def migrate_dlq(executor: ConnectionSource, schema: str | SchemaName | None = None) -> list[int]:
     """Create or upgrade the dead-letter table in ``schema`` (Graphile's must exist); the ids applied here."""
-    return await migrate_own(executor, SchemaName.coerce(schema), line=DLQ_LINE, migrations=DLQ_MIGRATIONS)
+    return await DLQ_MIGRATION_LINE.apply(executor, SchemaName.coerce(schema))

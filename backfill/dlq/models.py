@@ -12,6 +12,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
+from backfill.core.checks import check_aware, check_name
 from backfill.core.errors import ConfigurationError
 from backfill.core.flags import parse_flags, register_flag, values_of
 from backfill.core.jobs import decode_json
@@ -20,11 +21,6 @@ from backfill.core.jobs import decode_json
 # same entry; when it succeeds the entry is deleted. The prefix by name for the SQL that needs it.
 DLQ = register_flag("dlq", owner=__name__)
 DLQ_FLAG_PREFIX = DLQ.prefix
-
-
-def requeued_flag(entry_id: int) -> str:
-    """The flag that ties a requeued job to its entry."""
-    return f"{DLQ_FLAG_PREFIX}{entry_id}"
 
 
 def entry_id_of(flags: frozenset[str]) -> int | None:
@@ -156,14 +152,10 @@ class DeadLetterFilter:
     def __post_init__(self) -> None:
         for name in ("task", "queue", "error"):
             value = getattr(self, name)
-            if value is not None and (not isinstance(value, str) or not value):
-                raise ConfigurationError(f"filter {name} must be a non-empty string, got {value!r}")
+            check_name(f"filter {name}", value, must="a non-empty string", optional=True)
         for name in ("since", "until"):
             value = getattr(self, name)
-            if value is not None and (
-                not isinstance(value, datetime) or value.tzinfo is None or value.utcoffset() is None
-            ):
-                raise ConfigurationError(f"filter {name} must be a timezone-aware datetime, got {value!r}")
+            check_aware(f"filter {name}", value, must="a timezone-aware datetime", optional=True)
         if self.state is not None:
             try:
                 object.__setattr__(self, "state", EntryState(self.state))

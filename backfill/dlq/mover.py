@@ -29,6 +29,7 @@ from typing import Any
 
 import asyncpg
 
+from backfill.core.checks import check_number
 from backfill.core.errors import ConfigurationError
 from backfill.core.events import Event, Events
 from backfill.core.jobs import Job
@@ -61,8 +62,8 @@ class DeadLetterMover:
     ) -> None:
         if not isinstance(pool, asyncpg.Pool):
             raise ConfigurationError("DeadLetterMover needs an asyncpg.Pool")
-        if isinstance(interval, bool) or not isinstance(interval, (int, float)) or not interval > 0:
-            raise ConfigurationError(f"interval must be a positive number of seconds, got {interval!r}")
+        # Infinity has always been accepted: run() then makes its first pass and no periodic ones.
+        check_number("interval", interval, above=0, finite=False, must="a positive number of seconds")
         if on_moved is not None and not callable(on_moved):
             raise ConfigurationError("on_moved must be a callable taking the moved jobs")
         self.schema = SchemaName.coerce(schema)

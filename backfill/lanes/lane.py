@@ -19,6 +19,7 @@ from collections.abc import Collection
 from dataclasses import dataclass
 
 from backfill.core import JobSlice
+from backfill.core.checks import check_int
 from backfill.core.errors import ConfigurationError, JobSpecError
 from backfill.core.flags import is_set, register_flag, value_of
 
@@ -87,10 +88,7 @@ class Lane:
                 check_lane_name(self.name)
             except JobSpecError as error:
                 raise ConfigurationError(f"lane name: {error}") from None
-        if isinstance(self.concurrency, bool) or not isinstance(self.concurrency, int) or self.concurrency < 1:
-            raise ConfigurationError(
-                f"lane {self.name!r}: concurrency must be a positive integer, got {self.concurrency!r}"
-            )
+        check_int(f"lane {self.name!r}: concurrency", self.concurrency, 1, must="a positive integer")
 
     @property
     def is_custom(self) -> bool:

@@ -11,11 +11,9 @@ from __future__ import annotations
 import logging
 import random
 from collections.abc import Callable
-from typing import Literal
 
 from backfill.core.events import Event, Events
-
-SuccessLogLevel = Literal["info", "debug", "off"]
+from backfill.settings import SuccessLogLevel
 
 logger = logging.getLogger("backfill.jobs")
 

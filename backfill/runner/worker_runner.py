@@ -44,6 +44,7 @@ from backfill.core.run.worker import Worker
 from backfill.core.tasks import TaskRegistry, default_registry
 from backfill.core.upkeep.crontab import CronItem, load_crontab_file, parse_crontab
 from backfill.dlq import DeadLetterMover, MovedJob
+from backfill.exit_codes import EXIT_FAILURE, EXIT_INCOMPATIBLE_SCHEMA, EXIT_OK, EXIT_USAGE
 from backfill.lanes.catalog import declare_lanes
 from backfill.lanes.lane import Lane
 from backfill.logs import configure_logging
@@ -58,12 +59,6 @@ from backfill.tasks.modules import load_tasks
 from backfill.tasks.retry_policies import ErrorRules, RetryPlanner, resolve_policy
 
 logger = logging.getLogger("backfill.runner")
-
-# The same codes as the CLI's (docs/cli.md).
-EXIT_OK = 0
-EXIT_FAILURE = 1
-EXIT_USAGE = 2
-EXIT_INCOMPATIBLE_SCHEMA = 57
 
 # Connections each lane's worker keeps for itself (fetcher, completer, listener), and a few for the
 # runner's own statements (dead-letter moves, queue statistics, migrations).

@@ -24,7 +24,7 @@ from typing import Any
 import asyncpg
 
 from backfill.core.db import ConnectionSource, connection_from
-from backfill.core.migrations.own import OwnMigration, migrate_own
+from backfill.core.migrations.own import MigrationLine, OwnMigration
 from backfill.core.schema import SchemaName
 from backfill.tasks.defaults import TaskDefaults, defaults_for
 from backfill.tasks.retry_policies import policy_from_flags
@@ -38,12 +38,13 @@ TASKS_MIGRATIONS: tuple[OwnMigration, ...] = (
     # at start beside the task defaults, and clients read it the same way.
     OwnMigration(2, "declared lanes", "tasks_002_lanes.sql", package="backfill.tasks.catalog_sql"),
 )
+TASKS_MIGRATION_LINE = MigrationLine(TASKS_LINE, TASKS_MIGRATIONS)
 DEFAULT_TTL = 30.0
 
 
 async def migrate_task_catalog(executor: ConnectionSource, schema: str | SchemaName | None = None) -> list[int]:
     """Create the catalog table in ``schema`` (Graphile's must exist); the ids applied here."""
-    return await migrate_own(executor, SchemaName.coerce(schema), line=TASKS_LINE, migrations=TASKS_MIGRATIONS)
+    return await TASKS_MIGRATION_LINE.apply(executor, SchemaName.coerce(schema))
 
 
 async def publish_task_defaults(

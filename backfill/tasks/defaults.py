@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from backfill.core.checks import check_int
 from backfill.core.errors import ConfigurationError, JobSpecError, TaskDefinitionError
 from backfill.core.tasks import Handler, TaskRegistry, default_registry
 from backfill.lanes.lane import check_lane_name
@@ -46,8 +47,9 @@ def task(
     """Register the decorated function as the handler of ``identifier`` (in ``registry``, by default the
     core's default registry) with the layer's defaults for its jobs. See the module docstring."""
     try:
+        check_int("priority", priority, optional=True, error=JobSpecError)
         defaults = TaskDefaults(
-            priority=_checked_priority(priority),
+            priority=priority,
             queue=queue,
             lane=check_lane_name(lane) if lane is not None else None,
             retry_policy=resolve_policy(retry_policy) if retry_policy is not None else None,
@@ -73,9 +75,3 @@ def task_policy(identifier: str) -> RetryPolicy | None:
     """The retry policy ``identifier`` declared, for the worker's planner."""
     defaults = TASK_DEFAULTS.get(identifier)
     return defaults.retry_policy if defaults is not None else None
-
-
-def _checked_priority(priority: int | None) -> int | None:
-    if priority is not None and (isinstance(priority, bool) or not isinstance(priority, int)):
-        raise JobSpecError("priority", f"must be an integer, not {type(priority).__name__}")
-    return priority

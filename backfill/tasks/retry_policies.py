@@ -15,13 +15,13 @@ set it to ``graphile`` for Node's behaviour).
 
 from __future__ import annotations
 
-import math
 import random
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 
 from tenacity import RetryCallState, wait_exponential
 
+from backfill.core.checks import SMALLINT_MAX, check_int, check_number
 from backfill.core.errors import ConfigurationError, PayloadValidationError, PermanentFailure, RetryAfter
 from backfill.core.flags import register_flag, value_of
 from backfill.core.hooks import RetryDecision
@@ -52,27 +52,16 @@ class RetryPolicy:
     _wait: Callable[[RetryCallState], float] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        if (
-            isinstance(self.max_attempts, bool)
-            or not isinstance(self.max_attempts, int)
-            or not 1 <= self.max_attempts <= 32767
-        ):
-            raise ConfigurationError(
-                f"retry policy max_attempts must be an integer from 1 to 32767, got {self.max_attempts!r}"
-            )
-        for label, value, low in (("initial_delay", self.initial_delay, 0.0), ("max_delay", self.max_delay, 0.0)):
-            if not _finite(value) or value < low:
-                raise ConfigurationError(
-                    f"retry policy {label} must be a non-negative number of seconds, got {value!r}"
-                )
+        must = f"an integer from 1 to {SMALLINT_MAX}"
+        check_int("retry policy max_attempts", self.max_attempts, 1, SMALLINT_MAX, must=must)
+        for label, value in (("initial_delay", self.initial_delay), ("max_delay", self.max_delay)):
+            check_number(f"retry policy {label}", value, at_least=0, must="a non-negative number of seconds")
         if self.max_delay < self.initial_delay:
             raise ConfigurationError(
                 f"retry policy max_delay ({self.max_delay}) must not be below initial_delay ({self.initial_delay})"
             )
-        if not _finite(self.multiplier) or self.multiplier < 1:
-            raise ConfigurationError(f"retry policy multiplier must be a number >= 1, got {self.multiplier!r}")
-        if not _finite(self.jitter) or not 0 <= self.jitter < 1:
-            raise ConfigurationError(f"retry policy jitter must be a fraction from 0 to below 1, got {self.jitter!r}")
+        check_number("retry policy multiplier", self.multiplier, at_least=1, must="a number >= 1")
+        check_number("retry policy jitter", self.jitter, at_least=0, below=1, must="a fraction from 0 to below 1")
         # tenacity's exponential wait is exactly the un-jittered curve: initial * multiplier^(n-1), capped.
         waiter = wait_exponential(multiplier=self.initial_delay, max=self.max_delay, exp_base=self.multiplier)
         object.__setattr__(self, "_wait", waiter)
@@ -96,10 +85,6 @@ class RetryPolicy:
             return RETRY.with_value(self.name)
         numbers = ":".join(f"{v:g}" for v in (self.initial_delay, self.max_delay, self.multiplier, self.jitter))
         return RETRY.with_value(f"{_CUSTOM}:{numbers}")
-
-
-def _finite(value: object) -> bool:
-    return not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value)
 
 
 PRESETS: Mapping[str, RetryPolicy] = {
@@ -159,8 +144,7 @@ class ErrorRules:
             if not (isinstance(kind, type) and issubclass(kind, BaseException)):
                 raise ConfigurationError(f"error rules take exception classes, got {kind!r}")
         for kind, delay in self.retry_after.items():
-            if not _finite(delay) or delay < 0:
-                raise ConfigurationError(f"retry_after delay for {kind.__name__} must be >= 0 seconds, got {delay!r}")
+            check_number(f"retry_after delay for {kind.__name__}", delay, at_least=0, must=">= 0 seconds")
 
     def decide(self, error: BaseException | None) -> RetryDecision | None:
         """The decision the error itself dictates, or ``None`` to let the policy decide."""

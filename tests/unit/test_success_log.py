@@ -8,7 +8,8 @@ from types import SimpleNamespace
 import pytest
 
 from backfill.core.events import Events
-from backfill.runner.success_log import SuccessLogLevel, log_successes
+from backfill.runner.success_log import log_successes
+from backfill.settings import SuccessLogLevel
 
 
 def _succeed(events: Events, count: int) -> None:

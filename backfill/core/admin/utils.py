@@ -26,12 +26,13 @@ from backfill.core.admin import job_selection
 from backfill.core.admin import queries as admin_queries
 from backfill.core.admin.job_selection import JobFilter
 from backfill.core.admin.models import CleanupReport, JobInfo, JobState, QueueStats, TaskStats, WorkerInfo
+from backfill.core.checks import BIGINT_MAX, SMALLINT_MAX, SMALLINT_MIN, check_int, check_name, is_aware
 from backfill.core.db import Executor, LazyPool
 from backfill.core.enqueue import add_job_spec, add_jobs
 from backfill.core.errors import ConfigurationError, JobSpecError
-from backfill.core.jobs import SMALLINT_MAX, SMALLINT_MIN, Job, JobKeyMode, JobSpec, JobSql
+from backfill.core.jobs import Job, JobKeyMode, JobSpec, JobSql
 from backfill.core.migrations.graphile import MigrationReport, migrate
-from backfill.core.migrations.own import migrate_own
+from backfill.core.migrations.own import CORE_LINES, migrate_lines
 from backfill.core.schema import SchemaName
 from backfill.core.statements import Statements
 
@@ -42,7 +43,6 @@ JobTransform = Callable[[JobSpec], JobSpec | None]
 CLEANUP_TASKS: Final = ("GC_JOB_QUEUES", "GC_TASK_IDENTIFIERS", "DELETE_PERMAFAILED_JOBS")
 DEFAULT_CLEANUP_TASKS: Final = ("GC_JOB_QUEUES", "GC_TASK_IDENTIFIERS")
 
-BIGINT_MAX = 2**63 - 1
 _OWN_POOL_SIZE = 4  # the utilities run one statement at a time per call; a few serve concurrent callers
 
 
@@ -112,7 +112,7 @@ class WorkerUtils:
         """Install or upgrade Graphile's schema to revision 20, then backfill's own tables beside it."""
         pool = await self._get_pool()
         report = await migrate(pool, self.schema)
-        await migrate_own(pool, self.schema)
+        await migrate_lines(pool, self.schema, CORE_LINES)
         return report
 
     # -- enqueueing ---------------------------------------------------------------------------------------
@@ -185,13 +185,11 @@ class WorkerUtils:
     ) -> list[Job]:
         """Change the given fields of unlocked jobs (``None`` keeps a field); returns the jobs changed."""
         job_ids = _job_ids(ids)
-        if run_at is not None and (
-            not isinstance(run_at, datetime) or run_at.tzinfo is None or run_at.utcoffset() is None
-        ):
+        if run_at is not None and not is_aware(run_at):
             raise JobSpecError("run_at", "must be a timezone-aware datetime")
-        _check_optional_int("priority", priority, SMALLINT_MIN, SMALLINT_MAX)
-        _check_optional_int("attempts", attempts, 0, SMALLINT_MAX)
-        _check_optional_int("max_attempts", max_attempts, 1, SMALLINT_MAX)
+        check_int("priority", priority, SMALLINT_MIN, SMALLINT_MAX, optional=True, error=JobSpecError)
+        check_int("attempts", attempts, 0, SMALLINT_MAX, optional=True, error=JobSpecError)
+        check_int("max_attempts", max_attempts, 1, SMALLINT_MAX, optional=True, error=JobSpecError)
         async with self._connection("reschedule_jobs") as connection:
             rows = await connection.fetch(
                 ActionSql.for_schema(self.schema).reschedule_jobs, job_ids, run_at, priority, attempts, max_attempts
@@ -203,8 +201,7 @@ class WorkerUtils:
 
         Returns the job deleted or disarmed, ``None`` when no job has the key.
         """
-        if not isinstance(job_key, str) or not job_key:
-            raise JobSpecError("job_key", "must be a non-empty string")
+        check_name("job_key", job_key, error=JobSpecError)
         async with self._connection("remove_job") as connection:
             row = await connection.fetchrow(ActionSql.for_schema(self.schema).remove_job, job_key)
         return None if row is None else Job.from_record(row)
@@ -258,7 +255,7 @@ class WorkerUtils:
 
     async def get_job(self, job_id: int) -> JobInfo | None:
         """One job with its derived state, or ``None`` if no job has this id."""
-        _check_optional_int("job_id", job_id, 1, BIGINT_MAX)
+        check_int("job_id", job_id, 1, BIGINT_MAX, optional=True, error=JobSpecError)
         async with self._connection("get_job") as connection:
             return await admin_queries.get_job(connection, self.schema, job_id)
 
@@ -293,10 +290,10 @@ class WorkerUtils:
         for name, value in (*strings, ("exception_type", exception_type)):
             if value is not None and not isinstance(value, str):
                 raise ConfigurationError(f"{name} must be a string, not {type(value).__name__}")
-        _check_optional_int("limit", limit, 1, 2**31 - 1, error=ConfigurationError)
-        _check_optional_int("after_id", after_id, 0, BIGINT_MAX, error=ConfigurationError)
+        check_int("limit", limit, 1, 2**31 - 1, optional=True)
+        check_int("after_id", after_id, 0, BIGINT_MAX, optional=True)
         for name, bound in (("min_priority", min_priority), ("max_priority", max_priority)):
-            _check_optional_int(name, bound, -(2**15), 2**15 - 1, error=ConfigurationError)
+            check_int(name, bound, SMALLINT_MIN, SMALLINT_MAX, optional=True)
         for name, flags in (("required_flags", required_flags), ("forbidden_flags", forbidden_flags)):
             if flags is not None and (isinstance(flags, str) or not all(isinstance(f, str) for f in flags)):
                 raise ConfigurationError(f"{name} must be a list of strings")
@@ -344,8 +341,8 @@ class WorkerUtils:
     async def job_id_page(self, which: JobFilter, *, after: int = 0, limit: int = 1000) -> list[int]:
         """Ids of the next ``limit`` jobs ``which`` matches above ``after``, ascending: walk them a page at a
         time, handing each page to an acting method, so that each page is a short transaction of its own."""
-        _check_optional_int("after", after, 0, BIGINT_MAX, error=ConfigurationError)
-        _check_optional_int("limit", limit, 1, 2**31 - 1, error=ConfigurationError)
+        check_int("after", after, 0, BIGINT_MAX, optional=True)
+        check_int("limit", limit, 1, 2**31 - 1, optional=True)
         async with self._connection("job_id_page") as connection:
             return await job_selection.job_id_page(connection, self.schema, which, after=after, limit=limit)
 
@@ -355,24 +352,5 @@ def _job_ids(ids: Iterable[int]) -> list[int]:
         raise JobSpecError("ids", "must be a list of job ids")
     checked = list(ids)
     for position, job_id in enumerate(checked):
-        if isinstance(job_id, bool) or not isinstance(job_id, int) or not 1 <= job_id <= BIGINT_MAX:
-            raise JobSpecError(f"ids[{position}]", f"must be a positive integer job id, got {job_id!r}")
+        check_int(f"ids[{position}]", job_id, 1, BIGINT_MAX, must="a positive integer job id", error=JobSpecError)
     return checked
-
-
-def _check_optional_int(
-    field_name: str, value: Any, low: int, high: int, *, error: type[JobSpecError | ConfigurationError] = JobSpecError
-) -> None:
-    """Job fields fail as JobSpecError (naming the field), listing options as ConfigurationError."""
-    problem = None
-    if value is None:
-        return
-    if isinstance(value, bool) or not isinstance(value, int):
-        problem = f"must be an integer, not {type(value).__name__}"
-    elif not low <= value <= high:
-        problem = f"must be between {low} and {high}, got {value}"
-    if problem is None:
-        return
-    if error is JobSpecError:
-        raise JobSpecError(field_name, problem)
-    raise ConfigurationError(f"{field_name} {problem}")

@@ -47,8 +47,6 @@ _UPGRADE_FILES: dict[int, tuple[str, ...]] = {19: (), 20: ("functions.sql",)}
 # wait this long for it to finish before calling the schema too old.
 _CONCURRENT_MIGRATION_WAIT_SECONDS = 30.0
 
-_UNIQUE_VIOLATION = "23505"
-
 
 class MigrateSql(Statements, file=("backfill.core.sql", "migrate.sql")):
     """Revision reads, locks and notices around the migrations (see migrate.sql)."""

@@ -4,7 +4,9 @@ Graphile's ``migrations`` table belongs to Graphile (a Node migrator reads it an
 know as breaking), so backfill's tables (``backfill_*``, in the same schema) are tracked in
 ``backfill_migrations``, keyed by ``(line, id)``. A *line* is an independent, numbered sequence of
 migrations: the core line ("core") holds the worker registry and the recovery counts, and a later feature
-can start its own line (e.g. "dlq") without renumbering anyone else's.
+can start its own line (e.g. "dlq") without renumbering anyone else's. Each is a :class:`MigrationLine`; the
+core installs :data:`CORE_LINES`, and the layer's installers walk ``backfill.migrations.OWN_LINES``, which
+lists every line, the core's first.
 
 Call :func:`migrate_own` after Graphile's schema exists (installed by :func:`backfill.core.migrations.graphile.migrate`
 or by Node); it needs nothing of Graphile's but the schema. It is idempotent and safe to race: each migration
@@ -73,12 +75,36 @@ class OwnMigration:
         return source.replace(sql.SCHEMA_PLACEHOLDER, schema.quoted)
 
 
+@dataclass(frozen=True, slots=True)
+class MigrationLine:
+    """A line: its name in ``backfill_migrations`` and its migrations."""
+
+    name: str
+    migrations: tuple[OwnMigration, ...]
+
+    async def apply(self, executor: ConnectionSource, schema: SchemaName) -> list[int]:
+        """Apply what is not applied yet (see :func:`migrate_own`); the ids applied here."""
+        return await migrate_own(executor, schema, line=self.name, migrations=self.migrations)
+
+
 CORE_MIGRATIONS: tuple[OwnMigration, ...] = (
     OwnMigration(1, "workers", "backfill_001_workers.sql"),
     OwnMigration(2, "job errors", "backfill_002_job_errors.sql"),
     OwnMigration(3, "error details", "backfill_003_error_details.sql"),
     OwnMigration(4, "worker lanes", "backfill_004_worker_lanes.sql"),
 )
+CORE_MIGRATION_LINE = MigrationLine(CORE_LINE, CORE_MIGRATIONS)
+# The lines a core worker installs at start-up, and WorkerUtils.migrate(). Every installer of the layer
+# applies these first, then the layer's own (backfill.migrations.OWN_LINES lists them all).
+CORE_LINES: tuple[MigrationLine, ...] = (CORE_MIGRATION_LINE,)
+
+
+async def migrate_lines(executor: ConnectionSource, schema: SchemaName, lines: Sequence[MigrationLine]) -> list[str]:
+    """Apply ``lines`` one after the other; the migrations applied here, as ``line/id`` (``core/2``)."""
+    applied: list[str] = []
+    for line in lines:
+        applied += [f"{line.name}/{migration_id}" for migration_id in await line.apply(executor, schema)]
+    return applied
 
 
 async def migrate_own(

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from backfill.core.checks import check_int
 from backfill.core.errors import ConfigurationError
 
 
@@ -33,9 +34,7 @@ class JobSlice:
                 raise ConfigurationError(f"{name} must be a list of strings")
             object.__setattr__(self, name, tuple(flags))
         for name in ("min_priority", "max_priority"):
-            bound = getattr(self, name)
-            if bound is not None and (isinstance(bound, bool) or not isinstance(bound, int)):
-                raise ConfigurationError(f"{name} must be an integer or None, got {bound!r}")
+            check_int(name, getattr(self, name), must="an integer or None", optional=True)
         if self.min_priority is not None and self.max_priority is not None and self.min_priority > self.max_priority:
             raise ConfigurationError(
                 f"min_priority ({self.min_priority}) must not be above max_priority ({self.max_priority})"

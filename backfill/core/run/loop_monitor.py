@@ -82,7 +82,6 @@ class LoopMonitor:
         self._worker_id = worker_id
         self._last_tick = time.monotonic()
         self._stopped = threading.Event()
-        self.stalls = 0
 
     def _emit_blocked(self, seconds: float, stack: str, whose: str) -> None:
         self._events.emit("loop:blocked", worker_id=self._worker_id, seconds=seconds, stack=stack, culprit=whose)
@@ -115,7 +114,6 @@ class LoopMonitor:
             if reported:
                 continue
             reported = True
-            self.stalls += 1
             frame = sys._current_frames().get(loop_thread)
             stack = "".join(traceback.format_stack(frame, limit=12)) if frame is not None else "(stack unavailable)"
             whose = culprit(frame)

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import math
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from backfill.core.checks import check_int, check_name, check_number
 from backfill.core.errors import ConfigurationError
 from backfill.core.run.job_slice import JobSlice
 from backfill.core.schema import SchemaName
@@ -130,14 +130,12 @@ class WorkerOptions:
         _non_negative_number("cancel_grace_period", self.cancel_grace_period)
         if self.loop_block_threshold is not None:
             _positive_number("loop_block_threshold", self.loop_block_threshold)
-        if self.lane is not None and (not isinstance(self.lane, str) or not 0 < len(self.lane) <= 64):
-            raise ConfigurationError(f"lane must be a name of 1 to 64 characters, got {self.lane!r}")
+        check_name("lane", self.lane, 64, must="a name of 1 to 64 characters", optional=True)
         job_slice = JobSlice(self.min_priority, self.max_priority, self.forbidden_flags, self.required_flags)
         object.__setattr__(self, "job_slice", job_slice)
         object.__setattr__(self, "forbidden_flags", job_slice.forbidden_flags)
         object.__setattr__(self, "required_flags", job_slice.required_flags)
-        if not isinstance(self.worker_id, str) or not self.worker_id:
-            raise ConfigurationError("worker_id must be a non-empty string")
+        check_name("worker_id", self.worker_id)
 
     @property
     def schema_name(self) -> SchemaName:
@@ -146,18 +144,15 @@ class WorkerOptions:
 
 
 def _positive_int(name: str, value: object) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ConfigurationError(f"{name} must be a positive integer, got {value!r}")
+    check_int(name, value, 1, must="a positive integer")
 
 
 def _positive_number(name: str, value: object) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
-        raise ConfigurationError(f"{name} must be a positive number of seconds, got {value!r}")
+    check_number(name, value, above=0, must="a positive number of seconds")
 
 
 def _non_negative_number(name: str, value: object) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
-        raise ConfigurationError(f"{name} must be zero or a positive number, got {value!r}")
+    check_number(name, value, at_least=0, must="zero or a positive number")
 
 
 @dataclass(slots=True)

@@ -10,7 +10,7 @@ import asyncpg
 
 from backfill.core.errors import ConfigurationError, DatabaseError
 from backfill.core.migrations.graphile import migrate
-from backfill.core.migrations.own import migrate_own
+from backfill.core.migrations.own import CORE_LINES, migrate_lines
 from backfill.core.run.claims import Claims
 from backfill.core.run.options import MIN_CALLER_POOL_SIZE, WorkerOptions
 from backfill.core.run.queries import WorkerQueries
@@ -48,7 +48,7 @@ async def prepare(
     schema = options.schema_name
     try:
         await migrate(pool, schema)
-        await migrate_own(pool, schema)
+        await migrate_lines(pool, schema, CORE_LINES)
         async with pool.acquire() as connection:
             await connection.execute(queries.ensure_tasks, identifiers)
             claims = Claims(

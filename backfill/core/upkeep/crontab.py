@@ -28,9 +28,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import croniter
 
+from backfill.core.checks import SMALLINT_MAX, SMALLINT_MIN, check_int
 from backfill.core.errors import ConfigurationError
 
-SMALLINT_MIN, SMALLINT_MAX = -32768, 32767
 JOB_KEY_MODES = ("replace", "preserve_run_at", "unsafe_dedupe")
 KNOWN_OPTIONS = ("fill", "id", "jobKey", "jobKeyMode", "max", "priority", "queue", "tz")
 ONE_MINUTE = timedelta(minutes=1)
@@ -152,11 +152,6 @@ def parse_fill(text: str) -> timedelta:
     return total
 
 
-def _check_int(name: str, value: Any, low: int, high: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise _Invalid(f"{name} must be an integer between {low} and {high}, got {value!r}")
-
-
 @dataclass(frozen=True, slots=True)
 class CronItem:
     """One recurring job: run ``task`` at every minute that ``pattern`` matches in ``timezone`` (UTC if None).
@@ -205,10 +200,9 @@ class CronItem:
             raise _Invalid(f"payload is not JSON-serialisable: {error}") from None
         if not isinstance(self.fill, timedelta) or self.fill < timedelta():
             raise _Invalid(f"fill must be a non-negative timedelta, got {self.fill!r}")
-        if self.max_attempts is not None:
-            _check_int("max", self.max_attempts, 1, SMALLINT_MAX)
-        if self.priority is not None:
-            _check_int("priority", self.priority, SMALLINT_MIN, SMALLINT_MAX)
+        for name, value, low in (("max", self.max_attempts, 1), ("priority", self.priority, SMALLINT_MIN)):
+            must = f"an integer between {low} and {SMALLINT_MAX}"
+            check_int(name, value, low, SMALLINT_MAX, must=must, optional=True, error=_Invalid)
         if self.queue_name is not None and (not isinstance(self.queue_name, str) or not _QUEUE.match(self.queue_name)):
             raise _Invalid(f"queue {self.queue_name!r} must hold only letters, digits and _:-")
         if self.job_key is not None and (not isinstance(self.job_key, str) or not 1 <= len(self.job_key) <= 512):

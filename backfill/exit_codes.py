@@ -1,6 +1,8 @@
-"""The exit codes of ``backfill``, in one place: scripts branch on them, so they never change meaning.
+"""The exit codes of the ``backfill`` command and of ``WorkerRunner.run()``, in one place: scripts and
+orchestrators branch on them, so they never change meaning.
 
-Documented in docs/cli.md ("Exit codes").
+Beside the CLI rather than in it, so that the runner can return them without importing the CLI package (which
+imports the runner). Documented in docs/cli.md ("Exit codes").
 """
 
 from __future__ import annotations

@@ -58,7 +58,9 @@ class TemplateDatabases:
         opened on.
         """
         owner = PREFIX + uuid.uuid4().hex[:12]
-        with psycopg.connect(server.admin_dsn, autocommit=True, application_name=owner) as marker:
+        # A server that closes idle sessions would close this one, which must stay for as long as we run.
+        options = "-c idle_session_timeout=0"
+        with psycopg.connect(server.admin_dsn, autocommit=True, application_name=owner, options=options) as marker:
             templates = cls(server, marker, owner)
             templates._drop_abandoned()
             try:

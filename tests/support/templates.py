@@ -20,6 +20,7 @@ connections (``allow_connections false``), so nothing, not even a stray psql, ca
 from __future__ import annotations
 
 import hashlib
+import re
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -36,6 +37,7 @@ from backfill.core.schema import SchemaName
 from tests.support.postgres import PostgresServer
 
 PREFIX = "bf_tpl_"
+_NAME = re.compile(rf"({PREFIX}[0-9a-f]{{12}})_[0-9a-f]{{12}}")  # the owner session's marker, then the key
 
 
 class TemplateDatabases:
@@ -102,8 +104,10 @@ class TemplateDatabases:
         # created after its owner connected, so a later look at the connections finds the owner if it still runs.
         names = [row[0] for row in self._marker.execute(_LIST_TEMPLATES, [pattern]).fetchall()]
         for name in names:
-            owner = name.rsplit("_", 1)[0]
-            alive = self._marker.execute(_OWNER_CONNECTED, [owner]).fetchone()
+            owned = _NAME.fullmatch(name)
+            if owned is None:
+                continue  # not a name we give: someone else's database
+            alive = self._marker.execute(_OWNER_CONNECTED, [owned.group(1)]).fetchone()
             if alive is not None and not alive[0]:
                 self._drop(name)
 

@@ -9,8 +9,9 @@ from typing import Any
 import asyncpg
 import pytest
 
-from backfill.core.migrations.graphile import migrate
-from tests.support.postgres import PostgresServer, start_server, unique_database_name
+from backfill.core.schema import SchemaName
+from tests.support.postgres import PostgresServer, new_database, start_server
+from tests.support.templates import TemplateDatabases
 
 
 @pytest.fixture(autouse=True)
@@ -38,32 +39,28 @@ def postgres_server() -> Iterator[PostgresServer]:
         server.embedded.stop()
 
 
+@pytest.fixture(scope="session")
+def template_databases(postgres_server: PostgresServer) -> Iterator[TemplateDatabases]:
+    with TemplateDatabases.opened(postgres_server) as templates:
+        yield templates
+
+
 @pytest.fixture
 async def empty_database_url(postgres_server: PostgresServer) -> AsyncIterator[str]:
-    """The URL of a new, empty database, dropped after the test (whatever connections remain)."""
-    name = unique_database_name()
-    admin = await asyncpg.connect(postgres_server.admin_dsn)
-    try:
-        await admin.execute(f'create database "{name}"')
-    finally:
-        await admin.close()
-    yield postgres_server.dsn_for(name)
-    admin = await asyncpg.connect(postgres_server.admin_dsn)
-    try:
-        await admin.execute(f'drop database if exists "{name}" with (force)')
-    finally:
-        await admin.close()
+    """The URL of a new, empty database, dropped after the test (whatever connections remain). For the tests of
+    what installs a schema (migrations, upgrades, Node's installer, a fresh schema next to another)."""
+    async with new_database(postgres_server) as url:
+        yield url
 
 
 @pytest.fixture
-async def database_url(empty_database_url: str) -> str:
-    """A new database with the Graphile schema installed by backfill."""
-    connection = await asyncpg.connect(empty_database_url)
-    try:
-        await migrate(connection)
-    finally:
-        await connection.close()
-    return empty_database_url
+async def database_url(postgres_server: PostgresServer, template_databases: TemplateDatabases) -> AsyncIterator[str]:
+    """A new database with the Graphile schema installed by backfill, dropped after the test: a copy of a template
+    where :func:`migrate` ran, in the schema it would choose now (``GRAPHILE_WORKER_SCHEMA`` or the default).
+    Not the database of ``empty_database_url``: a test asking for both gets two."""
+    template = await template_databases.template_for(SchemaName.coerce(None))
+    async with new_database(postgres_server, template=template) as url:
+        yield url
 
 
 @pytest.fixture

@@ -9,8 +9,12 @@ from __future__ import annotations
 
 import os
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import asyncpg
 
 from backfill.embedded import EmbeddedPostgres, start_embedded_postgres
 
@@ -43,3 +47,22 @@ def start_server() -> PostgresServer:
 
 def unique_database_name(prefix: str = "bf_test") -> str:
     return f"{prefix}_{uuid.uuid4().hex[:12]}"
+
+
+@asynccontextmanager
+async def new_database(server: PostgresServer, *, template: str | None = None) -> AsyncIterator[str]:
+    """The URL of a new database (a copy of ``template``, else an empty one), dropped on exit whatever
+    connections remain."""
+    name = unique_database_name()
+    copy_of = "" if template is None else f' template "{template}"'
+    admin = await asyncpg.connect(server.admin_dsn)
+    try:
+        await admin.execute(f'create database "{name}"{copy_of}')
+    finally:
+        await admin.close()
+    yield server.dsn_for(name)
+    admin = await asyncpg.connect(server.admin_dsn)
+    try:
+        await admin.execute(f'drop database if exists "{name}" with (force)')
+    finally:
+        await admin.close()

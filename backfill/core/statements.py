@@ -4,11 +4,22 @@ SQL lives in ``.sql`` files, grouped by operation, and Python refers to it by na
 entries, each opened by a header line:
 
 * ``-- name: <name>`` a complete statement, run as it is (and prepared by the test that checks every one);
-* ``-- part: <name>`` a piece that Python composes into a statement (the optional clauses of a fetch filter).
+* ``-- part: <name>`` a piece that other entries include (see below), or that Python composes into a statement
+  (the optional clauses of a fetch filter).
 
 The lines up to the next header belong to the entry; comment lines before the first header describe the file.
-In the text, ``@schema@`` becomes the quoted schema name and ``@<constant>@`` a string literal from the class's
-``literals`` (a flag prefix, say), so that a value Python and SQL share is written once, in Python.
+Whole-line comments (``--`` first on the line) stay in the file, next to the SQL they explain, and are not
+sent: placeholders in them are not filled, and the server gets only the statement. In the text, ``@schema@``
+becomes the quoted schema name, ``@schema_name@`` the name as a string literal (for catalog look-ups such as
+``to_regclass``), and ``@<constant>@`` a literal from the class's ``literals`` (a flag prefix as a string, say,
+or a batch size as an integer), so that a value Python and SQL share is written once, in Python.
+
+An entry may include a part with ``@part:<name>@``: the part's text (its own placeholders filled) is spliced
+in at load time, so a fragment that several statements share (an expression, a filter) is written once and
+every statement that uses it is still complete, and prepared as it is, when loaded. The part is this file's,
+or one of the files of the classes named in ``includes`` (a layer file reusing a core expression, say). A
+part may also come from ``python_parts``, the text of a Python constant: only a bridge for a fragment another
+module still keeps in Python (it is spliced as it is), to be replaced by ``includes`` once that moves.
 
 A class of statements names its file and declares one ``str`` attribute per entry::
 
@@ -19,7 +30,8 @@ A class of statements names its file and declares one ``str`` attribute per entr
     sql = HeartbeatSql.for_schema(schema)   # loaded and checked once per schema, then cached
 
 Loading fails loudly when the file and the class disagree (an entry without an attribute or the reverse), or
-when a placeholder has no value, so a typo cannot reach the database as a half-built statement.
+when a placeholder or an included part has no value, so a typo cannot reach the database as a half-built
+statement.
 """
 
 from __future__ import annotations
@@ -34,8 +46,10 @@ from typing import Any, ClassVar, Self
 from backfill.core.schema import SchemaName
 
 _HEADER = re.compile(r"^--\s*(name|part):\s*([a-z_][a-z0-9_]*)\s*$")
-_PLACEHOLDER = re.compile(r"@([a-z_]+)@")
+# @part:<name>@ (group 1) or @<placeholder>@ (group 2), filled in one pass so that nothing spliced is read again.
+_TOKEN = re.compile(r"@(?:part:([a-z_][a-z0-9_]*)|([a-z_]+))@")
 SCHEMA_PLACEHOLDER = "schema"
+SCHEMA_NAME_PLACEHOLDER = "schema_name"
 
 
 class StatementFileError(Exception):
@@ -46,7 +60,11 @@ class Statements:
     """Base of a typed set of named statements (see the module docstring)."""
 
     file: ClassVar[tuple[str, str]]
-    literals: ClassVar[Mapping[str, str]] = MappingProxyType({})
+    literals: ClassVar[Mapping[str, str | int]] = MappingProxyType({})
+    # Other classes whose parts this file's entries may include with @part:<name>@.
+    includes: ClassVar[tuple[type[Statements], ...]] = ()
+    # Parts still kept as Python constants elsewhere, by name (a bridge: see the module docstring).
+    python_parts: ClassVar[Mapping[str, str]] = MappingProxyType({})
     # Every subclass, for the test that each entry is used and each statement prepares.
     registry: ClassVar[list[type[Statements]]] = []
 
@@ -74,6 +92,16 @@ class Statements:
     def kinds(cls) -> dict[str, str]:
         """Each entry's kind, ``"name"`` (a complete statement) or ``"part"``."""
         return {name: kind for name, (kind, _) in _entries(cls.file).items()}
+
+    @classmethod
+    def included_parts(cls) -> set[tuple[type[Statements], str]]:
+        """The parts this file's entries include, as ``(class that owns the part, part name)``."""
+        return {
+            (owner, part)
+            for _, body in _entries(cls.file).values()
+            for part, _ in _TOKEN.findall(body)
+            if part and (owner := _owner_of_part(cls, part)) is not None
+        }
 
     def __iter__(self) -> Iterator[tuple[str, str]]:
         """``(entry name, text)`` pairs, in the order the class declares them."""
@@ -106,7 +134,7 @@ def _entries(file: tuple[str, str]) -> dict[str, tuple[str, str]]:
             close()
             current = (header.group(1), header.group(2))
             lines = []
-        elif current is not None:
+        elif current is not None and not line.lstrip().startswith("--"):
             lines.append(line)
     close()
     return entries
@@ -124,20 +152,51 @@ def _load(cls: type[Statements], schema: SchemaName) -> Statements:
         raise StatementFileError(
             f"{cls.file[1]} and {cls.__name__} disagree: no entry for {missing}, no attribute for {extra}"
         )
-    values = {name: _quote_literal(value) for name, value in cls.literals.items()}
+    values = {name: _literal(cls, name, value) for name, value in cls.literals.items()}
     values[SCHEMA_PLACEHOLDER] = schema.quoted
+    values[SCHEMA_NAME_PLACEHOLDER] = _literal(cls, SCHEMA_NAME_PLACEHOLDER, schema.name)
 
-    def splice(match: re.Match[str]) -> str:
-        try:
-            return values[match.group(1)]
-        except KeyError:
-            raise StatementFileError(f"{cls.file[1]}: no value for @{match.group(1)}@") from None
+    def fill(name: str, within: tuple[str, ...]) -> str:
+        def one(match: re.Match[str]) -> str:
+            part, placeholder = match.groups()
+            if placeholder is not None:
+                try:
+                    return values[placeholder]
+                except KeyError:
+                    raise StatementFileError(f"{cls.file[1]}: no value for @{placeholder}@") from None
+            if part in within:
+                raise StatementFileError(f"{cls.file[1]}: part {part!r} includes itself")
+            owner = _owner_of_part(cls, part)
+            if owner is None:
+                return cls.python_parts[part]
+            if owner is cls:
+                return fill(part, (*within, part))
+            text: str = getattr(owner.for_schema(schema), part)  # already complete, with its own file's values
+            return text
+
+        return _TOKEN.sub(one, entries[name][1])
 
     instance = cls.__new__(cls)
-    for name, (_, body) in entries.items():
-        setattr(instance, name, _PLACEHOLDER.sub(splice, body))
+    for name in entries:
+        setattr(instance, name, fill(name, (name,)))
     return instance
 
 
-def _quote_literal(value: str) -> str:
-    return "'" + value.replace("'", "''") + "'"
+def _owner_of_part(cls: type[Statements], part: str) -> type[Statements] | None:
+    """The class whose file holds the part ``part`` that ``cls``'s file includes (its own, or one it includes),
+    or None when the part is one of its ``python_parts``; exactly one of them must have it."""
+    owners = [owner for owner in (cls, *cls.includes) if _entries(owner.file).get(part, ("", ""))[0] == "part"]
+    found = len(owners) + (part in cls.python_parts)
+    if found != 1:
+        where = "no part" if not found else "more than one part"
+        raise StatementFileError(f"{cls.file[1]}: {where} named {part!r} for @part:{part}@")
+    return owners[0] if owners else None
+
+
+def _literal(cls: type[Statements], name: str, value: object) -> str:
+    """``value`` as SQL: a string quoted, an integer as digits (bool refused: it is an int by accident)."""
+    if isinstance(value, str):
+        return "'" + value.replace("'", "''") + "'"
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value) if value >= 0 else f"({value})"  # in parentheses: no "- -1" after a minus
+    raise StatementFileError(f"{cls.__name__}.literals[{name!r}]: a str or an int, not {type(value).__name__}")

@@ -14,10 +14,17 @@ from backfill.core.db import ConnectionSource, connection_from
 from backfill.core.migrations.graphile import MigrationReport, migrate
 from backfill.core.migrations.own import CORE_LINE, migrate_own
 from backfill.core.schema import SchemaName
+from backfill.core.statements import Statements
 from backfill.dlq.migrations import DLQ_LINE, migrate_dlq
 from backfill.tasks.catalog import TASKS_LINE, migrate_task_catalog
 
 logger = logging.getLogger("backfill.migrate")
+
+
+class MigrateAllSql(Statements, file=("backfill.sql", "migrations.sql")):
+    """The look-up for other queues in the database."""
+
+    other_queues: str
 
 
 async def migrate_all(
@@ -39,16 +46,7 @@ async def _warn_about_other_queues(executor: ConnectionSource, schema: SchemaNam
     """A schema installed from nothing while another schema of this database already holds a Graphile queue is
     usually a GRAPHILE_WORKER_SCHEMA typo: jobs enqueued into one are never seen by workers of the other."""
     async with connection_from(executor) as connection:
-        others = await connection.fetch(
-            """
-            select namespace.nspname as name
-              from pg_catalog.pg_class as relation
-              join pg_catalog.pg_namespace as namespace on namespace.oid = relation.relnamespace
-             where relation.relname = '_private_jobs' and relation.relkind = 'r' and namespace.nspname <> $1::text
-             order by 1
-            """,
-            schema.name,
-        )
+        others = await connection.fetch(MigrateAllSql.for_schema(schema).other_queues, schema.name)
     if others:
         logger.warning(
             "installed a new job queue in schema %s, but this database already has one in schema(s) %s: if "

@@ -94,13 +94,15 @@ class Statements:
         return {name: kind for name, (kind, _) in _entries(cls.file).items()}
 
     @classmethod
-    def included_parts(cls) -> set[tuple[type[Statements], str]]:
-        """The parts this file's entries include, as ``(class that owns the part, part name)``."""
+    def included_parts(cls) -> dict[str, set[tuple[type[Statements], str]]]:
+        """The parts each entry of this file includes itself, as ``(class that owns the part, part name)``."""
         return {
-            (owner, part)
-            for _, body in _entries(cls.file).values()
-            for part, _ in _TOKEN.findall(body)
-            if part and (owner := _owner_of_part(cls, part)) is not None
+            name: {
+                (owner, part)
+                for part, _ in _TOKEN.findall(body)
+                if part and (owner := _owner_of_part(cls, part)) is not None
+            }
+            for name, (_, body) in _entries(cls.file).items()
         }
 
     def __iter__(self) -> Iterator[tuple[str, str]]:
@@ -164,12 +166,12 @@ def _load(cls: type[Statements], schema: SchemaName) -> Statements:
                     return values[placeholder]
                 except KeyError:
                     raise StatementFileError(f"{cls.file[1]}: no value for @{placeholder}@") from None
-            if part in within:
-                raise StatementFileError(f"{cls.file[1]}: part {part!r} includes itself")
             owner = _owner_of_part(cls, part)
             if owner is None:
                 return cls.python_parts[part]
             if owner is cls:
+                if part in within:
+                    raise StatementFileError(f"{cls.file[1]}: part {part!r} includes itself")
                 return fill(part, (*within, part))
             text: str = getattr(owner.for_schema(schema), part)  # already complete, with its own file's values
             return text

@@ -23,8 +23,8 @@ class LaneFiguresSql(Statements, file=("backfill.lanes.sql", "figures.sql")):
     """The figures' statements: the lane expression included from :class:`LaneSql`."""
 
     includes = (LaneSql,)
-    # The core's job-state expression is still a Python constant on this branch: spliced as a part until the
-    # core's statements hold it (then it is included like the lane's).
+    # The core's job-state expression is still a Python constant (STATE_SQL): spliced as a part until the core's
+    # statements hold it, then included like the lane's.
     python_parts = MappingProxyType({"job_state": STATE_SQL})
     lane_stats: str
     queue_lanes: str

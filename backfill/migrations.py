@@ -14,6 +14,7 @@ from backfill.core.db import ConnectionSource, connection_from
 from backfill.core.migrations.graphile import MigrationReport, migrate
 from backfill.core.migrations.own import CORE_LINES, MigrationLine, migrate_lines
 from backfill.core.schema import SchemaName
+from backfill.core.statements import Statements
 from backfill.dlq.migrations import DLQ_MIGRATION_LINE
 from backfill.tasks.catalog import TASKS_MIGRATION_LINE
 
@@ -22,6 +23,12 @@ logger = logging.getLogger("backfill.migrate")
 # Every migration line of backfill's own, in the order they are installed: the one list every installer of
 # the layer walks, so that a new line cannot be left out of one of them (a test finds any line missing here).
 OWN_LINES: tuple[MigrationLine, ...] = (*CORE_LINES, DLQ_MIGRATION_LINE, TASKS_MIGRATION_LINE)
+
+
+class MigrateAllSql(Statements, file=("backfill.sql", "migrations.sql")):
+    """The look-up for other queues in the database."""
+
+    other_queues: str
 
 
 async def migrate_all(
@@ -40,16 +47,7 @@ async def _warn_about_other_queues(executor: ConnectionSource, schema: SchemaNam
     """A schema installed from nothing while another schema of this database already holds a Graphile queue is
     usually a GRAPHILE_WORKER_SCHEMA typo: jobs enqueued into one are never seen by workers of the other."""
     async with connection_from(executor) as connection:
-        others = await connection.fetch(
-            """
-            select namespace.nspname as name
-              from pg_catalog.pg_class as relation
-              join pg_catalog.pg_namespace as namespace on namespace.oid = relation.relnamespace
-             where relation.relname = '_private_jobs' and relation.relkind = 'r' and namespace.nspname <> $1::text
-             order by 1
-            """,
-            schema.name,
-        )
+        others = await connection.fetch(MigrateAllSql.for_schema(schema).other_queues, schema.name)
     if others:
         logger.warning(
             "installed a new job queue in schema %s, but this database already has one in schema(s) %s: if "

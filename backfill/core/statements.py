@@ -19,9 +19,7 @@ in at load time, so a fragment that several statements share (an expression, a f
 every statement that uses it is still complete, and prepared as it is, when loaded. The part is this file's,
 or one of the files of the classes named in ``includes`` (a layer file reusing a core expression, say).
 ``@part:<name>($2=$6)@`` includes it with its parameter ``$2`` written ``$6``: a fragment fenced by a parameter
-(a worker id) serves statements that number that parameter differently. A
-part may also come from ``python_parts``, the text of a Python constant: only a bridge for a fragment another
-module still keeps in Python (it is spliced as it is), to be replaced by ``includes`` once that moves.
+(a worker id) serves statements that number that parameter differently.
 
 A class of statements names its file and declares one ``str`` attribute per entry::
 
@@ -69,7 +67,6 @@ class Statements:
     # Other classes whose parts this file's entries may include with @part:<name>@.
     includes: ClassVar[tuple[type[Statements], ...]] = ()
     # Parts still kept as Python constants elsewhere, by name (a bridge: see the module docstring).
-    python_parts: ClassVar[Mapping[str, str]] = MappingProxyType({})
     # Every subclass, for the test that each entry is used and each statement prepares.
     registry: ClassVar[list[type[Statements]]] = []
 
@@ -102,10 +99,9 @@ class Statements:
     def included_parts(cls) -> set[tuple[type[Statements], str]]:
         """The parts this file's entries include, as ``(class that owns the part, part name)``."""
         return {
-            (owner, part)
+            (_owner_of_part(cls, part), part)
             for _, body in _entries(cls.file).values()
             for part, _ in _PART_REFERENCE.findall(body)
-            if (owner := _owner_of_part(cls, part)) is not None
         }
 
     def __iter__(self) -> Iterator[tuple[str, str]]:
@@ -175,8 +171,6 @@ def _load(cls: type[Statements], schema: SchemaName) -> Statements:
             if part in within:
                 raise StatementFileError(f"{cls.file[1]}: part {part!r} includes itself")
             owner = _owner_of_part(cls, part)
-            if owner is None:
-                return cls.python_parts[part]
             if owner is cls:
                 return include(spliced[part], (*within, part))
             text: str = getattr(owner.for_schema(schema), part)  # already complete: its own file's values
@@ -198,15 +192,14 @@ def _load(cls: type[Statements], schema: SchemaName) -> Statements:
     return instance
 
 
-def _owner_of_part(cls: type[Statements], part: str) -> type[Statements] | None:
-    """The class whose file holds the part ``part`` that ``cls``'s file includes (its own, or one it includes),
-    or None when the part is one of its ``python_parts``; exactly one of them must have it."""
+def _owner_of_part(cls: type[Statements], part: str) -> type[Statements]:
+    """The class whose file holds the part ``part`` that ``cls``'s file includes (its own, or one it includes);
+    exactly one of them must have it."""
     owners = [owner for owner in (cls, *cls.includes) if _entries(owner.file).get(part, ("", ""))[0] == "part"]
-    found = len(owners) + (part in cls.python_parts)
-    if found != 1:
-        where = "no part" if not found else "more than one part"
+    if len(owners) != 1:
+        where = "no part" if not owners else "more than one part"
         raise StatementFileError(f"{cls.file[1]}: {where} named {part!r} for @part:{part}@")
-    return owners[0] if owners else None
+    return owners[0]
 
 
 def _literal(cls: type[Statements], name: str, value: object) -> str:

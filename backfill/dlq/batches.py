@@ -16,45 +16,30 @@ again, and the walk ends.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
-from functools import cache
 
 from backfill.core.db import Executor
 from backfill.core.schema import SchemaName
-from backfill.dlq.migrations import DLQ_TABLE
+from backfill.core.statements import Statements
 from backfill.dlq.models import DeadLetterFilter, DeleteResult, RequeueResult
-from backfill.dlq.queries import FILTER_SQL, filter_arguments
+from backfill.dlq.queries import EntrySql, filter_arguments
 from backfill.dlq.requeue import Overrides, requeue_entries
 
 DEFAULT_BATCH_SIZE = 1000  # 1,000 entries: well under a second per batch here, 100 batches for 100,000
 
 
-@cache
-def _statements(schema: SchemaName) -> dict[str, str]:
-    dlq = f"{schema.qualify(DLQ_TABLE)} as d"
-    # $1..$6 the filter, $7 dead entries only, $8 the last id already looked at, $9 the batch size.
-    page = f"""
-        where {FILTER_SQL}
-          and (not $7::boolean or d.state = 'dead')
-          and d.id > $8::bigint
-        order by d.id
-        limit $9::int
-    """
-    return {
-        "count": f"select count(*) from {dlq} where {FILTER_SQL} and (not $7::boolean or d.state = 'dead')",
-        "page": f"select d.id from {dlq} {page}",
-        # Chosen and deleted in one statement: an entry that stopped matching cannot be deleted by mistake.
-        "delete_page": f"""
-            delete from {schema.qualify(DLQ_TABLE)} as gone
-             where gone.id in (select d.id from {dlq} {page} for update)
-            returning gone.id
-        """,
-        "delete_ids": f"delete from {dlq} where d.id = any($1::bigint[]) returning d.id",
-    }
+class BatchSql(Statements, file=("backfill.dlq.sql", "batches.sql")):
+    """The count and the walk of a batched requeue or delete (deleting by id is :class:`EntrySql`'s)."""
+
+    includes = (EntrySql,)
+    batch_page: str
+    count: str
+    page: str
+    delete_page: str
 
 
 async def count_entries(connection: Executor, schema: SchemaName, where: DeadLetterFilter, *, dead_only: bool) -> int:
     """How many entries ``where`` matches (only ``dead`` ones with ``dead_only``, as a requeue takes)."""
-    return int(await connection.fetchval(_statements(schema)["count"], *filter_arguments(where), dead_only))
+    return int(await connection.fetchval(BatchSql.for_schema(schema).count, *filter_arguments(where), dead_only))
 
 
 def chunks(ids: Sequence[int], size: int) -> list[list[int]]:
@@ -81,7 +66,7 @@ async def requeue_batches(
     arguments = filter_arguments(where or DeadLetterFilter())
     after = 0
     while True:
-        rows = await connection.fetch(_statements(schema)["page"], *arguments, True, after, batch_size)
+        rows = await connection.fetch(BatchSql.for_schema(schema).page, *arguments, True, after, batch_size)
         page = [row["id"] for row in rows]
         if not page:
             return
@@ -102,10 +87,9 @@ async def delete_batches(
     batch_size: int,
 ) -> AsyncIterator[DeleteResult]:
     """Delete the entries ``ids`` (or those ``where`` matches, any state), one transaction per batch."""
-    statements = _statements(schema)
     if ids is not None:
         for chunk in chunks(ids, batch_size):
-            deleted = await _in_transaction(connection, dry_run, statements["delete_ids"], chunk)
+            deleted = await _in_transaction(connection, dry_run, EntrySql.for_schema(schema).delete_ids, chunk)
             missing = tuple(sorted(set(chunk) - set(deleted)))
             yield DeleteResult(deleted=tuple(deleted), missing=missing, dry_run=dry_run)
         return
@@ -113,7 +97,7 @@ async def delete_batches(
     after = 0
     while True:
         deleted = await _in_transaction(
-            connection, dry_run, statements["delete_page"], *arguments, False, after, batch_size
+            connection, dry_run, BatchSql.for_schema(schema).delete_page, *arguments, False, after, batch_size
         )
         if not deleted:
             return

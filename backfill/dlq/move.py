@@ -26,15 +26,14 @@ between and make the job vanish.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
-from functools import cache
+from types import MappingProxyType
 
 from backfill.core.db import Executor
 from backfill.core.errors import BackfillError
 from backfill.core.flags import parse_flags
 from backfill.core.jobs import decode_json
 from backfill.core.schema import SchemaName
-from backfill.dlq.migrations import DLQ_TABLE
+from backfill.core.statements import Statements
 from backfill.dlq.models import DLQ_FLAG_PREFIX, MovedJob, Reason
 
 # Jobs per move statement. Big enough that a backlog of thousands moves in a few round trips, small enough
@@ -48,202 +47,22 @@ GC_BATCH = 1000
 _FLAG_PATTERN = f"^{DLQ_FLAG_PREFIX}[0-9]{{1,18}}$"
 
 
-@dataclass(frozen=True, slots=True)
-class _Statements:
+class MoveSql(Statements, file=("backfill.dlq.sql", "move.sql")):
+    """The move of failed jobs into the dead-letter table, and the forgetting of finished requeues."""
+
+    literals = MappingProxyType(
+        {
+            "dlq_flag_pattern": _FLAG_PATTERN,
+            "dlq_entry_id_start": len(DLQ_FLAG_PREFIX) + 1,  # substr's 1-based position of the id in the flag
+            "gc_batch": GC_BATCH,
+        }
+    )
+    failed_unlocked_jobs: str
+    move_doomed: str
     move_all: str
     move_ids: str
     forget_succeeded: str
     forget_finished_requeues: str
-
-
-@cache
-def _statements(schema: SchemaName) -> _Statements:
-    jobs = schema.qualify("_private_jobs")
-    tasks = schema.qualify("_private_tasks")
-    queues = schema.qualify("_private_job_queues")
-    errors = schema.qualify("backfill_job_errors")
-    dlq = schema.qualify(DLQ_TABLE)
-    prefix_length = len(DLQ_FLAG_PREFIX)
-    # Flags are an object of {"flag": true} as Graphile writes them; a row whose flags are something else
-    # (raw SQL) is moved with them as they are rather than failing the functions that need an object.
-    dlq_flag_keys = f"""
-        case when jsonb_typeof(moved.flags) = 'object' then
-          array(select f.key from jsonb_each(moved.flags) as f where f.key ~ '{_FLAG_PATTERN}')
-        else '{{}}'::text[] end
-    """
-    # Two texts rather than one with "$1 is null or ...": each gets a plan of its own, so the move of a few
-    # given ids (after every final failure) always uses the primary key, whatever the plan cache decides.
-    move_template = f"""
-        with doomed as (
-          select jobs.id,
-                 coalesce(t.identifier, 'task#' || jobs.task_id::text) as task_identifier,
-                 q.queue_name
-            from {jobs} as jobs
-            left join {tasks} as t on t.id = jobs.task_id
-            left join {queues} as q on q.id = jobs.job_queue_id
-           where jobs.attempts >= jobs.max_attempts
-             and jobs.locked_at is null
-             {{selection}}
-           order by jobs.id
-           limit $1::int
-             for update of jobs skip locked
-        ), moved as (
-          delete from {jobs} as jobs
-           using doomed
-           where jobs.id = doomed.id
-             and jobs.attempts >= jobs.max_attempts
-             and jobs.locked_at is null
-          returning jobs.id, jobs.payload, jobs.priority, jobs.run_at, jobs.attempts, jobs.max_attempts,
-                    jobs.last_error, jobs.created_at, jobs.updated_at, jobs.key, jobs.flags,
-                    doomed.task_identifier, doomed.queue_name
-        ), history as (
-          delete from {errors} as errors
-           using moved
-           where errors.job_id = moved.id
-          returning errors.id, errors.job_id, errors.attempt, errors.error, errors.permanent, errors.failed_at,
-                    errors.exception_type, errors.traceback
-        ), told as (
-          -- By history id, not attempt: a job given a fresh start (reschedule attempts => 0) counts again.
-          select history.job_id,
-                 jsonb_agg(
-                   jsonb_build_object(
-                     'attempt', history.attempt, 'error', history.error, 'failed_at', history.failed_at,
-                     'permanent', history.permanent, 'job_id', history.job_id,
-                     'exception_type', history.exception_type
-                   ) order by history.id
-                 ) as errors,
-                 (array_agg(history.attempt order by history.id desc))[1] as last_attempt,
-                 (array_agg(history.error order by history.id desc))[1] as last_error,
-                 (array_agg(history.permanent order by history.id desc))[1] as last_permanent,
-                 (array_agg(history.exception_type order by history.id desc))[1] as last_exception_type,
-                 (array_agg(history.traceback order by history.id desc))[1] as last_traceback,
-                 max(history.failed_at) as last_failed_at
-            from history
-           group by history.job_id
-        ), dead as (
-          select moved.id, moved.payload, moved.priority, moved.run_at,
-                 -- The attempts that ran: a permanent failure set the row's to the maximum, but its history
-                 -- row holds the attempt it failed on (a job failed for good at once ran 1 of 8, not 8 of 8).
-                 case when looked.recorded then told.last_attempt else moved.attempts end as attempts,
-                 moved.max_attempts,
-                 moved.last_error, moved.created_at, moved.key, moved.task_identifier, moved.queue_name,
-                 nullif(moved.flags - looked.dlq_flags, '{{}}'::jsonb) as flags,
-                 coalesce(told.errors, '[]'::jsonb) || case
-                   when looked.recorded then '[]'::jsonb
-                   else jsonb_build_array(jsonb_build_object(
-                     'attempt', moved.attempts, 'error', moved.last_error, 'failed_at', looked.untold_at,
-                     'permanent', null, 'job_id', moved.id, 'exception_type', null
-                   ))
-                 end as errors,
-                 case when looked.recorded and told.last_permanent then 'permanent_failure'
-                      else 'attempts_exhausted' end as reason,
-                 case when looked.recorded then told.last_failed_at else looked.untold_at end as failed_at,
-                 -- The last failure's, when it is in the history (a Node worker's attempt has neither).
-                 case when looked.recorded then told.last_exception_type end as exception_type,
-                 case when looked.recorded then told.last_traceback end as traceback,
-                 (select min(substr(flag, {prefix_length + 1})::bigint) from unnest(looked.dlq_flags) as flag)
-                   as entry_id
-            from moved
-            left join told on told.job_id = moved.id
-           cross join lateral (
-             -- A permanent failure records the attempt that ran, while the row's attempts jumped to the
-             -- maximum; its error still matches the row's.
-             select (told.last_attempt is not distinct from moved.attempts or told.last_permanent is true)
-                      and told.last_error is not distinct from moved.last_error as recorded,
-                    -- Node's fail leaves updated_at alone, so it is only a lower bound; after the history's
-                    -- last time at least, so the errors stay in time order.
-                    greatest(moved.updated_at, told.last_failed_at) as untold_at,
-                    {dlq_flag_keys} as dlq_flags
-           ) as looked
-        ), returning_to as (
-          -- Locked before deciding between update and insert: a concurrent delete either finished first
-          -- (the row is skipped here and the job gets a new entry) or waits for us.
-          select entry.id from {dlq} as entry
-           where entry.id in (select dead.entry_id from dead)
-             for update
-        ), chosen as (
-          -- Two dead jobs naming one entry (a hand-copied flag): one goes back to it, the other gets its own,
-          -- because one update cannot take both and the second job would be lost.
-          select dead.*,
-                 coalesce(dead.entry_id in (select returning_to.id from returning_to), false)
-                   and row_number() over (partition by dead.entry_id order by dead.id) = 1 as goes_back
-            from dead
-        ), updated as (
-          update {dlq} as entry
-             set task_identifier = chosen.task_identifier,
-                 payload = chosen.payload,
-                 queue_name = chosen.queue_name,
-                 priority = chosen.priority,
-                 job_key = chosen.key,
-                 flags = chosen.flags,
-                 attempts = chosen.attempts,
-                 max_attempts = chosen.max_attempts,
-                 errors = entry.errors || chosen.errors,
-                 last_error = chosen.last_error,
-                 reason = chosen.reason,
-                 failed_at = chosen.failed_at,
-                 exception_type = chosen.exception_type,
-                 traceback = chosen.traceback,
-                 state = 'dead',
-                 requeued_job_id = null,
-                 updated_at = now()
-            from chosen
-           where chosen.goes_back
-             and entry.id = chosen.entry_id
-          returning entry.id as entry_id, chosen.id as job_id, chosen.task_identifier, chosen.priority,
-                    chosen.flags, chosen.reason, true as returned
-        ), inserted as (
-          insert into {dlq} (
-            job_id, task_identifier, payload, queue_name, priority, job_key, flags, attempts, max_attempts,
-            errors, last_error, reason, created_at, run_at, failed_at, exception_type, traceback
-          )
-          select chosen.id, chosen.task_identifier, chosen.payload, chosen.queue_name, chosen.priority,
-                 chosen.key, chosen.flags, chosen.attempts, chosen.max_attempts, chosen.errors,
-                 chosen.last_error, chosen.reason, chosen.created_at, chosen.run_at, chosen.failed_at,
-                 chosen.exception_type, chosen.traceback
-            from chosen
-           where not chosen.goes_back
-           order by chosen.id
-          returning id as entry_id, job_id, task_identifier, priority, flags, reason, false as returned
-        )
-        -- One row per job deleted; entry_id is null only if a job was deleted and not written (a bug): the
-        -- caller then rolls the transaction back instead of committing a lost job.
-        select chosen.id as job_id, written.entry_id, chosen.task_identifier, chosen.priority,
-               chosen.flags::text as flags, chosen.reason, coalesce(written.returned, false) as returned
-          from chosen
-          left join (select * from updated union all select * from inserted) as written
-            on written.job_id = chosen.id
-         order by chosen.id
-    """
-    return _Statements(
-        move_all=move_template.replace("{selection}", ""),
-        move_ids=move_template.replace("{selection}", "and jobs.id = any($2::bigint[])"),
-        # A requeued job succeeded on a backfill worker: its entry has nothing left to say. Fenced by the
-        # job id, so an entry requeued again meanwhile (another job) is kept.
-        forget_succeeded=f"""
-            delete from {dlq} as entry
-             using unnest($1::bigint[], $2::bigint[]) as done(entry_id, job_id)
-             where entry.id = done.entry_id
-               and entry.state = 'requeued'
-               and entry.requeued_job_id = done.job_id
-            returning entry.id
-        """,
-        # Requeued entries whose job is gone and did not come back: it succeeded (on any worker, Node's
-        # included) or was deleted by hand. A job that died again was moved back in the same transaction
-        # that deleted it, so no snapshot shows it gone while its entry still says 'requeued'.
-        forget_finished_requeues=f"""
-            delete from {dlq} as entry
-             where entry.state = 'requeued'
-               and not exists (select 1 from {jobs} as jobs where jobs.id = entry.requeued_job_id)
-               and entry.id in (
-                 select finished.id from {dlq} as finished
-                  where finished.state = 'requeued'
-                    and not exists (select 1 from {jobs} as jobs where jobs.id = finished.requeued_job_id)
-                  limit {GC_BATCH}
-               )
-            returning entry.id
-        """,
-    )
 
 
 class LostJobError(BackfillError):
@@ -255,7 +74,7 @@ async def move_batch(
 ) -> list[MovedJob]:
     """Move up to ``limit`` permanently failed, unlocked jobs (only ``job_ids`` if given), in one transaction."""
     async with connection.transaction():
-        statements = _statements(schema)
+        statements = MoveSql.for_schema(schema)
         if job_ids is None:
             rows = await connection.fetch(statements.move_all, limit)
         else:
@@ -282,14 +101,14 @@ async def forget_succeeded(connection: Executor, schema: SchemaName, done: Seque
     if not done:
         return []
     rows = await connection.fetch(
-        _statements(schema).forget_succeeded, [entry for entry, _ in done], [job for _, job in done]
+        MoveSql.for_schema(schema).forget_succeeded, [entry for entry, _ in done], [job for _, job in done]
     )
     return [row["id"] for row in rows]
 
 
 async def forget_finished_requeues(connection: Executor, schema: SchemaName) -> list[int]:
     """Delete up to :data:`GC_BATCH` requeued entries whose job no longer exists; the ids deleted."""
-    rows = await connection.fetch(_statements(schema).forget_finished_requeues)
+    rows = await connection.fetch(MoveSql.for_schema(schema).forget_finished_requeues)
     return [row["id"] for row in rows]
 
 

@@ -25,7 +25,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from functools import cache
+from types import MappingProxyType
 from typing import Any
 
 import asyncpg
@@ -34,7 +34,7 @@ from backfill.core.db import Executor
 from backfill.core.flags import parse_flags
 from backfill.core.jobs import SUSPECT_FLAG, decode_json
 from backfill.core.schema import SchemaName
-from backfill.dlq.migrations import DLQ_TABLE
+from backfill.core.statements import Statements
 from backfill.dlq.models import (
     DLQ_FLAG_PREFIX,
     DeadLetterFilter,
@@ -44,7 +44,7 @@ from backfill.dlq.models import (
     Skipped,
     entry_id_of,
 )
-from backfill.dlq.queries import APPEND_NOTE_SQL, FILTER_SQL, filter_arguments
+from backfill.dlq.queries import EntrySql, filter_arguments
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,78 +57,19 @@ class Overrides:
     note: str | None = None
 
 
-@cache
-def _statements(schema: SchemaName) -> dict[str, str]:
-    dlq = schema.qualify(DLQ_TABLE)
-    # The new job's flags as text[]: the entry's (Graphile writes {"flag": true}), cleaned, plus our own.
-    flags = f"""
-        array(
-          select f.key from jsonb_each(case when jsonb_typeof(d.flags) = 'object' then d.flags end) as f
-           where f.value = 'true'::jsonb
-             and f.key <> '{SUSPECT_FLAG}'
-             and f.key not like '{DLQ_FLAG_PREFIX}%'
-           order by f.key
-        ) || ('{DLQ_FLAG_PREFIX}' || d.id::text)
-    """
-    returned = "j.id, j.flags::text as flags, j.priority, j.max_attempts, j.run_at, j.key, j.revision"
-    # $1 ids, $2 run_at, $3 max_attempts, $4 priority.
-    return {
-        # Re-read under the lock: a concurrent requeue or delete that committed first is seen here.
-        "lock_ids": f"""
-            select d.id, d.state, d.requeued_job_id, d.job_key, d.task_identifier, d.queue_name
-              from {dlq} as d
-             where d.id = any($1::bigint[])
-             order by d.id
-               for update
-        """,
-        "lock_filtered": f"""
-            select d.id, d.state, d.requeued_job_id, d.job_key, d.task_identifier, d.queue_name
-              from {dlq} as d
-             where {FILTER_SQL}
-               and d.state = 'dead'
-             order by d.id
-               for update
-        """,
-        "add_keyless": f"""
-            select {returned}
-              from {schema.qualify("add_jobs")}(
-                array(
-                  select row(
-                    d.task_identifier, d.payload, d.queue_name, $2::timestamptz,
-                    coalesce($3::int, d.max_attempts)::smallint, null::text,
-                    coalesce($4::int, d.priority)::smallint, {flags}
-                  )::{schema.qualify("job_spec")}
-                    from {dlq} as d
-                   where d.id = any($1::bigint[])
-                   order by d.id
-                ),
-                false
-              ) as j
-        """,
-        "add_keyed": f"""
-            select {returned}
-              from {dlq} as d
-             cross join lateral {schema.qualify("add_job")}(
-               identifier => d.task_identifier, payload => d.payload, queue_name => d.queue_name,
-               run_at => $2::timestamptz, max_attempts => coalesce($3::int, d.max_attempts),
-               job_key => d.job_key, priority => coalesce($4::int, d.priority), flags => {flags},
-               job_key_mode => 'unsafe_dedupe'
-             ) as j
-             where d.id = $1::bigint
-        """,
-        "mark": f"""
-            update {dlq} as entry
-               set state = 'requeued',
-                   requeue_count = entry.requeue_count + 1,
-                   requeued_at = now(),
-                   requeued_job_id = r.job_id,
-                   notes = case when $3::text is null then entry.notes
-                                else {APPEND_NOTE_SQL.format(current="entry.notes", note="$3::text")} end,
-                   updated_at = now()
-              from unnest($1::bigint[], $2::bigint[]) as r(entry_id, job_id)
-             where entry.id = r.entry_id
-        """,
-    }
+class RequeueSql(Statements, file=("backfill.dlq.sql", "requeue.sql")):
+    """The statements of a requeue: lock the entries, add their jobs, mark them requeued."""
+
+    includes = (EntrySql,)
+    literals = MappingProxyType({"suspect_flag": SUSPECT_FLAG, "dlq_flag_prefix": DLQ_FLAG_PREFIX})
+    locked_entry_columns: str
+    requeued_flags: str
+    added_job_columns: str
+    lock_ids: str
+    lock_filtered: str
+    add_keyless: str
+    add_keyed: str
+    mark: str
 
 
 class _KeyTaken(Exception):
@@ -171,14 +112,14 @@ async def _requeue(
     where: DeadLetterFilter | None,
     overrides: Overrides,
 ) -> tuple[list[Requeued], list[Skipped]]:
-    statements = _statements(schema)
+    statements = RequeueSql.for_schema(schema)
     skipped: list[Skipped] = []
     if ids is not None:
-        rows = await connection.fetch(statements["lock_ids"], list(ids))
+        rows = await connection.fetch(statements.lock_ids, list(ids))
         found = {row["id"] for row in rows}
         skipped.extend(Skipped(entry_id, "no such entry") for entry_id in sorted(set(ids) - found))
     else:
-        rows = await connection.fetch(statements["lock_filtered"], *filter_arguments(where or DeadLetterFilter()))
+        rows = await connection.fetch(statements.lock_filtered, *filter_arguments(where or DeadLetterFilter()))
     entries: dict[int, asyncpg.Record] = {}
     for row in rows:
         if row["state"] == EntryState.REQUEUED.value:
@@ -190,7 +131,7 @@ async def _requeue(
     added: dict[int, asyncpg.Record] = {}
     keyless = [entry_id for entry_id, row in entries.items() if row["job_key"] is None]
     if keyless:
-        for job in await connection.fetch(statements["add_keyless"], keyless, *arguments):
+        for job in await connection.fetch(statements.add_keyless, keyless, *arguments):
             entry_id = _entry_of(job)
             if entry_id is not None:
                 added[entry_id] = job
@@ -199,7 +140,7 @@ async def _requeue(
             continue
         try:
             async with connection.transaction():  # a savepoint: undone if the key is taken
-                job = await connection.fetchrow(statements["add_keyed"], entry_id, *arguments)
+                job = await connection.fetchrow(statements.add_keyed, entry_id, *arguments)
                 if job is None or _entry_of(job) != entry_id:
                     raise _KeyTaken(None if job is None else job["id"])
         except _KeyTaken as taken:
@@ -213,9 +154,7 @@ async def _requeue(
             skipped.append(Skipped(entry_id, "add_jobs returned no job for it"))
     if added:
         order = sorted(added)
-        await connection.execute(
-            statements["mark"], order, [added[entry_id]["id"] for entry_id in order], overrides.note
-        )
+        await connection.execute(statements.mark, order, [added[entry_id]["id"] for entry_id in order], overrides.note)
     requeued = [
         Requeued(
             entry_id=entry_id,

@@ -23,11 +23,19 @@ import asyncpg
 
 from backfill.core.db import ConnectionSource, connection_from
 from backfill.core.schema import SchemaName
+from backfill.core.statements import Statements
 from backfill.lanes.lane import BUILT_IN_LANES, Lane
 
 logger = logging.getLogger("backfill.lanes")
 
 DEFAULT_TTL = 30.0
+
+
+class LaneCatalogSql(Statements, file=("backfill.lanes.sql", "catalog.sql")):
+    """Declare the lanes a runner serves; read those declared."""
+
+    declare: str
+    declared: str
 
 
 async def declare_lanes(
@@ -37,15 +45,9 @@ async def declare_lanes(
     custom = [lane for lane in lanes if lane.is_custom]
     if not custom:
         return
-    statement = f"""
-        insert into {schema.qualify("backfill_lanes")} as l (name, concurrency, declared_by)
-        select * from unnest($1::text[], $2::int[], array_fill($3::text, array[cardinality($1::text[])]))
-        on conflict (name) do update
-           set concurrency = excluded.concurrency, declared_by = excluded.declared_by, last_declared_at = now()
-    """
     async with connection_from(executor) as connection:
         await connection.execute(
-            statement,
+            LaneCatalogSql.for_schema(schema).declare,
             [lane.name for lane in custom],
             [lane.concurrency for lane in custom],
             declared_by or f"{socket.gethostname()}:{os.getpid()}",
@@ -57,12 +59,7 @@ class LaneCatalog:
 
     def __init__(self, schema: SchemaName, *, ttl: float = DEFAULT_TTL) -> None:
         self._ttl = ttl
-        # Every runner publishes its task defaults at start: none there means no runner has started against this
-        # schema yet (a fresh deployment enqueueing first), and then no lane is "undeclared" yet either.
-        self._statement = f"""
-            select array(select name from {schema.qualify("backfill_lanes")}) as lanes,
-                   exists (select 1 from {schema.qualify("backfill_task_defaults")}) as runners_seen
-        """
+        self._statement = LaneCatalogSql.for_schema(schema).declared
         self._declared: frozenset[str] | None = None
         self._expires = 0.0
         self._warned: set[str] = set()

@@ -8,12 +8,23 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from backfill.core.admin.queries import STATE_SQL
 from backfill.core.db import Executor
+from backfill.core.jobs import JobSql
 from backfill.core.schema import SchemaName
-from backfill.lanes.lane import lane_sql
+from backfill.core.statements import Statements
+from backfill.lanes.lane import LaneSql
 
+# The columns of lane_stats (sql/figures.sql), one per state, in this order.
 STATES = ("waiting", "scheduled", "running", "retrying", "failed")
+
+
+class LaneFiguresSql(Statements, file=("backfill.lanes.sql", "figures.sql")):
+    """The figures' statements: the lane expression included from :class:`LaneSql`, the job's state from the
+    core's :class:`~backfill.core.jobs.JobSql`."""
+
+    includes = (LaneSql, JobSql)
+    lane_stats: str
+    queue_lanes: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,26 +45,11 @@ class LaneStats:
 
 async def lane_stats(connection: Executor, schema: SchemaName) -> list[LaneStats]:
     """Every lane that has jobs, with its jobs by state, by lane name."""
-    rows = await connection.fetch(
-        f"""
-        select lane, {", ".join(f"count(*) filter (where state = '{s}')::int as {s}" for s in STATES)}
-          from (select {lane_sql("j")} as lane, {STATE_SQL} as state
-                  from {schema.qualify("_private_jobs")} as j) as jobs
-         group by lane
-         order by lane
-        """
-    )
+    rows = await connection.fetch(LaneFiguresSql.for_schema(schema).lane_stats)
     return [LaneStats(row["lane"], *(row[state] for state in STATES)) for row in rows]
 
 
 async def queue_lanes(connection: Executor, schema: SchemaName) -> dict[str, tuple[str, ...]]:
     """The lanes of the jobs in each named queue that has jobs (a queue may hold several lanes' jobs)."""
-    rows = await connection.fetch(
-        f"""
-        select q.queue_name, array_agg(distinct {lane_sql("j")} order by {lane_sql("j")}) as lanes
-          from {schema.qualify("_private_jobs")} as j
-          join {schema.qualify("_private_job_queues")} as q on q.id = j.job_queue_id
-         group by q.queue_name
-        """
-    )
+    rows = await connection.fetch(LaneFiguresSql.for_schema(schema).queue_lanes)
     return {row["queue_name"]: tuple(row["lanes"]) for row in rows}

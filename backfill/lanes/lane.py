@@ -17,11 +17,13 @@ from __future__ import annotations
 import re
 from collections.abc import Collection
 from dataclasses import dataclass
+from types import MappingProxyType
 
 from backfill.core import JobSlice
 from backfill.core.checks import check_int
 from backfill.core.errors import ConfigurationError, JobSpecError
 from backfill.core.flags import is_set, register_flag, value_of
+from backfill.core.statements import Statements
 
 FAST_LANE = "fast"
 BULK_LANE = "bulk"
@@ -62,17 +64,19 @@ def lane_of(priority: int, flags: Collection[str] | None) -> str:
     return FAST_LANE if priority < 0 else BULK_LANE
 
 
-def lane_sql(job: str) -> str:
-    """:func:`lane_of` as SQL over the job row aliased ``job`` (for listings and figures grouped by lane).
-    The flag names are constants of this module, spliced as literals (they hold no quote)."""
-    return f"""coalesce(
-        case when jsonb_typeof({job}.flags) = 'object' and {job}.flags ? '{LANE_FLAG}' then (
-          select min(substr(flag, {len(LANE_FLAG_PREFIX) + 1}))
-            from jsonb_object_keys({job}.flags) as flag
-           where starts_with(flag, '{LANE_FLAG_PREFIX}')
-        ) end,
-        case when {job}.priority < 0 then '{FAST_LANE}' else '{BULK_LANE}' end
-    )"""
+class LaneSql(Statements, file=("backfill.lanes.sql", "lane.sql")):
+    """:func:`lane_of` as SQL (the part ``lane_of_job``), for the statements that count jobs by lane."""
+
+    literals = MappingProxyType(
+        {
+            "lane_flag": LANE_FLAG,
+            "lane_flag_prefix": LANE_FLAG_PREFIX,
+            "lane_name_start": len(LANE_FLAG_PREFIX) + 1,  # substr's 1-based position of the name in the flag
+            "fast_lane": FAST_LANE,
+            "bulk_lane": BULK_LANE,
+        }
+    )
+    lane_of_job: str
 
 
 @dataclass(frozen=True, slots=True)

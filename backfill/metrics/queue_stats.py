@@ -3,7 +3,8 @@
 Each round runs one grouped statement over the waiting jobs (``is_available``: unlocked, attempts left) that
 reports per lane and per named queue how many are ready (due now), how many are scheduled (due later) and how
 long the oldest ready one has been due, measured on the database's clock; then, if ``backfill_dlq`` exists,
-one count of its dead rows. The lane is computed in SQL the way :func:`backfill.lanes.lane.lane_of` does it.
+one count of its dead rows (both in ``sql/queue_stats.sql``). The lane is computed in SQL the way
+:func:`backfill.lanes.lane.lane_of` does it (:class:`backfill.lanes.lane.LaneSql`).
 
 Labels stay bounded:
 
@@ -35,55 +36,25 @@ import asyncpg
 
 from backfill.core import SchemaName
 from backfill.core.retry import ConsecutiveFailures
+from backfill.core.statements import Statements
 from backfill.core.upkeep.periodic import Interval, PeriodicService
-from backfill.lanes.lane import BULK_LANE, FAST_LANE, LANE_FLAG, LANE_FLAG_PREFIX
+from backfill.lanes.lane import LaneSql
 from backfill.metrics.gauges import QueueSnapshot, WaitingJobs
 from backfill.metrics.instruments import OTHER, BackfillMetrics
 
 logger = logging.getLogger("backfill.metrics")
 
 DEFAULT_QUEUE_LIMIT = 20
-DLQ_TABLE = "backfill_dlq"
 EMPTIED_KEPT_SECONDS = 300.0  # an emptied lane/queue stays at 0 this long: longer than any sane scrape interval
 _WARN_EVERY_SECONDS = 60.0
 
 
-def _stats_sql(schema: SchemaName) -> str:
-    # grouping sets give the per-lane and per-queue rows in one pass over the waiting jobs. The `(select 1)`
-    # left join returns one row even when nothing waits, to carry dlq_exists.
-    return f"""
-        with waiting as (
-          select coalesce(
-                   case when jsonb_typeof(jobs.flags) = 'object' and jobs.flags ? $2::text then (
-                     select min(substr(flag, length($3::text) + 1))
-                       from jsonb_object_keys(jobs.flags) as flag
-                      where starts_with(flag, $3::text)
-                   ) end,
-                   case when jobs.priority < 0 then $4::text else $5::text end
-                 ) as lane,
-                 jobs.job_queue_id,
-                 jobs.run_at,
-                 jobs.run_at <= now() as due
-            from {schema.qualify("_private_jobs")} as jobs
-           where jobs.is_available
-        ),
-        stats as (
-          select grouping(waiting.lane) = 0 as by_lane,
-                 waiting.lane,
-                 queues.queue_name,
-                 count(*) filter (where waiting.due) as ready,
-                 count(*) filter (where not waiting.due) as scheduled,
-                 coalesce(extract(epoch from now() - min(waiting.run_at) filter (where waiting.due)), 0)::float8
-                   as oldest_ready_age
-            from waiting
-            left join {schema.qualify("_private_job_queues")} as queues on queues.id = waiting.job_queue_id
-           group by grouping sets ((waiting.lane), (queues.queue_name))
-          having grouping(waiting.lane) = 0 or queues.queue_name is not null
-        )
-        select to_regclass($1::text) is not null as dlq_exists, stats.*
-          from (select 1) as one
-          left join stats on true
-    """
+class QueueStatsSql(Statements, file=("backfill.metrics.sql", "queue_stats.sql")):
+    """The round's two statements; the lane expression is :class:`LaneSql`'s."""
+
+    includes = (LaneSql,)
+    waiting: str
+    dead_by_task: str
 
 
 class QueueStatsCollector:
@@ -115,11 +86,7 @@ class QueueStatsCollector:
         self._lane_set = frozenset(self.lanes)
         self.queue_limit = queue_limit
         self.keep_emptied = keep_emptied
-        self._stats_sql = _stats_sql(self._schema)
-        self._dlq_name = self._schema.qualify(DLQ_TABLE)
-        self._dlq_sql = (
-            f"select task_identifier, count(*) as dead from {self._dlq_name} where state = 'dead' group by 1"
-        )
+        self._sql = QueueStatsSql.for_schema(self._schema)
         # When each reported lane/queue label was last non-empty (monotonic seconds), for the 0-then-gone rule.
         self._lanes_seen: dict[str, float] = {}
         self._queues_seen: dict[str, float] = {}
@@ -128,11 +95,9 @@ class QueueStatsCollector:
     async def collect_once(self) -> QueueSnapshot:
         """Read the queues now, update the gauges and return what they show."""
         async with self._pool.acquire() as connection:
-            rows = await connection.fetch(
-                self._stats_sql, self._dlq_name, LANE_FLAG, LANE_FLAG_PREFIX, FAST_LANE, BULK_LANE
-            )
+            rows = await connection.fetch(self._sql.waiting)
             # The table is another component's and may not exist yet (or any more): checked every round.
-            dead_rows = await connection.fetch(self._dlq_sql) if rows[0]["dlq_exists"] else []
+            dead_rows = await connection.fetch(self._sql.dead_by_task) if rows[0]["dlq_exists"] else []
         snapshot = self._snapshot(rows, self._dead_by_task(dead_rows))
         self._metrics.queue_gauges.update(snapshot)
         return snapshot

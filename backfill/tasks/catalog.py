@@ -26,6 +26,7 @@ import asyncpg
 from backfill.core.db import ConnectionSource, connection_from
 from backfill.core.migrations.own import MigrationLine, OwnMigration
 from backfill.core.schema import SchemaName
+from backfill.core.statements import Statements
 from backfill.tasks.defaults import TaskDefaults, defaults_for
 from backfill.tasks.retry_policies import policy_from_flags
 
@@ -42,6 +43,13 @@ TASKS_MIGRATION_LINE = MigrationLine(TASKS_LINE, TASKS_MIGRATIONS)
 DEFAULT_TTL = 30.0
 
 
+class TaskCatalogSql(Statements, file=("backfill.tasks.catalog_sql", "catalog.sql")):
+    """Publish task defaults; look one task's up."""
+
+    publish: str
+    lookup: str
+
+
 async def migrate_task_catalog(executor: ConnectionSource, schema: str | SchemaName | None = None) -> list[int]:
     """Create the catalog table in ``schema`` (Graphile's must exist); the ids applied here."""
     return await TASKS_MIGRATION_LINE.apply(executor, SchemaName.coerce(schema))
@@ -53,19 +61,9 @@ async def publish_task_defaults(
     """Write the in-process defaults of ``identifiers`` to the catalog, one statement. A task without defaults
     is published too (all nulls), so defaults removed from the code stop applying."""
     rows = [(identifier, defaults_for(identifier) or TaskDefaults()) for identifier in identifiers]
-    statement = f"""
-        insert into {schema.qualify("backfill_task_defaults")} as d
-               (identifier, priority, queue_name, lane, retry_flag, max_attempts, published_by)
-        select * from unnest($1::text[], $2::smallint[], $3::text[], $4::text[], $5::text[], $6::smallint[],
-                             array_fill($7::text, array[cardinality($1::text[])]))
-        on conflict (identifier) do update
-           set priority = excluded.priority, queue_name = excluded.queue_name, lane = excluded.lane,
-               retry_flag = excluded.retry_flag, max_attempts = excluded.max_attempts,
-               published_by = excluded.published_by, published_at = now()
-    """
     async with connection_from(executor) as connection:
         await connection.execute(
-            statement,
+            TaskCatalogSql.for_schema(schema).publish,
             [identifier for identifier, _ in rows],
             [d.priority for _, d in rows],
             [d.queue for _, d in rows],
@@ -83,10 +81,7 @@ class TaskCatalog:
         self._schema = schema
         self._ttl = ttl
         self._cache: dict[str, tuple[float, TaskDefaults | None]] = {}
-        self._statement = f"""
-            select priority, queue_name, lane, retry_flag, max_attempts
-              from {schema.qualify("backfill_task_defaults")} where identifier = $1::text
-        """
+        self._statement = TaskCatalogSql.for_schema(schema).lookup
         self._warned = False
 
     async def defaults(self, pool: asyncpg.Pool[Any], identifier: str) -> TaskDefaults | None:

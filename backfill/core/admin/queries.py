@@ -13,7 +13,7 @@ from backfill.core.admin.models import JobInfo, JobState, QueueStats, TaskStats,
 from backfill.core.catalog import column_exists, table_exists
 from backfill.core.db import Executor
 from backfill.core.jobs import JobSql
-from backfill.core.schema import DEFAULT_SCHEMA, SchemaName
+from backfill.core.schema import SchemaName
 from backfill.core.statements import Statements
 
 ERRORS_TABLE = "backfill_job_errors"
@@ -38,11 +38,6 @@ class InspectSql(Statements, file=("backfill.core.sql", "inspect.sql")):
     workers_without_lanes: str
     workers_without_registry: str
     worker_listing: str
-
-
-# JobState's rules as SQL over a job row aliased ``j`` (JobSql.job_state, which has no placeholder to fill), for
-# the layer's statements that still splice it in Python rather than include the part.
-STATE_SQL = JobSql.for_schema(SchemaName(DEFAULT_SCHEMA)).job_state
 
 
 async def has_exception_types(connection: Executor, schema: SchemaName) -> bool:

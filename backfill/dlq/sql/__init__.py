@@ -1,1 +1,2 @@
-"""SQL files of the dead-letter queue's migration line ("dlq"), read by backfill.core.migrations.own."""
+"""SQL files of the dead-letter queue: its migration line ("dlq"), read by backfill.core.migrations.own, and its
+statements (entries, batches, requeue, move), loaded by backfill.core.statements."""

@@ -1,0 +1,1 @@
+"""Statements of the lanes (loaded by backfill.core.statements)."""

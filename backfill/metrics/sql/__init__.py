@@ -1,0 +1,1 @@
+"""Statements of the metrics (loaded by backfill.core.statements)."""

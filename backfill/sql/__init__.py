@@ -1,0 +1,1 @@
+"""Statements of the layer's top-level modules (loaded by backfill.core.statements)."""

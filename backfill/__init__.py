@@ -62,7 +62,7 @@ if TYPE_CHECKING:
         migrate,
         parse_crontab,
     )
-    from backfill.core.errors import CallTimeoutError
+    from backfill.core.extension import CallTimeoutError
     from backfill.dlq import DeadLetterFilter, DeadLetterQueue
     from backfill.lanes.lane import Lane
     from backfill.logs import configure_logging
@@ -124,7 +124,7 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
         "migrate",
         "parse_crontab",
     ),
-    "backfill.core.errors": ("CallTimeoutError",),
+    "backfill.core.extension": ("CallTimeoutError",),
     "backfill.dlq": ("DeadLetterFilter", "DeadLetterQueue"),
     "backfill.lanes.lane": ("Lane",),
     "backfill.logs": ("configure_logging",),

@@ -21,10 +21,8 @@ from typing import Any
 import asyncpg
 
 from backfill.client.async_client import BackfillClient, Enqueue
-from backfill.core.db import redact_dsn
-from backfill.core.errors import PermanentFailure
-from backfill.core.run.context import JobContext
-from backfill.core.tasks import TaskRegistry
+from backfill.core import JobContext, PermanentFailure, TaskRegistry
+from backfill.core.extension import redact_dsn
 from backfill.dlq import DeadLetterQueue
 from backfill.embedded import start_embedded_postgres
 from backfill.priorities import Priority

@@ -20,7 +20,7 @@ from pathlib import Path
 from types import ModuleType, TracebackType
 from typing import Any
 
-from backfill.core.errors import ConfigurationError
+from backfill.core import ConfigurationError
 
 MISSING_MESSAGE = (
     "DATABASE_URL is not set and the embedded PostgreSQL is not installed: "

@@ -36,9 +36,8 @@ from typing import Any, TextIO
 import structlog
 from structlog.typing import EventDict, ExcInfo, Processor, WrappedLogger
 
-from backfill.core.errors import ConfigurationError
-from backfill.core.run.current import current_job
-from backfill.core.secrets import MASK, ScrubbingFormatter, scrub
+from backfill.core import ConfigurationError
+from backfill.core.extension import MASK, ScrubbingFormatter, current_job, scrub
 from backfill.lanes.lane import lane_of
 
 __all__ = [

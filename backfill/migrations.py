@@ -10,11 +10,15 @@ from __future__ import annotations
 
 import logging
 
-from backfill.core.db import ConnectionSource, connection_from
-from backfill.core.migrations.graphile import MigrationReport, migrate
-from backfill.core.migrations.own import CORE_LINES, MigrationLine, migrate_lines
-from backfill.core.schema import SchemaName
-from backfill.core.statements import Statements
+from backfill.core import MigrationReport, SchemaName, migrate
+from backfill.core.extension import (
+    CORE_LINES,
+    ConnectionSource,
+    MigrationLine,
+    Statements,
+    connection_from,
+    migrate_lines,
+)
 from backfill.dlq.migrations import DLQ_MIGRATION_LINE
 from backfill.tasks.catalog import TASKS_MIGRATION_LINE
 

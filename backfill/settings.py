@@ -25,12 +25,15 @@ from pydantic_core import ErrorDetails
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict, SettingsError
 
 from backfill.client.payload_limit import DEFAULT_MAX_PAYLOAD_BYTES
-from backfill.core.db import redact_dsn
-from backfill.core.errors import ConfigurationError
-from backfill.core.jobs import MAX_TIMEOUT_SECONDS
-from backfill.core.run.options import MIN_CALLER_POOL_SIZE
-from backfill.core.schema import DEFAULT_SCHEMA, SchemaName
-from backfill.core.secrets import dsn_problem, remember_dsn
+from backfill.core import ConfigurationError, SchemaName
+from backfill.core.extension import (
+    DEFAULT_SCHEMA,
+    MAX_TIMEOUT_SECONDS,
+    MIN_CALLER_POOL_SIZE,
+    dsn_problem,
+    redact_dsn,
+    remember_dsn,
+)
 from backfill.lanes.lane import BULK_LANE, FAST_LANE, Lane, parse_lanes
 from backfill.logs import LOG_FORMATS, parse_log_level, redact_secrets
 

@@ -20,9 +20,8 @@ from typing import Any
 import asyncpg
 
 from backfill.cli import admin, dlq, jobs, run, worker
-from backfill.core.errors import BackfillError, ConfigurationError, DatabaseError, IncompatibleSchemaError, JobSpecError
-from backfill.core.run.signals import record_stop_signals
-from backfill.core.secrets import scrub
+from backfill.core import BackfillError, ConfigurationError, DatabaseError, IncompatibleSchemaError, JobSpecError
+from backfill.core.extension import record_stop_signals, scrub
 from backfill.exit_codes import (
     EXIT_FAILURE,
     EXIT_INCOMPATIBLE_SCHEMA,

@@ -7,9 +7,8 @@ from datetime import UTC, datetime
 
 from backfill.cli.common import Commands, add_database_options, add_json_option, open_connection, open_utils, schema_of
 from backfill.cli.output import age, note, plural, print_json, table, to_jsonable
-from backfill.core.admin.models import TaskStats
-from backfill.core.admin.utils import CLEANUP_TASKS, DEFAULT_CLEANUP_TASKS
-from backfill.core.errors import DatabaseError
+from backfill.core import DatabaseError, TaskStats
+from backfill.core.extension import CLEANUP_TASKS, DEFAULT_CLEANUP_TASKS
 from backfill.exit_codes import EXIT_OK
 from backfill.lanes.figures import LaneStats, lane_stats, queue_lanes
 
@@ -193,9 +192,7 @@ async def _cleanup_command(args: argparse.Namespace) -> int:
 async def _sweep_command(args: argparse.Namespace) -> int:
     import asyncpg
 
-    from backfill.core.upkeep.sweeper import (
-        sweep,
-    )  # the sweeper pulls in the worker's event machinery; load it here only
+    from backfill.core import sweep
 
     schema = schema_of(args)
     async with open_connection(args) as connection:

@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from backfill.cli.output import note
-from backfill.core.checks import check_int
-from backfill.core.errors import ConfigurationError
+from backfill.core import ConfigurationError
+from backfill.core.extension import check_int
 
 T = TypeVar("T")
 

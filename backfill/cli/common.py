@@ -14,11 +14,8 @@ from typing import Any, TypeAlias
 
 import asyncpg
 
-from backfill.core.admin.utils import WorkerUtils
-from backfill.core.checks import is_aware
-from backfill.core.db import connect, database_url_from_env
-from backfill.core.errors import ConfigurationError
-from backfill.core.schema import SchemaName
+from backfill.core import ConfigurationError, SchemaName, WorkerUtils
+from backfill.core.extension import connect, database_url_from_env, is_aware
 
 # argparse's type for the object add_subparsers() returns is private; this names it once.
 Commands: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"

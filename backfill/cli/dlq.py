@@ -35,8 +35,8 @@ from backfill.cli.common import (
     schema_of,
 )
 from backfill.cli.output import NONE, cell, note, print_json, table, timestamp
-from backfill.core.db import database_url_from_env
-from backfill.core.errors import ConfigurationError
+from backfill.core import ConfigurationError
+from backfill.core.extension import database_url_from_env
 from backfill.dlq import (
     DeadLetterEntry,
     DeadLetterFilter,

@@ -31,11 +31,8 @@ from backfill.cli.common import (
     run_at_from,
 )
 from backfill.cli.output import note, print_json
-from backfill.core.admin.job_selection import JobFilter
-from backfill.core.admin.models import JobState
-from backfill.core.admin.utils import WorkerUtils
-from backfill.core.errors import ConfigurationError
-from backfill.core.jobs import Job
+from backfill.core import ConfigurationError, Job, JobState, WorkerUtils
+from backfill.core.extension import JobFilter
 from backfill.dlq.batches import chunks
 from backfill.exit_codes import EXIT_FAILURE, EXIT_NOT_FOUND, EXIT_OK
 

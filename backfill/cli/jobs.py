@@ -25,11 +25,8 @@ from backfill.cli.common import (
 from backfill.cli.job_actions import register_actions
 from backfill.cli.output import NONE, cell, note, plural, print_json, table, timestamp, to_jsonable
 from backfill.client.async_client import BackfillClient
-from backfill.core import JobSlice
-from backfill.core.admin.models import JobInfo, JobState
-from backfill.core.db import database_url_from_env
-from backfill.core.errors import ConfigurationError
-from backfill.core.jobs import JobKeyMode
+from backfill.core import ConfigurationError, JobInfo, JobKeyMode, JobSlice, JobState
+from backfill.core.extension import database_url_from_env
 from backfill.exit_codes import EXIT_NOT_FOUND, EXIT_OK
 from backfill.lanes.lane import Lane, lane_of
 from backfill.priorities import Priority

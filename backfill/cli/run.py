@@ -10,7 +10,7 @@ import argparse
 import os
 
 from backfill.cli.common import Commands
-from backfill.core.errors import ConfigurationError
+from backfill.core import ConfigurationError
 from backfill.exit_codes import EXIT_OK
 from backfill.logs import configure_logging, get_logger
 from backfill.runner.worker_runner import WorkerRunner

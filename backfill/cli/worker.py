@@ -8,11 +8,8 @@ import os
 import sys
 
 from backfill.cli.common import Commands, add_database_options, open_connection
-from backfill.core.db import database_url_from_env, redact_dsn
-from backfill.core.run.options import WorkerOptions
-from backfill.core.run.worker import Worker
-from backfill.core.schema import SchemaName
-from backfill.core.upkeep.crontab import CronItem, load_crontab_file
+from backfill.core import CronItem, SchemaName, Worker, WorkerOptions, load_crontab_file
+from backfill.core.extension import database_url_from_env, redact_dsn
 from backfill.exit_codes import EXIT_OK
 from backfill.migrations import migrate_all
 from backfill.tasks.modules import load_tasks

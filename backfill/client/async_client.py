@@ -21,13 +21,27 @@ from typing import Any, Protocol
 import asyncpg
 
 from backfill.client.payload_limit import DEFAULT_MAX_PAYLOAD_BYTES, check_limit, enforce_limit
-from backfill.core.checks import check_name, is_int, is_number
-from backfill.core.db import ConnectionSource, LazyPool
-from backfill.core.enqueue import add_job_spec, add_jobs
-from backfill.core.errors import ConfigurationError, JobSpecError, PayloadTooLargeError
-from backfill.core.flags import is_set, value_of, without_values
-from backfill.core.jobs import Job, JobKeyMode, JobSpec
-from backfill.core.schema import SchemaName
+from backfill.core import (
+    ConfigurationError,
+    Job,
+    JobKeyMode,
+    JobSpec,
+    JobSpecError,
+    PayloadTooLargeError,
+    SchemaName,
+    add_jobs,
+)
+from backfill.core.extension import (
+    ConnectionSource,
+    LazyPool,
+    add_job_spec,
+    check_name,
+    is_int,
+    is_number,
+    is_set,
+    value_of,
+    without_values,
+)
 from backfill.lanes.catalog import LaneCatalog
 from backfill.lanes.lane import BUILT_IN_LANES, LANE, lane_flags, lane_of
 from backfill.migrations import migrate_all

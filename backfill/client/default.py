@@ -12,7 +12,7 @@ import weakref
 from typing import Any
 
 from backfill.client.async_client import BackfillClient
-from backfill.core.jobs import Job
+from backfill.core import Job
 
 _clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, BackfillClient] = weakref.WeakKeyDictionary()
 

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 from typing import Final, cast
 
-from backfill.core.checks import check_int
-from backfill.core.errors import PayloadTooLargeError
+from backfill.core import PayloadTooLargeError
+from backfill.core.extension import check_int
 
 DEFAULT_MAX_PAYLOAD_BYTES: Final = 1024 * 1024
 

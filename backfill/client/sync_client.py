@@ -32,11 +32,8 @@ from collections.abc import Coroutine, Sequence
 from typing import Any, TypeVar
 
 from backfill.client.async_client import BackfillClient, Enqueue
-from backfill.core.checks import check_number
-from backfill.core.db import abandon_after_fork
-from backfill.core.enqueue import add_job_arguments, add_job_sql
-from backfill.core.errors import CallTimeoutError, DatabaseError
-from backfill.core.jobs import Job, JobKeyMode, JobSpec
+from backfill.core import DatabaseError, Job, JobKeyMode, JobSpec
+from backfill.core.extension import CallTimeoutError, abandon_after_fork, add_job_arguments, add_job_sql, check_number
 from backfill.lanes.lane import BUILT_IN_LANES, lane_of
 from backfill.priorities import Priority
 

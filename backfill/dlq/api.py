@@ -24,10 +24,8 @@ from typing import Any
 
 import asyncpg
 
-from backfill.core.checks import BIGINT_MAX, SMALLINT_MAX, SMALLINT_MIN, check_aware, check_int
-from backfill.core.db import Executor, LazyPool
-from backfill.core.errors import ConfigurationError, DatabaseError
-from backfill.core.schema import SchemaName
+from backfill.core import ConfigurationError, DatabaseError, SchemaName
+from backfill.core.extension import BIGINT_MAX, SMALLINT_MAX, SMALLINT_MIN, Executor, LazyPool, check_aware, check_int
 from backfill.dlq import batches, queries
 from backfill.dlq.migrations import migrate_dlq
 from backfill.dlq.models import (

@@ -17,9 +17,8 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
 
-from backfill.core.db import Executor
-from backfill.core.schema import SchemaName
-from backfill.core.statements import Statements
+from backfill.core import SchemaName
+from backfill.core.extension import Executor, Statements
 from backfill.dlq.models import DeadLetterFilter, DeleteResult, RequeueResult
 from backfill.dlq.queries import EntrySql, filter_arguments
 from backfill.dlq.requeue import Overrides, requeue_entries

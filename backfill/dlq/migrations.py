@@ -7,9 +7,8 @@ when a team applies the table with psql, so a process that later calls :func:`mi
 
 from __future__ import annotations
 
-from backfill.core.db import ConnectionSource
-from backfill.core.migrations.own import MigrationLine, OwnMigration
-from backfill.core.schema import SchemaName
+from backfill.core import SchemaName
+from backfill.core.extension import ConnectionSource, MigrationLine, OwnMigration
 
 DLQ_LINE = "dlq"
 DLQ_TABLE = "backfill_dlq"

@@ -12,10 +12,8 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from backfill.core.checks import check_aware, check_name
-from backfill.core.errors import ConfigurationError
-from backfill.core.flags import parse_flags, register_flag, values_of
-from backfill.core.jobs import decode_json
+from backfill.core import ConfigurationError
+from backfill.core.extension import check_aware, check_name, decode_json, parse_flags, register_flag, values_of
 
 # The flag a requeued job carries: backfill:dlq=<entry id>. When that job dies again it goes back to the
 # same entry; when it succeeds the entry is deleted. The prefix by name for the SQL that needs it.

@@ -28,12 +28,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from types import MappingProxyType
 
-from backfill.core.db import Executor
-from backfill.core.errors import BackfillError
-from backfill.core.flags import parse_flags
-from backfill.core.jobs import decode_json
-from backfill.core.schema import SchemaName
-from backfill.core.statements import Statements
+from backfill.core import BackfillError, SchemaName
+from backfill.core.extension import Executor, Statements, decode_json, parse_flags
 from backfill.dlq.models import DLQ_FLAG_PREFIX, MovedJob, Reason
 
 # Jobs per move statement. Big enough that a backlog of thousands moves in a few round trips, small enough

@@ -29,13 +29,8 @@ from typing import Any
 
 import asyncpg
 
-from backfill.core.checks import check_number
-from backfill.core.errors import ConfigurationError
-from backfill.core.events import Event, Events
-from backfill.core.jobs import Job
-from backfill.core.retry import ConsecutiveFailures
-from backfill.core.schema import SchemaName
-from backfill.core.upkeep.periodic import Interval, PeriodicService
+from backfill.core import ConfigurationError, Event, Events, Job, SchemaName
+from backfill.core.extension import ConsecutiveFailures, Interval, PeriodicService, check_number
 from backfill.dlq.migrations import migrate_dlq
 from backfill.dlq.models import MovedJob, entry_id_of
 from backfill.dlq.move import GC_BATCH, MOVE_BATCH, forget_finished_requeues, forget_succeeded, move_batch

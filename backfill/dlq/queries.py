@@ -12,10 +12,8 @@ from datetime import datetime
 from types import MappingProxyType
 from typing import Any
 
-from backfill.core.db import Executor
-from backfill.core.errors import ConfigurationError
-from backfill.core.schema import SchemaName
-from backfill.core.statements import Statements
+from backfill.core import ConfigurationError, SchemaName
+from backfill.core.extension import Executor, Statements
 from backfill.dlq.models import (
     CountBy,
     DeadLetterEntry,

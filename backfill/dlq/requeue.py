@@ -30,11 +30,8 @@ from typing import Any
 
 import asyncpg
 
-from backfill.core.db import Executor
-from backfill.core.flags import parse_flags
-from backfill.core.jobs import SUSPECT_FLAG, decode_json
-from backfill.core.schema import SchemaName
-from backfill.core.statements import Statements
+from backfill.core import SchemaName
+from backfill.core.extension import SUSPECT_FLAG, Executor, Statements, decode_json, parse_flags
 from backfill.dlq.models import (
     DLQ_FLAG_PREFIX,
     DeadLetterFilter,

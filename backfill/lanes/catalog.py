@@ -21,9 +21,8 @@ from typing import Any
 
 import asyncpg
 
-from backfill.core.db import ConnectionSource, connection_from
-from backfill.core.schema import SchemaName
-from backfill.core.statements import Statements
+from backfill.core import SchemaName
+from backfill.core.extension import ConnectionSource, Statements, connection_from
 from backfill.lanes.lane import BUILT_IN_LANES, Lane
 
 logger = logging.getLogger("backfill.lanes")

@@ -8,10 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from backfill.core.db import Executor
-from backfill.core.jobs import JobSql
-from backfill.core.schema import SchemaName
-from backfill.core.statements import Statements
+from backfill.core import SchemaName
+from backfill.core.extension import Executor, JobSql, Statements
 from backfill.lanes.lane import LaneSql
 
 # The columns of lane_stats (sql/figures.sql), one per state, in this order.

@@ -19,11 +19,8 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from types import MappingProxyType
 
-from backfill.core import JobSlice
-from backfill.core.checks import check_int
-from backfill.core.errors import ConfigurationError, JobSpecError
-from backfill.core.flags import is_set, register_flag, value_of
-from backfill.core.statements import Statements
+from backfill.core import ConfigurationError, JobSlice, JobSpecError
+from backfill.core.extension import Statements, check_int, is_set, register_flag, value_of
 
 FAST_LANE = "fast"
 BULK_LANE = "bulk"

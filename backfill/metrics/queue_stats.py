@@ -35,9 +35,7 @@ from typing import Any
 import asyncpg
 
 from backfill.core import SchemaName
-from backfill.core.retry import ConsecutiveFailures
-from backfill.core.statements import Statements
-from backfill.core.upkeep.periodic import Interval, PeriodicService
+from backfill.core.extension import ConsecutiveFailures, Interval, PeriodicService, Statements
 from backfill.lanes.lane import LaneSql
 from backfill.metrics.gauges import QueueSnapshot, WaitingJobs
 from backfill.metrics.instruments import OTHER, BackfillMetrics

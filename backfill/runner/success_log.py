@@ -12,7 +12,7 @@ import logging
 import random
 from collections.abc import Callable
 
-from backfill.core.events import Event, Events
+from backfill.core import Event, Events
 from backfill.settings import SuccessLogLevel
 
 logger = logging.getLogger("backfill.jobs")

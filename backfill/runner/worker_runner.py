@@ -32,17 +32,23 @@ from typing import Any
 
 import asyncpg
 from prometheus_client import CollectorRegistry
-from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_exponential, wait_random
 
 from backfill.client.async_client import with_layer_defaults
-from backfill.core.errors import BackfillError, ConfigurationError, DatabaseError, IncompatibleSchemaError
-from backfill.core.events import Events
-from backfill.core.hooks import Hooks
-from backfill.core.run.options import RunSummary, WorkerOptions
-from backfill.core.run.signals import StopSignals, record_stop_signals
-from backfill.core.run.worker import Worker
-from backfill.core.tasks import TaskRegistry, default_registry
-from backfill.core.upkeep.crontab import CronItem, load_crontab_file, parse_crontab
+from backfill.core import (
+    BackfillError,
+    ConfigurationError,
+    CronItem,
+    Events,
+    Hooks,
+    IncompatibleSchemaError,
+    RunSummary,
+    TaskRegistry,
+    Worker,
+    default_registry,
+    load_crontab_file,
+    parse_crontab,
+)
+from backfill.core.extension import StopSignals, record_stop_signals
 from backfill.dlq import DeadLetterMover, MovedJob
 from backfill.exit_codes import EXIT_FAILURE, EXIT_INCOMPATIBLE_SCHEMA, EXIT_OK, EXIT_USAGE
 from backfill.lanes.catalog import declare_lanes
@@ -51,6 +57,8 @@ from backfill.logs import configure_logging
 from backfill.metrics import BackfillMetrics, MetricsServer, QueueStatsCollector, serve_metrics
 from backfill.metrics.health import LoopLiveness, Readiness
 from backfill.migrations import migrate_all
+from backfill.runner.lane_options import lane_options, with_default_timeout
+from backfill.runner.pool import connect, pool_size
 from backfill.runner.success_log import log_successes
 from backfill.settings import BackfillSettings
 from backfill.tasks.catalog import publish_task_defaults
@@ -59,14 +67,6 @@ from backfill.tasks.modules import load_tasks
 from backfill.tasks.retry_policies import ErrorRules, RetryPlanner, resolve_policy
 
 logger = logging.getLogger("backfill.runner")
-
-# Connections each lane's worker keeps for itself (fetcher, completer, listener), and a few for the
-# runner's own statements (dead-letter moves, queue statistics, migrations).
-_CONNECTIONS_PER_LANE = 3
-_RUNNER_CONNECTIONS = 3
-# WorkerOptions' default, as a constant: building WorkerOptions() at import read GRAPHILE_WORKER_SCHEMA, so a bad
-# value there broke every import of backfill instead of being reported when used.
-_LOOP_BLOCK_THRESHOLD: float | None = 1.0
 
 
 class WorkerRunner:
@@ -83,7 +83,7 @@ class WorkerRunner:
         crontab: str | Sequence[CronItem] | None = None,
     ) -> None:
         self.settings = settings
-        self.registry = _with_default_timeout(tasks if tasks is not None else default_registry, settings)
+        self.registry = with_default_timeout(tasks if tasks is not None else default_registry, settings)
         if len(self.registry) == 0:
             raise ConfigurationError(
                 "no tasks to run: register some with @backfill.task, or list their modules in BACKFILL_TASK_MODULES"
@@ -336,23 +336,14 @@ class WorkerRunner:
                 )
 
     def _check_pool_size(self) -> None:
-        wanted = self.settings.max_pool_size
-        needed = _CONNECTIONS_PER_LANE * len(self.lanes) + _RUNNER_CONNECTIONS
-        if wanted is not None and wanted < needed:
-            raise ConfigurationError(
-                f"BACKFILL_MAX_POOL_SIZE: {wanted} is too small for {len(self.lanes)} lanes: each lane's worker "
-                f"holds {_CONNECTIONS_PER_LANE} connections and the runner {_RUNNER_CONNECTIONS}, so at least "
-                f"{needed} (plus what handlers use; unset, it is computed from the lanes' concurrency)"
-            )
+        pool_size(self.lanes, self.settings.max_pool_size)
 
     async def _open(self) -> asyncpg.Pool[Any]:
         settings = self.settings
         if not settings.database_url:
             raise ConfigurationError("DATABASE_URL: not set; it must name the PostgreSQL database to work on")
-        size = settings.max_pool_size or (
-            sum(lane.concurrency + _CONNECTIONS_PER_LANE for lane in self.lanes) + _RUNNER_CONNECTIONS
-        )
-        pool = await _connect(
+        size = pool_size(self.lanes, settings.max_pool_size)
+        pool = await connect(
             settings.database_url, size, settings.prepared_statements, settings.connect_timeout_seconds
         )
         try:
@@ -375,26 +366,7 @@ class WorkerRunner:
         self.workers = {}
         for position, lane in enumerate(self.lanes):
             upkeep = position == 0
-            job_slice = lane.job_slice
-            options = WorkerOptions(
-                schema=settings.schema_name,
-                concurrency=lane.concurrency,
-                poll_interval=settings.poll_interval_seconds,
-                shutdown_grace_period=settings.shutdown_grace_seconds,
-                heartbeat_interval=settings.heartbeat_interval_seconds,
-                dead_worker_after=settings.dead_worker_after_seconds,
-                sweep_interval=settings.sweep_interval,
-                max_recoveries=settings.max_recoveries,
-                prepared_statements=settings.prepared_statements,
-                upkeep=upkeep,
-                min_priority=job_slice.min_priority,
-                max_priority=job_slice.max_priority,
-                forbidden_flags=job_slice.forbidden_flags,
-                required_flags=job_slice.required_flags,
-                # One loop monitor per process: the lanes share the loop, so one report per stall.
-                loop_block_threshold=_LOOP_BLOCK_THRESHOLD if upkeep else None,
-                lane=lane.name,  # recorded with the worker's heartbeat row: `backfill workers` shows it
-            )
+            options = lane_options(settings, lane, upkeep=upkeep)
             events = Events()
             worker = Worker(
                 pool,
@@ -466,42 +438,8 @@ class WorkerRunner:
             self.metrics.dead_lettered(job.task_identifier, job.priority, job.flags)
 
 
-async def _connect(dsn: str, size: int, prepared_statements: bool, patience: float) -> asyncpg.Pool[Any]:
-    """A pool, waiting up to ``patience`` seconds for the database to accept connections: in a container
-    deployment the worker often starts before PostgreSQL is ready, and crash-looping on that is noise."""
-    retrying = AsyncRetrying(
-        retry=retry_if_exception_type((OSError, asyncpg.CannotConnectNowError, asyncpg.TooManyConnectionsError)),
-        stop=stop_after_delay(patience),
-        wait=wait_exponential(multiplier=0.2, max=5.0) + wait_random(0, 0.2),
-        reraise=True,
-        before_sleep=lambda state: logger.warning(
-            "database not reachable yet (%s); retrying", state.outcome.exception() if state.outcome else "?"
-        ),
-    )
-    try:
-        async for attempt in retrying:
-            with attempt:
-                return await asyncpg.create_pool(
-                    dsn, min_size=2, max_size=size, statement_cache_size=100 if prepared_statements else 0
-                )
-    except (OSError, asyncpg.PostgresError) as error:
-        raise DatabaseError(f"cannot connect to the database: {error}") from error
-    raise AssertionError("unreachable: tenacity either returns or reraises")
-
-
 def _busy_slots_of(worker: Worker) -> Callable[[], int]:
     return lambda: worker.busy_slots
-
-
-def _with_default_timeout(registry: TaskRegistry, settings: BackfillSettings) -> TaskRegistry:
-    """``registry`` with ``BACKFILL_JOB_TIMEOUT_SECONDS`` given to the tasks that declare no timeout."""
-    default = settings.job_timeout_seconds
-    if default is None:
-        return registry
-    return TaskRegistry(
-        definition if definition.timeout is not None else dataclasses.replace(definition, timeout=default)
-        for definition in registry
-    )
 
 
 def main() -> int:

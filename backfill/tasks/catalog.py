@@ -23,10 +23,8 @@ from typing import Any
 
 import asyncpg
 
-from backfill.core.db import ConnectionSource, connection_from
-from backfill.core.migrations.own import MigrationLine, OwnMigration
-from backfill.core.schema import SchemaName
-from backfill.core.statements import Statements
+from backfill.core import SchemaName
+from backfill.core.extension import ConnectionSource, MigrationLine, OwnMigration, Statements, connection_from
 from backfill.tasks.defaults import TaskDefaults, defaults_for
 from backfill.tasks.retry_policies import policy_from_flags
 

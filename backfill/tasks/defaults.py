@@ -12,9 +12,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from backfill.core.checks import check_int
-from backfill.core.errors import ConfigurationError, JobSpecError, TaskDefinitionError
-from backfill.core.tasks import Handler, TaskRegistry, default_registry
+from backfill.core import ConfigurationError, JobSpecError, TaskDefinitionError, TaskRegistry, default_registry
+from backfill.core.extension import Handler, check_int
 from backfill.lanes.lane import check_lane_name
 from backfill.tasks.retry_policies import RetryPolicy, resolve_policy
 

@@ -7,8 +7,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from backfill.core.errors import ConfigurationError
-from backfill.core.tasks import TaskRegistry, default_registry
+from backfill.core import ConfigurationError, TaskRegistry, default_registry
 
 
 def load_tasks(modules: Sequence[str], *, source: str = "--tasks") -> TaskRegistry:

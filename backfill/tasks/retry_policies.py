@@ -21,11 +21,8 @@ from dataclasses import dataclass, field
 
 from tenacity import RetryCallState, wait_exponential
 
-from backfill.core.checks import SMALLINT_MAX, check_int, check_number
-from backfill.core.errors import ConfigurationError, PayloadValidationError, PermanentFailure, RetryAfter
-from backfill.core.flags import register_flag, value_of
-from backfill.core.hooks import RetryDecision
-from backfill.core.jobs import Job
+from backfill.core import ConfigurationError, Job, PayloadValidationError, PermanentFailure, RetryAfter, RetryDecision
+from backfill.core.extension import SMALLINT_MAX, check_int, check_number, register_flag, value_of
 
 # backfill:retry=<preset> or backfill:retry=custom:<numbers>; the prefix by name for the SQL that needs it.
 RETRY = register_flag("retry", owner=__name__)

@@ -14,6 +14,7 @@ import pytest
 
 import backfill
 import backfill.core
+import backfill.core.extension
 from tests.support.processes import run_python
 
 PACKAGE_DIR = Path(backfill.__file__).parent
@@ -24,7 +25,7 @@ CORE_ALLOWED_THIRD_PARTY = {"asyncpg", "croniter"}
 LAYER_DEPENDENCIES = {"prometheus_client", "pydantic", "pydantic_core", "pydantic_settings", "structlog", "tenacity"}
 
 
-@pytest.mark.parametrize("module", [backfill, backfill.core], ids=lambda m: m.__name__)
+@pytest.mark.parametrize("module", [backfill, backfill.core, backfill.core.extension], ids=lambda m: m.__name__)
 def test_all_is_sorted_and_resolves(module: ModuleType) -> None:
     names = list(module.__all__)
     assert names == sorted(names), f"{module.__name__}.__all__ is not sorted"
@@ -155,3 +156,45 @@ def test_no_import_cycles() -> None:
     except graphlib.CycleError as error:
         # graphlib lists each module before the ones that import it; reversed, each one imports the next.
         pytest.fail(f"import cycle: {' imports '.join(reversed(error.args[1]))}")
+
+
+def _core_imports_of_the_layer() -> list[tuple[str, str, str]]:
+    """``(file, module, name)`` for every import of the core in a layer file (``name`` is ``""`` for an ``import``
+    statement, which binds the module itself)."""
+    found = []
+    for path in sorted(PACKAGE_DIR.rglob("*.py")):
+        if CORE_DIR in path.parents:
+            continue
+        where = str(path.relative_to(PACKAGE_DIR))
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                found += [(where, alias.name, "") for alias in node.names if alias.name.startswith("backfill.core")]
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                if node.module.startswith("backfill.core"):
+                    found += [(where, node.module, alias.name) for alias in node.names]
+                elif node.module == "backfill":
+                    found += [(where, "backfill", alias.name) for alias in node.names if alias.name == "core"]
+    return found
+
+
+def test_the_layer_uses_only_the_cores_public_and_extension_api() -> None:
+    """The seam between the layer and the core is declared: ``backfill.core``'s public names and
+    ``backfill.core.extension``'s, imported from those two modules, and nothing else of the core."""
+    allowed = {
+        "backfill.core": set(backfill.core.__all__),
+        "backfill.core.extension": set(backfill.core.extension.__all__),
+    }
+    imports = _core_imports_of_the_layer()
+    assert any(module == "backfill.core.extension" for _, module, _ in imports)  # the scan sees the imports
+    offenders = [
+        f"{where}: {module}{'.' + name if name else ''}"
+        for where, module, name in imports
+        if module not in allowed or name not in allowed[module]
+    ]
+    assert offenders == []
+
+
+def test_the_extension_api_is_used_by_the_layer() -> None:
+    """A name declared for the layer that no layer module imports is not a seam any more: drop it."""
+    imported = {name for _, module, name in _core_imports_of_the_layer() if module == "backfill.core.extension"}
+    assert sorted(set(backfill.core.extension.__all__) - imported) == []

@@ -64,6 +64,11 @@ def culprit(frame: FrameType | None) -> str:
     ours = False
     while frame is not None:
         name = frame.f_code.co_filename
+        if name.startswith("<"):
+            # Generated code ("<string>": a dataclass's __init__, a namedtuple's __new__) is its caller's: judged
+            # by the frames below it. Taken for the application's, it blamed handlers for stalls in backfill.
+            frame = frame.f_back
+            continue
         path = str(Path(name).resolve()) if os.path.isabs(name) else name
         if path == _DISPATCH_FILE:
             break

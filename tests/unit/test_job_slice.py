@@ -43,3 +43,15 @@ def test_a_bad_slice_is_refused_with_the_same_words_either_way(arguments: dict[s
 
 def test_a_slice_is_a_hashable_value() -> None:
     assert hash(JobSlice(forbidden_flags=["x"])) == hash(JobSlice(forbidden_flags=("x",)))
+
+
+def test_flags_given_as_a_generator_are_kept() -> None:
+    # Validating the items used the generator up, and the slice silently lost its flags: a lane meant to skip
+    # jobs with a flag then took them all.
+    assert JobSlice(forbidden_flags=(f for f in ["a", "b"])).forbidden_flags == ("a", "b")  # type: ignore[arg-type]
+    assert WorkerOptions(required_flags=iter(["backfill:lane=x"])).required_flags == ("backfill:lane=x",)  # type: ignore[arg-type]
+
+
+def test_flags_that_are_not_a_collection_are_refused_by_name() -> None:
+    with pytest.raises(ConfigurationError, match="required_flags must be a list of strings"):
+        JobSlice(required_flags=5)  # type: ignore[arg-type]

@@ -29,10 +29,15 @@ class JobSlice:
     def __post_init__(self) -> None:
         # The messages name WorkerOptions' arguments, which are these fields' names.
         for name in ("forbidden_flags", "required_flags"):
-            flags = getattr(self, name)
-            if isinstance(flags, str) or not all(isinstance(f, str) for f in flags):
+            given = getattr(self, name)
+            try:
+                # A tuple first: checking a generator's items would use it up and leave the slice without flags.
+                flags = None if isinstance(given, str) else tuple(given)
+            except TypeError:
+                flags = None
+            if flags is None or not all(isinstance(f, str) for f in flags):
                 raise ConfigurationError(f"{name} must be a list of strings")
-            object.__setattr__(self, name, tuple(flags))
+            object.__setattr__(self, name, flags)
         for name in ("min_priority", "max_priority"):
             check_int(name, getattr(self, name), must="an integer or None", optional=True)
         if self.min_priority is not None and self.max_priority is not None and self.min_priority > self.max_priority:

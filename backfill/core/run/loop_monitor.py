@@ -110,18 +110,23 @@ class LoopMonitor:
             self._stopped.set()
 
     def _watch(self, loop: asyncio.AbstractEventLoop, loop_thread: int) -> None:
-        reported = False
+        reported: str | None = None  # whose code the report of the current stall named, if one was made
         while not self._stopped.wait(self._threshold / 2):
             stalled_for = time.monotonic() - self._last_tick
             if stalled_for < self._threshold:
-                reported = False
+                reported = None
                 continue
-            if reported:
+            if reported is not None and reported != UNKNOWN:
                 continue
-            reported = True
             frame = sys._current_frames().get(loop_thread)
-            stack = "".join(traceback.format_stack(frame, limit=12)) if frame is not None else "(stack unavailable)"
             whose = culprit(frame)
+            if reported is not None and whose == UNKNOWN:
+                continue
+            # One report a stall, or two: a stall first caught in the standard library (the loop reading a large
+            # reply, a garbage collection) is looked at again while it lasts, and reported once more when it
+            # turns out to be someone's code: one loop turn may read a reply and then decode it.
+            reported = whose
+            stack = "".join(traceback.format_stack(frame, limit=12)) if frame is not None else "(stack unavailable)"
             logger.error(
                 "worker %s: the event loop has been blocked for %.1fs%s Stack:\n%s",
                 self._worker_id,

@@ -121,8 +121,10 @@ async def test_a_stall_inside_backfill_is_not_blamed_on_user_code(
 
     # A garbage collection among the millions of objects just decoded may be caught too: "unknown", never ours.
     assert not [event["stack"] for event in blocked if event["culprit"] == "handler"]
-    decoding = [event for event in blocked if event["culprit"] == "backfill"]
-    assert decoding and "backfill/core/jobs.py" in decoding[0]["stack"]
+    # Which of backfill's frames the stall is caught in varies: mostly the decoding (core/jobs.py), but under load
+    # a garbage collection among the decoded objects may strike first in, say, the completer's dataclasses.
+    ours = [event for event in blocked if event["culprit"] == "backfill"]
+    assert ours and all("backfill/core/" in event["stack"] for event in ours)
     logged = [r.getMessage() for r in caplog.records if "event loop has been blocked" in r.getMessage()]
     assert any("inside backfill itself" in line for line in logged)
     assert not any("plain def handler" in line for line in logged)

@@ -119,14 +119,15 @@ async def test_a_stall_inside_backfill_is_not_blamed_on_user_code(
             await wait_for(lambda: _deleted(conn, job_id), timeout=5, message="and completes")
             await wait_for(lambda: _true(bool(blocked)), timeout=5, message="the stall is reported")
 
-    # A garbage collection among the millions of objects just decoded may be caught too: "unknown", never ours.
+    # The stall is sampled from another thread, so where it is caught varies with the machine's load: in the
+    # decoding (core/jobs.py), in a garbage collection among the decoded objects (backfill's frames, or the
+    # standard library's only: "unknown"), or in the loop reading the reply. Never in the handler: that is what
+    # this test holds. Which code a frame belongs to is tested exactly in tests/unit/test_loop_monitor_culprit.py.
     assert not [event["stack"] for event in blocked if event["culprit"] == "handler"]
-    # Which of backfill's frames the stall is caught in varies: mostly the decoding (core/jobs.py), but under load
-    # a garbage collection among the decoded objects may strike first in, say, the completer's dataclasses.
     ours = [event for event in blocked if event["culprit"] == "backfill"]
-    assert ours and all("backfill/core/" in event["stack"] for event in ours)
+    assert all("backfill/core/" in event["stack"] for event in ours)
     logged = [r.getMessage() for r in caplog.records if "event loop has been blocked" in r.getMessage()]
-    assert any("inside backfill itself" in line for line in logged)
+    assert logged
     assert not any("plain def handler" in line for line in logged)
 
 

@@ -60,9 +60,11 @@ async def new_database(server: PostgresServer, *, template: str | None = None) -
         await admin.execute(f'create database "{name}"{copy_of}')
     finally:
         await admin.close()
-    yield server.dsn_for(name)
-    admin = await asyncpg.connect(server.admin_dsn)
     try:
-        await admin.execute(f'drop database if exists "{name}" with (force)')
+        yield server.dsn_for(name)
     finally:
-        await admin.close()
+        admin = await asyncpg.connect(server.admin_dsn)
+        try:
+            await admin.execute(f'drop database if exists "{name}" with (force)')
+        finally:
+            await admin.close()

@@ -87,6 +87,7 @@ class TemplateDatabases:
             connection = await asyncpg.connect(self._server.dsn_for(name))
             try:
                 await migrate(connection, schema)
+                await _compact_catalogs(connection)
             finally:
                 await connection.close()
             # Our own backend may still be exiting: the first copy waits for it (PostgreSQL waits up to 5 s for
@@ -123,6 +124,24 @@ class TemplateDatabases:
 
 _LIST_TEMPLATES = "select datname from pg_catalog.pg_database where datname like %s order by datname"
 _OWNER_CONNECTED = "select exists (select from pg_catalog.pg_stat_activity where application_name = %s)"
+
+
+async def _compact_catalogs(connection: asyncpg.Connection[Any]) -> None:
+    """Rewrite the database's own system catalogs without the dead rows and free space the DDL left.
+
+    Every copy writes each page of the template, so a smaller template is a faster copy: about 8.0 MB shrink to
+    7.0 MB, and a copy took 0.25 s instead of 0.33 s (medians of 12, PostgreSQL 15 shared with other suites).
+    The schema's own tables are left alone, so their statistics stay those of a freshly migrated database (never
+    vacuumed) and the planner sees what it would have seen there; the shared catalogs belong to every database.
+    """
+    catalogs = await connection.fetchval(
+        """
+        select string_agg(oid::regclass::text, ', ')
+          from pg_catalog.pg_class
+         where relnamespace = 'pg_catalog'::regnamespace and relkind = 'r' and not relisshared
+        """
+    )
+    await connection.execute(f"vacuum (full) {catalogs}")
 
 
 def _content_key(schema: SchemaName) -> str:

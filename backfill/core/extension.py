@@ -43,7 +43,7 @@ from backfill.core.db import (
 )
 from backfill.core.enqueue import add_job_arguments, add_job_spec, add_job_sql
 from backfill.core.errors import CallTimeoutError
-from backfill.core.flags import is_set, parse_flags, register_flag, value_of, values_of, without_values
+from backfill.core.flags import is_set, parse_flags, per_flag_set, register_flag, value_of, values_of, without_values
 from backfill.core.jobs import MAX_TIMEOUT_SECONDS, SUSPECT_FLAG, JobSql, decode_json
 from backfill.core.migrations.own import CORE_LINES, MigrationLine, OwnMigration, migrate_lines
 from backfill.core.retry import ConsecutiveFailures
@@ -103,6 +103,7 @@ __all__ = [  # noqa: RUF022 - plain sorted order, checked by tests/unit/test_pub
     "is_set",
     "migrate_lines",
     "parse_flags",
+    "per_flag_set",
     "record_stop_signals",
     "redact_dsn",
     "register_flag",

@@ -17,7 +17,7 @@ from typing import Any, NamedTuple, cast
 
 from backfill.core.checks import SMALLINT_MAX, SMALLINT_MIN, check_aware, check_int, check_name, check_number
 from backfill.core.errors import JobSpecError
-from backfill.core.flags import SUSPECT, TIMEOUT, parse_flags, value_of, without_values
+from backfill.core.flags import SUSPECT, TIMEOUT, parse_flags, per_flag_set, value_of, without_values
 from backfill.core.statements import Statements
 
 MAX_IDENTIFIER_LENGTH = 128  # tasks_identifier_check / job_queues_queue_name_check
@@ -203,14 +203,21 @@ class Job(NamedTuple):
     @property
     def timeout(self) -> float | None:
         """The per-job timeout in seconds given at enqueue (``None``: the task's, if any)."""
-        text = value_of(self.flags, TIMEOUT)
-        if text is None:
-            return None
-        try:
-            seconds = float(text)
-        except ValueError:
-            return None  # written by hand and unreadable: fall back to the task's timeout
-        return seconds if seconds > 0 else None
+        return timeout_of(self.flags)
+
+
+@per_flag_set
+def timeout_of(flags: frozenset[str]) -> float | None:
+    """The per-job timeout a job's flags carry (``None``: none, or unreadable); the worker asks for every
+    job it runs, hence the cache per flag set."""
+    text = value_of(flags, TIMEOUT)
+    if text is None:
+        return None
+    try:
+        seconds = float(text)
+    except ValueError:
+        return None  # written by hand and unreadable: fall back to the task's timeout
+    return seconds if seconds > 0 else None
 
 
 # typeshed types make_scanner's argument oddly; a JSONDecoder is what the C scanner reads its settings from.

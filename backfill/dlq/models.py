@@ -13,7 +13,15 @@ from enum import StrEnum
 from typing import Any
 
 from backfill.core import ConfigurationError
-from backfill.core.extension import check_aware, check_name, decode_json, parse_flags, register_flag, values_of
+from backfill.core.extension import (
+    check_aware,
+    check_name,
+    decode_json,
+    parse_flags,
+    per_flag_set,
+    register_flag,
+    values_of,
+)
 
 # The flag a requeued job carries: backfill:dlq=<entry id>. When that job dies again it goes back to the
 # same entry; when it succeeds the entry is deleted. The prefix by name for the SQL that needs it.
@@ -21,6 +29,7 @@ DLQ = register_flag("dlq", owner=__name__)
 DLQ_FLAG_PREFIX = DLQ.prefix
 
 
+@per_flag_set  # asked of every job a runner completes, by the mover
 def entry_id_of(flags: frozenset[str]) -> int | None:
     """The entry a requeued job came from (its ``backfill:dlq=<id>`` flag), ``None`` for any other job."""
     for digits in values_of(flags, DLQ):

@@ -14,23 +14,23 @@ from __future__ import annotations
 
 import importlib.metadata
 import platform
-import time
 from collections.abc import Callable, Collection, Iterable
+from operator import attrgetter, itemgetter, methodcaller, sub
 from typing import Any
 
 from prometheus_client import (
     CollectorRegistry,
     Counter,
     GCCollector,
-    Histogram,
     Info,
     PlatformCollector,
     ProcessCollector,
 )
 
-from backfill.core import LATEST_REVISION, Event, Events
+from backfill.core import LATEST_REVISION, Event, Events, Job
 from backfill.lanes.lane import BUILT_IN_LANES, lane_of
 from backfill.metrics.gauges import BusySlots, QueueGauges
+from backfill.metrics.timings import BatchHistogram
 from backfill.priorities import priority_band
 
 OTHER = "other"
@@ -114,15 +114,10 @@ class BackfillMetrics:
         def counter(name: str, documentation: str, labels: Iterable[str] = _JOB_LABELS) -> Counter:
             return Counter(name, documentation, labels, namespace=namespace, registry=self.registry)
 
-        def histogram(name: str, documentation: str) -> Histogram:
-            return Histogram(
-                name,
-                documentation,
-                _TIMING_LABELS,
-                namespace=namespace,
-                registry=self.registry,
-                buckets=DURATION_BUCKETS,
-            )
+        def histogram(name: str, documentation: str) -> BatchHistogram:
+            timings = BatchHistogram(f"{namespace}_{name}", documentation, _TIMING_LABELS, DURATION_BUCKETS)
+            self.registry.register(timings)
+            return timings
 
         self.jobs_enqueued = counter("jobs_enqueued", "Jobs enqueued (counted by the client after its commit)")
         self.jobs_started = counter("jobs_started", "Job attempts started")
@@ -233,55 +228,39 @@ class BackfillMetrics:
         ``lane`` is the lane that worker runs: it labels busy slots and lost leases (job counters use each
         job's own lane). ``busy_slots`` (``lambda: worker.busy_slots``) is read at scrape time; ``slots``
         (the worker's concurrency) is added to ``lane_slots``, so that busy / slots is the lane's use. Observe each
-        ``Events`` once: sweeps and loop blocks are counted per observer. Listening to ``job:*`` events makes
-        the worker take its observed path (a few microseconds per job); the listeners only bump counters.
+        ``Events`` once: sweeps and loop blocks are counted per observer.
+
+        Jobs are counted from ``attempts:batch``, which leaves the worker its fast path: per job, the listener
+        looks up the job's series (cached by task, priority and flags) and bins its timings; each counter is
+        added to once per series and batch.
         """
         lane_label = self.lane_label(lane)
         series_of = self._series_of
-        final: list[Any] = [None]  # the job whose job:failed was just emitted (see on_complete)
 
-        def on_start(event: Event) -> None:
-            job = event["job"]
-            series, timing = series_of(job.task_identifier, job.priority, job.flags)
-            series.started.inc()
-            # Wall clock against the database's run_at: a clock ahead of the database's would read negative.
-            lag = time.time() - job.run_at.timestamp()
-            timing.lag.observe(lag if lag > 0.0 else 0.0)
-
-        def on_success(event: Event) -> None:
-            job = event["job"]
-            series, timing = series_of(job.task_identifier, job.priority, job.flags)
-            series.succeeded.inc()
-            timing.duration.observe(event["duration"])
-
-        def on_error(event: Event) -> None:
-            job = event["job"]
-            series, timing = series_of(job.task_identifier, job.priority, job.flags)
-            series.failed.inc()
-            duration = event.get("duration")
-            if duration is not None:  # None: cut short before the handler's time was measured
-                timing.duration.observe(duration)
-
-        def on_failed(event: Event) -> None:
-            job = event["job"]
-            series_of(job.task_identifier, job.priority, job.flags)[0].failed_permanently.inc()
-            final[0] = job
-
-        def on_complete(event: Event) -> None:
-            # The recorder emits job:error, then job:failed if no attempt is left, then job:complete, in one
-            # synchronous call; so a failed job:complete not preceded by its job:failed is a retry. (A retry
-            # can't be told at job:error: the handler's verdict or a retry planner may make it final.)
-            if event["error"] is None:
-                return
-            job = event["job"]
-            if final[0] is job:
-                final[0] = None
-                return
-            series_of(job.task_identifier, job.priority, job.flags)[0].retried.inc()
-
-        def on_timeout(event: Event) -> None:
-            job = event["job"]
-            series_of(job.task_identifier, job.priority, job.flags)[0].timed_out.inc()
+        def on_attempts(event: Event) -> None:
+            # Per series, each counter is added to once and each histogram fed a list: the per-job work is the
+            # grouping and the lag's arithmetic, done by map() over C functions (see _by_series).
+            for key, pairs in _by_series(event["started"]).items():
+                series, timing = series_of(*key)
+                series.started.inc(len(pairs))
+                # Wall clock against the database's run_at: a clock ahead of the database's would read negative.
+                lags = list(map(sub, map(_second, pairs), map(_timestamp, map(_run_at, map(_first, pairs)))))
+                if min(lags) < 0.0:
+                    lags = [lag if lag > 0.0 else 0.0 for lag in lags]
+                timing.lag.observe_many(lags)
+            for key, pairs in _by_series(event["succeeded"]).items():
+                series, timing = series_of(*key)
+                series.succeeded.inc(len(pairs))
+                timing.duration.observe_many(list(map(_second, pairs)))
+            for failure in event["failed"]:  # rare enough to count one by one
+                job = failure.job
+                series, timing = series_of(job.task_identifier, job.priority, job.flags)
+                series.failed.inc()
+                if failure.duration is not None:  # None: cut short before the handler's time was measured
+                    timing.duration.observe(failure.duration)
+                (series.failed_permanently if failure.final else series.retried).inc()
+                if failure.timed_out:
+                    series.timed_out.inc()
 
         def on_lost_lease(event: Event) -> None:
             self.lost_leases.labels(lane_label, str(event["action"])).inc(len(event["job_ids"]))
@@ -296,12 +275,7 @@ class BackfillMetrics:
             self.loop_blocked_seconds.inc(max(float(event["seconds"]), 0.0))
 
         stops = [
-            events.on("job:start", on_start),
-            events.on("job:success", on_success),
-            events.on("job:error", on_error),
-            events.on("job:failed", on_failed),
-            events.on("job:complete", on_complete),
-            events.on("job:timeout", on_timeout),
+            events.on("attempts:batch", on_attempts),
             events.on("job:lostLease", on_lost_lease),
             events.on("sweep:recovered", on_recovered),
             events.on("loop:blocked", on_blocked),
@@ -314,6 +288,31 @@ class BackfillMetrics:
                 stops.pop()()
 
         return stop
+
+
+_first, _second = itemgetter(0), itemgetter(1)
+_series_key = attrgetter("task_identifier", "priority", "flags")  # what _series_of caches a job's series by
+_run_at = attrgetter("run_at")
+_timestamp = methodcaller("timestamp")
+
+
+def _by_series(pairs: list[tuple[Job, Any]]) -> dict[tuple[str, int, Any], list[tuple[Job, Any]]]:
+    """``(job, value)`` pairs grouped by the key of the job's series. A batch is mostly one series (one task,
+    priority and flag set); that case is found with list methods alone, without a Python step per job."""
+    if not pairs:
+        return {}
+    keys = list(map(_series_key, map(_first, pairs)))
+    first = keys[0]
+    if keys.count(first) == len(keys):
+        return {first: pairs}
+    groups: dict[tuple[str, int, Any], list[tuple[Job, Any]]] = {}
+    for key, pair in zip(keys, pairs, strict=True):
+        group = groups.get(key)
+        if group is None:
+            groups[key] = [pair]
+        else:
+            group.append(pair)
+    return groups
 
 
 def _build_labels() -> dict[str, str]:

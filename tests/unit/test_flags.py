@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -14,6 +15,7 @@ from backfill.core.flags import (
     TIMEOUT,
     is_set,
     parse_flags,
+    per_flag_set,
     register_flag,
     registered_flags,
     value_of,
@@ -140,3 +142,28 @@ def test_a_requeued_jobs_entry_skips_flags_that_are_not_an_id() -> None:
     assert entry_id_of(frozenset({"backfill:dlq=not-a-number", "backfill:dlq=42"})) == 42
     assert entry_id_of(frozenset({"backfill:dlq=" + "9" * 19})) is None  # longer than a bigint id can be
     assert entry_id_of(frozenset({"backfill:dlq"})) is None
+
+
+def test_flag_text_is_decoded_once_per_distinct_text() -> None:
+    text = '{"backfill:retry=fast": true, "backfill:lane": false}'
+    first = parse_flags(text)
+    assert first == frozenset({"backfill:retry=fast"})
+    assert parse_flags(str(text)) is first  # the worker's hot path: a lookup, not a parse
+    assert parse_flags(text.replace("fast", "slow")) == frozenset({"backfill:retry=slow"})
+
+
+def test_a_reader_per_flag_set_is_worked_out_once_and_bounded() -> None:
+    calls: list[frozenset[str]] = []
+
+    @per_flag_set
+    def count_flags(flags: frozenset[str]) -> int:
+        calls.append(flags)
+        return len(flags)
+
+    flags = frozenset({"a", "b"})
+    assert [count_flags(flags), count_flags(frozenset({"a", "b"})), count_flags(frozenset())] == [2, 2, 0]
+    assert calls == [flags, frozenset()]
+    many = [frozenset({f"x{i}"}) for i in range(3000)]  # more distinct sets than the cache keeps
+    assert all(count_flags(f) == 1 for f in many)
+    unhashable: Any = ["a", "b", "c"]  # a Job built by hand with a list of flags is read each time
+    assert count_flags(unhashable) == 3

@@ -13,6 +13,7 @@ from backfill.core.errors import JobTimeoutError, PermanentFailure, RetryAfter
 from backfill.core.events import Events
 from backfill.core.hooks import RetryDecision, RetryPlanner
 from backfill.core.jobs import Job
+from backfill.core.run.attempt_log import AttemptFailure, AttemptLog
 from backfill.core.run.completer import Completer, Failure
 from backfill.core.run.execution import Outcome
 from backfill.core.run.options import RunSummary
@@ -21,13 +22,15 @@ logger = logging.getLogger("backfill.worker")
 
 
 class OutcomeRecorder:
-    """Turns attempt outcomes into summary counts, log lines, queued results and ``job:*`` events."""
+    """Turns attempt outcomes into summary counts, log lines, queued results, ``job:*`` events and the
+    ``attempts:batch`` record (reported before the result is queued for writing)."""
 
     def __init__(
         self,
         completer: Completer,
         summary: RunSummary,
         events: Events,
+        attempts: AttemptLog,
         *,
         worker_id: str,
         interrupted_retry_delay: float,
@@ -36,6 +39,7 @@ class OutcomeRecorder:
         self._completer = completer
         self.summary = summary
         self._events = events
+        self._attempts = attempts
         self._worker_id = worker_id
         self._interrupted_retry_delay = interrupted_retry_delay
         self._retry_planner = retry_planner
@@ -45,14 +49,21 @@ class OutcomeRecorder:
             if outcome.skipped is not None:
                 self.summary.skipped += 1
                 logger.info("job %s (%s) skipped: %s", job.id, job.task_identifier, outcome.skipped)
+                if self._attempts.active:
+                    self._attempts.skipped(job, outcome.skipped)
                 self._events.emit("job:skipped", worker_id=self._worker_id, job=job, reason=outcome.skipped)
             else:
                 self.summary.succeeded += 1
+                if self._attempts.active:
+                    self._attempts.succeeded.append((job, duration))
+                    self._attempts.recorded()
                 self._events.emit("job:success", worker_id=self._worker_id, job=job, duration=duration)
             self._completer.complete(job)
             self._events.emit("job:complete", worker_id=self._worker_id, job=job, error=None)
             return
+        timed_out = False
         if isinstance(outcome.error, JobTimeoutError):
+            timed_out = True
             self.summary.timed_out += 1
             self._events.emit("job:timeout", worker_id=self._worker_id, job=job, timeout=outcome.error.timeout)
         self.failure(
@@ -62,20 +73,21 @@ class OutcomeRecorder:
             permanent=outcome.permanent,
             replacement_payload=outcome.replacement_payload,
             duration=duration,
+            timed_out=timed_out,
         )
 
-    def error(self, job: Job, error: BaseException) -> None:
+    def error(self, job: Job, error: BaseException, duration: float | None = None) -> None:
         """Record how an attempt ended in error; re-raises when the worker itself is cancelling the job."""
         if isinstance(error, asyncio.CancelledError):
             current = asyncio.current_task()
             if current is not None and current.cancelling():
                 self.interrupted(job)
                 raise error
-            self.failure(job, "CancelledError: the handler was cancelled", error=None)
+            self.failure(job, "CancelledError: the handler was cancelled", error=None, duration=duration)
         elif isinstance(error, PermanentFailure):
-            self.failure(job, error_message(error), error=error, permanent=True)
+            self.failure(job, error_message(error), error=error, permanent=True, duration=duration)
         else:
-            self.failure(job, error_message(error), error=error)
+            self.failure(job, error_message(error), error=error, duration=duration)
 
     def failure(
         self,
@@ -88,6 +100,7 @@ class OutcomeRecorder:
         retry_delay: float | None = None,
         duration: float | None = None,
         interrupted: bool = False,
+        timed_out: bool = False,
     ) -> None:
         if isinstance(error, RetryAfter):
             retry_delay = error.delay
@@ -115,6 +128,9 @@ class OutcomeRecorder:
             # A timeout's traceback would only show the worker's own waiting code.
             exc_info=None if isinstance(error, JobTimeoutError) else error,
         )
+        failure = error if error is not None else RuntimeError(message)
+        if self._attempts.active:
+            self._attempts.failed(AttemptFailure(job, failure, duration, final, timed_out, interrupted))
         self._completer.fail(
             Failure(
                 job=job,
@@ -128,7 +144,6 @@ class OutcomeRecorder:
             )
         )
         events = self._events
-        failure = error if error is not None else RuntimeError(message)
         events.emit("job:error", worker_id=self._worker_id, job=job, error=failure, duration=duration)
         if final:
             events.emit("job:failed", worker_id=self._worker_id, job=job, error=failure)

@@ -7,7 +7,9 @@ a task per job.
 Jobs run on a fast path (an ``async def`` taking only the payload is awaited directly) unless something
 needs the slower, observed path in :mod:`backfill.core.run.execution`: a timeout, an interceptor, a payload
 model, a context, or a listener for ``job:*`` events. Either way, how the attempt ended goes to the
-:class:`~backfill.core.run.recorder.OutcomeRecorder` (the fast path's plain success straight to the completer).
+:class:`~backfill.core.run.recorder.OutcomeRecorder` (the fast path's plain success straight to the completer),
+and, while anyone listens to ``attempts:batch``, to the :class:`~backfill.core.run.attempt_log.AttemptLog`:
+observers that only count (metrics) keep the fast path.
 
 The slots set up where their results go: the recorder, the completer (run by the worker as a side task), and
 the events for what the completer reports (``results:written``, ``job:lostLease``, the latter also forfeiting
@@ -27,7 +29,8 @@ import asyncpg
 
 from backfill.core.events import Events
 from backfill.core.hooks import Hooks
-from backfill.core.jobs import Job
+from backfill.core.jobs import Job, timeout_of
+from backfill.core.run.attempt_log import AttemptLog
 from backfill.core.run.completer import Completer, Failure
 from backfill.core.run.context import JobContext, job_logger
 from backfill.core.run.current import current_job
@@ -96,10 +99,12 @@ class Slots:
             on_lost=self._on_lost_lease,
             on_written=self._on_results_written if events.listens("results:written") else None,
         )
+        self._attempt_log = AttemptLog(events, self._worker_id)
         self._recorder = OutcomeRecorder(
             self.completer,
             summary,
             events,
+            self._attempt_log,
             worker_id=self._worker_id,
             interrupted_retry_delay=options.interrupted_retry_delay,
             retry_planner=hooks.retry_planner,
@@ -141,6 +146,9 @@ class Slots:
         running_ids = self.running_ids
         completer = self.completer
         recorder = self._recorder
+        attempt_log = self._attempt_log
+        record_start, record_success = attempt_log.started.append, attempt_log.succeeded.append
+        wall_clock, monotonic = time.time, time.monotonic
         since_yield = 0
         while local and not self.stopping:
             job = heapq.heappop(local)[3]
@@ -149,10 +157,30 @@ class Slots:
             set_current_job(job)
             try:
                 # A per-job timeout (a flag) needs the observed path; other flags (a retry policy, a lane) do not.
-                timed = job.flags and job.timeout is not None
+                timed = job.flags and timeout_of(job.flags) is not None
                 handler = None if timed or self._observed() else plain_async.get(job.task_identifier)
                 if handler is None:
                     await self._run_observed(job)
+                elif attempt_log.active:
+                    # The fast path with the attempt recorded for attempts:batch (metrics), inline: a coroutine
+                    # of its own per job cost more than the recording.
+                    record_start((job, wall_clock()))
+                    if not attempt_log.scheduled:
+                        attempt_log.recorded()
+                    started = monotonic()
+                    try:
+                        value = await handler(job.payload)
+                    except (Exception, asyncio.CancelledError) as error:
+                        recorder.error(job, error, monotonic() - started)
+                    else:
+                        if is_batch_result(job.payload, value):
+                            recorder.outcome(job, await settle_batch(job, value), monotonic() - started)
+                        else:
+                            self._summary.succeeded += 1
+                            record_success((job, monotonic() - started))
+                            if not attempt_log.scheduled:  # the batch with its start went out while it ran
+                                attempt_log.recorded()
+                            completer.complete(job)
                 else:
                     # The common case (an async handler taking the payload alone, nothing observing) without
                     # the observed path's extra coroutines and bookkeeping per job.
@@ -191,14 +219,19 @@ class Slots:
                 await asyncio.sleep(0)
 
     def _observed(self) -> bool:
-        """Whether jobs must take the observed path: an interceptor or a job:* listener is registered."""
+        """Whether jobs must take the observed path: an interceptor or a job:* listener is registered.
+        Also keeps the attempt log's ``active`` up to date (both change only when listeners do)."""
         if self._events.revision != self._observed_revision:
             self._observed_revision = self._events.revision
             self._job_events_observed = any(self._events.listens(name) for name in _JOB_EVENTS)
+            self._attempt_log.refresh()
         return self._job_events_observed or self._hooks.intercepts_runs
 
     async def _run_observed(self, job: Job) -> None:
         self._events.emit("job:start", worker_id=self._worker_id, job=job)
+        if self._attempt_log.active:
+            self._attempt_log.started.append((job, time.time()))
+            self._attempt_log.recorded()
         started = time.monotonic()
         try:
             outcome = await self._attempts.run(job)
@@ -240,6 +273,7 @@ class Slots:
         handed_back = await self._queue.hand_back_unstarted(stop_now)
         await self._wait_for_running(stop_now)
         await self._cancel()
+        self._attempt_log.flush()  # the last attempts are reported before the worker says it stopped
         return handed_back
 
     async def _wait_for_running(self, stop_now: asyncio.Event) -> None:

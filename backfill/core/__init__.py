@@ -29,6 +29,7 @@ from backfill.core.migrations.graphile import LATEST_REVISION, MigrationReport, 
 from backfill.core.migrations.own import migrate_own
 from backfill.core.run.context import JobContext
 from backfill.core.run.job_slice import JobSlice
+from backfill.core.run.loop_share import LoopShare
 from backfill.core.run.options import RunSummary, WorkerOptions
 from backfill.core.run.worker import Worker
 from backfill.core.schema import SchemaName
@@ -61,6 +62,7 @@ __all__ = [  # noqa: RUF022 - plain sorted order, checked by tests/unit/test_pub
     "JobState",
     "JobTimeoutError",
     "LATEST_REVISION",
+    "LoopShare",
     "MigrationError",
     "MigrationReport",
     "PayloadTooLargeError",

@@ -41,6 +41,7 @@ from backfill.core import (
     Events,
     Hooks,
     IncompatibleSchemaError,
+    LoopShare,
     RunSummary,
     TaskRegistry,
     Worker,
@@ -52,7 +53,7 @@ from backfill.core.extension import StopSignals, record_stop_signals
 from backfill.dlq import DeadLetterMover, MovedJob
 from backfill.exit_codes import EXIT_FAILURE, EXIT_INCOMPATIBLE_SCHEMA, EXIT_OK, EXIT_USAGE
 from backfill.lanes.catalog import declare_lanes
-from backfill.lanes.lane import Lane
+from backfill.lanes.lane import FAST_LANE, Lane
 from backfill.logs import configure_logging
 from backfill.metrics import BackfillMetrics, MetricsServer, QueueStatsCollector, serve_metrics
 from backfill.metrics.health import LoopLiveness, Readiness
@@ -364,6 +365,8 @@ class WorkerRunner:
     def _make_workers(self, pool: asyncpg.Pool[Any], *, once: bool = False) -> list[Worker]:
         settings = self.settings
         self.workers = {}
+        # The lanes share this process's event loop: the Fast lane's pickups go first (see core's loop_share).
+        loop_share = LoopShare() if len(self.lanes) > 1 else None
         for position, lane in enumerate(self.lanes):
             upkeep = position == 0
             options = lane_options(settings, lane, upkeep=upkeep)
@@ -375,6 +378,8 @@ class WorkerRunner:
                 events=events,
                 hooks=self._hooks,
                 crontab=self._crontab if upkeep and not once else None,
+                loop_share=loop_share,
+                leads_loop=lane.name == FAST_LANE,
             )
             self.metrics.observe_worker(events, lane.name, busy_slots=_busy_slots_of(worker), slots=lane.concurrency)
             log_successes(events, level=settings.success_log, sample_rate=settings.success_log_sample_rate)

@@ -15,6 +15,7 @@ from typing import Protocol
 from backfill.core.events import Events
 from backfill.core.retry import ConsecutiveFailures, backoff_delays
 from backfill.core.run.local_queue import LocalQueue
+from backfill.core.run.loop_share import LoopShare
 from backfill.core.run.options import WorkerOptions
 from backfill.core.run.slots import Slots
 from backfill.core.run.waits import until_any
@@ -59,8 +60,10 @@ class Fetcher:
         *,
         events: Events,
         wake: asyncio.Event,
+        leads: LoopShare | None = None,
     ) -> None:
         self._queue = queue
+        self._leads = leads  # marked urgent while a fetch runs, so that workers sharing the loop make way
         self._slots = slots
         self._results = results
         self._listener = listener
@@ -73,9 +76,16 @@ class Fetcher:
 
     async def _fill(self) -> int | None:
         """One fetch round, and runners for what it queued; the number of jobs, ``None`` when there was no room."""
-        fetched = await self._queue.fill(self._slots)
-        if fetched is not None:
-            self._slots.start()
+        leads = self._leads
+        if leads is not None:
+            leads.hurry()
+        try:
+            fetched = await self._queue.fill(self._slots)
+            if fetched is not None:
+                self._slots.start()
+        finally:
+            if leads is not None:
+                leads.calm_soon()
         return fetched
 
     async def _reconcile_if_needed(self) -> None:

@@ -36,6 +36,7 @@ from backfill.core.run.context import JobContext, job_logger
 from backfill.core.run.current import current_job
 from backfill.core.run.execution import AttemptRunner, is_batch_result, settle_batch
 from backfill.core.run.local_queue import LocalQueue
+from backfill.core.run.loop_share import LoopShare
 from backfill.core.run.options import RunSummary, WorkerOptions
 from backfill.core.run.queries import WorkerQueries
 from backfill.core.run.recorder import OutcomeRecorder
@@ -78,8 +79,10 @@ class Slots:
         events: Events,
         hooks: Hooks,
         wake: asyncio.Event,
+        follows: LoopShare | None = None,
     ) -> None:
         self.concurrency = options.concurrency
+        self._follows = follows  # while it is urgent, runners yield the loop after every job
         self._grace = options.shutdown_grace_period
         self._queue = queue
         self._plain_async = plain_async
@@ -149,6 +152,7 @@ class Slots:
         attempt_log = self._attempt_log
         record_start, record_success = attempt_log.started.append, attempt_log.succeeded.append
         wall_clock, monotonic = time.time, time.monotonic
+        follows = self._follows
         since_yield = 0
         while local and not self.stopping:
             job = heapq.heappop(local)[3]
@@ -211,10 +215,11 @@ class Slots:
                 if queue.more_available and len(local) <= queue.refill_below:
                     self._wake.set()
             since_yield += 1
-            if since_yield >= _JOBS_BETWEEN_YIELDS:
+            if since_yield >= _JOBS_BETWEEN_YIELDS or (follows is not None and follows.urgent):
                 # A handler that never suspends would otherwise keep the loop from the fetcher and the
                 # completer for a whole local queue's worth of jobs; every 8 jobs lets the fetcher start
-                # its next claim sooner than every 32 did.
+                # its next claim sooner than every 32 did. Every job while a worker we follow on this loop
+                # picks up jobs (the Fast lane beside this one): its pickup needs several short turns.
                 since_yield = 0
                 await asyncio.sleep(0)
 

@@ -38,6 +38,7 @@ from backfill.core.run.fetcher import Fetcher
 from backfill.core.run.heartbeat import Heartbeat
 from backfill.core.run.listener import Listener, listener_connections
 from backfill.core.run.local_queue import LocalQueue
+from backfill.core.run.loop_share import LoopShare
 from backfill.core.run.options import RunSummary, WorkerOptions
 from backfill.core.run.queries import WorkerQueries
 from backfill.core.run.signals import StopSignals
@@ -62,8 +63,15 @@ class Worker:
         events: Events | None = None,
         hooks: Hooks | None = None,
         crontab: str | Sequence[CronItem] | None = None,
+        loop_share: LoopShare | None = None,
+        leads_loop: bool = False,
     ) -> None:
+        """``loop_share``: workers of one process sharing its loop, of which the one with ``leads_loop`` has its
+        pickups let through first (see :mod:`backfill.core.run.loop_share`; the runner's Fast lane leads)."""
         self.options = options if options is not None else WorkerOptions()
+        # The share this worker marks urgent, or the one whose urgency its runners yield to.
+        self._leads: LoopShare | None = loop_share if leads_loop else None
+        self._follows: LoopShare | None = None if leads_loop else loop_share
         self.events = events if events is not None else Events()
         self.hooks = hooks if hooks is not None else Hooks()
         if isinstance(tasks, TaskRegistry):
@@ -214,6 +222,7 @@ class Worker:
                 events=self.events,
                 hooks=self.hooks,
                 wake=self._wake,
+                follows=self._follows,
             )
             completer = self._completer = slots.completer
             side_tasks.append(self._supervised(completer.run(), "completer"))
@@ -245,7 +254,9 @@ class Worker:
                 self._schema,
                 _describe_filter(self.options),
             )
-            fetcher = Fetcher(queue, slots, completer, listener, self.options, events=self.events, wake=self._wake)
+            fetcher = Fetcher(
+                queue, slots, completer, listener, self.options, events=self.events, wake=self._wake, leads=self._leads
+            )
             if once:
                 await fetcher.drain(self._stop_requested)
             else:
@@ -357,6 +368,8 @@ class Worker:
     def _on_jobs_inserted(self, _count: int) -> None:
         # One fetch serves any number of new jobs (it claims up to the free capacity), so the count only
         # matters for deciding whether to wake at all.
+        if self._leads is not None:
+            self._leads.hurry()  # from now, not from the fetcher's next turn: that turn may be a long one
         self._wake.set()
 
     def _on_migrated(self, payload: dict[str, Any]) -> None:

@@ -126,9 +126,11 @@ class Completer:
         self.write_failures = 0  # failed writes so far; the worker reconciles its locks after one
 
     def complete(self, job: Job) -> None:
-        self._completed.append(job)
-        self._idle.clear()
-        self._pending.set()
+        completed = self._completed
+        completed.append(job)
+        if len(completed) == 1:  # the first since the flusher took a batch: the rest find it woken already
+            self._idle.clear()
+            self._pending.set()
 
     def fail(self, failure: Failure) -> None:
         self._failed.append(failure)

@@ -153,6 +153,7 @@ class Slots:
         record_start, record_success = attempt_log.started.append, attempt_log.succeeded.append
         wall_clock, monotonic = time.time, time.monotonic
         follows = self._follows
+        events, hooks = self._events, self._hooks
         since_yield = 0
         while local and not self.stopping:
             job = heapq.heappop(local)[3]
@@ -162,7 +163,10 @@ class Slots:
             try:
                 # A per-job timeout (a flag) needs the observed path; other flags (a retry policy, a lane) do not.
                 timed = job.flags and timeout_of(job.flags) is not None
-                handler = None if timed or self._observed() else plain_async.get(job.task_identifier)
+                if events.revision != self._observed_revision:
+                    self._refresh_observed()
+                observed = self._job_events_observed or hooks.before_run or hooks.after_run
+                handler = None if timed or observed else plain_async.get(job.task_identifier)
                 if handler is None:
                     await self._run_observed(job)
                 elif attempt_log.active:
@@ -223,14 +227,12 @@ class Slots:
                 since_yield = 0
                 await asyncio.sleep(0)
 
-    def _observed(self) -> bool:
-        """Whether jobs must take the observed path: an interceptor or a job:* listener is registered.
-        Also keeps the attempt log's ``active`` up to date (both change only when listeners do)."""
-        if self._events.revision != self._observed_revision:
-            self._observed_revision = self._events.revision
-            self._job_events_observed = any(self._events.listens(name) for name in _JOB_EVENTS)
-            self._attempt_log.refresh()
-        return self._job_events_observed or self._hooks.intercepts_runs
+    def _refresh_observed(self) -> None:
+        """The listeners changed: whether a job:* event is listened to (jobs must then take the observed path,
+        as they must while an interceptor is registered), and whether the attempt log is."""
+        self._observed_revision = self._events.revision
+        self._job_events_observed = any(self._events.listens(name) for name in _JOB_EVENTS)
+        self._attempt_log.refresh()
 
     async def _run_observed(self, job: Job) -> None:
         self._events.emit("job:start", worker_id=self._worker_id, job=job)

@@ -67,7 +67,7 @@ def test_database_wide_gauges_created_times_and_info_are_not_summed() -> None:
 
 
 def test_a_series_only_one_process_has_is_kept_and_the_result_parses_again() -> None:
-    only_one = "# HELP extra_total X\n# TYPE extra_total counter\nextra_total{lane=\"bulk\"} 5.0\n"
+    only_one = '# HELP extra_total X\n# TYPE extra_total counter\nextra_total{lane="bulk"} 5.0\n'
     merged = merge_pages([_page(1, 0.1, 0, 0), only_one, _page(2, 0.1, 0, 0)])
     assert _samples(merged)[("extra_total", 'lane="bulk"')] == 5
     assert _samples(merge_pages([merged])) == _samples(merged)  # merging is stable
@@ -75,7 +75,7 @@ def test_a_series_only_one_process_has_is_kept_and_the_result_parses_again() -> 
 
 def test_label_values_with_braces_commas_quotes_and_escapes() -> None:
     labels = r'queue="a},b",note="say \"hi\" \\ {x}"'
-    page = f'# TYPE q gauge\nq{{{labels}}} 2.0 1700000000000\nplain 1.5\nnan_one NaN\ninf_one +Inf\n'
+    page = f"# TYPE q gauge\nq{{{labels}}} 2.0 1700000000000\nplain 1.5\nnan_one NaN\ninf_one +Inf\n"
     assert parse_sample(f"q{{{labels}}} 2.0 1700000000000") == ("q", labels, 2.0)
     merged = _samples(merge_pages([page, page]))
     assert merged[("q", labels)] == 4

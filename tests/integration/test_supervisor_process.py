@@ -9,6 +9,7 @@ import asyncio
 import os
 import re
 import signal
+import sys
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -19,7 +20,7 @@ import pytest
 
 from backfill.client.async_client import BackfillClient
 from backfill.runner.supervisor import free_loopback_port
-from tests.integration.worker_support.processes import RunnerProcess, runner_environment
+from tests.integration.worker_support.processes import ENTRY_POINTS, REPO_ROOT, RunnerProcess, runner_environment
 from tests.integration.worker_support.shutdown_tasks import LEDGER_DDL
 from tests.support.processes import run_python
 from tests.support.waiting import wait_for
@@ -248,3 +249,32 @@ async def test_a_bad_process_count_is_exit_2_naming_it(database_url: str, settin
     finished = await run_python(*argv, env=env, within=60)
     assert finished.code == 2, finished.output[-3000:]
     assert ("--processes" if setting[0] == "--processes" else "BACKFILL_PROCESSES") in finished.output
+
+
+async def test_ctrl_c_to_the_whole_process_group_stops_gracefully(database_url: str, ledger: asyncpg.Pool[Any]) -> None:
+    # A terminal's Ctrl-C signals every process of the foreground group. Worker processes in that group would
+    # get SIGINT twice (the terminal's and the supervisor's), which means "stop now": they run in a session
+    # of their own, so the running job still gets its grace period.
+    port = free_loopback_port()
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        *ENTRY_POINTS["backfill run"],
+        cwd=REPO_ROOT,
+        env=_environment(database_url, port, BACKFILL_SHUTDOWN_GRACE_SECONDS="60"),
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        start_new_session=True,  # the group a terminal would have made for it
+    )
+    runner = RunnerProcess(process)
+    try:
+        await wait_for(lambda: _ready(port), timeout=40, message="the supervisor's /readyz")
+        job = await BackfillClient(ledger).enqueue_fast("shutdown.sleep", {"seconds": 2})
+        await wait_for(lambda: _started_by(ledger, [job.id]), timeout=20)
+        os.killpg(process.pid, signal.SIGINT)
+        code = await runner.exit_code(within=30)
+    finally:
+        await runner.kill()
+    assert code == 0, runner.output[-3000:]
+    assert await ledger.fetchval("select count(*) from shutdown_ledger where event = 'end'") == 1
+    assert await ledger.fetchval(f"select count(*) from {JOBS}") == 0

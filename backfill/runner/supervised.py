@@ -26,10 +26,22 @@ SUPERVISOR_FD_VARIABLE: Final = "_BACKFILL_SUPERVISOR_FD"
 def watch_supervisor(environ: Mapping[str, str] | None = None) -> bool:
     """If this process was started by a supervisor, start a daemon thread that stops the process gracefully
     when the supervisor exits; whether it was."""
-    value = (os.environ if environ is None else environ).get(SUPERVISOR_FD_VARIABLE)
+    source = os.environ if environ is None else environ
+    value = source.get(SUPERVISOR_FD_VARIABLE)
+    if environ is None:
+        # Not for the processes this one starts (a handler's subprocess): the descriptor is not theirs, and
+        # the same number may be another file there.
+        os.environ.pop(SUPERVISOR_FD_VARIABLE, None)
     if not value:
         return False
-    fd = int(value)
+    try:
+        fd = int(value)
+        os.fstat(fd)
+    except (ValueError, OSError):
+        # A stale variable, copied from a supervised process's environment: nothing to watch, and no reason
+        # to stop.
+        logger.warning("%s=%r names no open descriptor: not watching a supervisor", SUPERVISOR_FD_VARIABLE, value)
+        return False
     threading.Thread(target=_wait_for_end_of_file, args=(fd,), name="backfill-supervisor-watch", daemon=True).start()
     return True
 

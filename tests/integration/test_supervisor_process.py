@@ -206,12 +206,16 @@ async def test_a_sigkilled_process_is_restarted_and_its_job_runs_again(
 async def test_processes_that_keep_dying_at_start_make_it_give_up_with_exit_1(database_url: str) -> None:
     # Nothing listens on port 1: every process fails to connect at once, and is restarted until it gives up.
     env = runner_environment(
-        "postgresql://postgres@127.0.0.1:1/nowhere", BACKFILL_PROCESSES="2", BACKFILL_CONNECT_TIMEOUT_SECONDS="0"
+        "postgresql://postgres:pw-never-shown@127.0.0.1:1/nowhere",
+        BACKFILL_PROCESSES="2",
+        BACKFILL_CONNECT_TIMEOUT_SECONDS="0",
     )
     finished = await run_python("-m", "backfill", "run", "--env-file", os.devnull, env=env, within=90)
     assert finished.code == 1, finished.output[-3000:]
     assert "giving up: worker process" in finished.output
     assert "died 5 times in a row" in finished.output
+    assert len(re.findall(r"worker process \d \(pid \d+\) exited unexpectedly", finished.output)) >= 5
+    assert "pw-never-shown" not in finished.output
 
 
 async def test_a_sigkilled_supervisor_leaves_no_worker_process_behind(

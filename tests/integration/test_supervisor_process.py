@@ -282,3 +282,20 @@ async def test_ctrl_c_to_the_whole_process_group_stops_gracefully(database_url: 
     assert code == 0, runner.output[-3000:]
     assert await ledger.fetchval("select count(*) from shutdown_ledger where event = 'end'") == 1
     assert await ledger.fetchval(f"select count(*) from {JOBS}") == 0
+
+
+async def test_runner_main_supervises_too(database_url: str, ledger: asyncpg.Pool[Any]) -> None:
+    # backfill.runner.main(), the other container entry point, honours BACKFILL_PROCESSES as `backfill run` does.
+    port = free_loopback_port()
+    runner = await RunnerProcess.start("runner.main()", _environment(database_url, port))
+    try:
+        await wait_for(lambda: _ready(port), timeout=40, message="the supervisor's /readyz")
+        assert len(_children(runner.output)) == 2
+        job = await BackfillClient(ledger).enqueue_fast("shutdown.quick", {})
+        await wait_for(lambda: ledger.fetchval(f"select count(*) = 0 from {JOBS} where id = $1", job.id), timeout=20)
+        runner.send(signal.SIGTERM)
+        code = await runner.exit_code(within=30)
+    finally:
+        await runner.kill()
+    assert code == 0, runner.output[-3000:]
+    assert await ledger.fetchval("select count(*) from graphile_worker.backfill_workers") == 0

@@ -233,6 +233,9 @@ class BackfillSettings(ClientSettings):
     connect_timeout_seconds: float = Field(
         30.0, ge=0, allow_inf_nan=False, validation_alias="BACKFILL_CONNECT_TIMEOUT_SECONDS"
     )
+    # Worker processes of `backfill run` (a supervisor starts them when more than 1): for CPU-bound tasks, which
+    # one process runs on one core at a time (the GIL).
+    processes: int = Field(1, ge=1, validation_alias="BACKFILL_PROCESSES")
 
     # --- validators: a ValueError's message becomes "<VARIABLE>: <message>, got <value>" (see _describe) ---
 
@@ -348,6 +351,7 @@ _MUST: Final[dict[str, str]] = {
     "queue_stats_interval_seconds": "must be a positive number of seconds",
     "max_payload_bytes": "must be a number of bytes, 0 or more (0: no limit)",
     "job_timeout_seconds": f"must be a number of seconds in (0, {MAX_TIMEOUT_SECONDS:g}] (or unset for none)",
+    "processes": "must be a positive integer (worker processes)",
 }
 
 

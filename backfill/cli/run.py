@@ -13,6 +13,8 @@ from backfill.cli.common import Commands
 from backfill.core import ConfigurationError
 from backfill.exit_codes import EXIT_OK
 from backfill.logs import configure_logging, get_logger
+from backfill.runner.supervised import watch_supervisor
+from backfill.runner.supervisor import supervise
 from backfill.runner.worker_runner import WorkerRunner
 
 
@@ -34,6 +36,13 @@ def register(commands: Commands) -> None:
         help="module whose tasks to run (repeatable; added to BACKFILL_TASK_MODULES)",
     )
     parser.add_argument("--once", action="store_true", help="run what is runnable now in every lane, then exit")
+    parser.add_argument(
+        "--processes",
+        type=int,
+        default=None,
+        metavar="N",
+        help="worker processes under one supervisor, for CPU-bound tasks (default: BACKFILL_PROCESSES, 1)",
+    )
     # Also accepted after the command, as before; SUPPRESS keeps it from clobbering `backfill --env-file F run`.
     parser.add_argument(
         "--env-file",
@@ -56,12 +65,21 @@ def _log_like_the_runner() -> None:
 
 
 async def _run_command(args: argparse.Namespace) -> int:
+    watch_supervisor()  # a worker process of a supervisor stops when the supervisor is gone
     try:
         # main() has read the file into the environment already (and refused a missing one).
         runner = WorkerRunner.from_env(env_file=args.env_file or ".env", extra_task_modules=tuple(args.tasks))
     except ConfigurationError:
         _log_like_the_runner()
         raise
+    processes = runner.settings.processes if args.processes is None else args.processes
+    if processes < 1:
+        raise ConfigurationError(f"--processes: must be a positive integer, got {processes}")
+    if processes > 1 and not args.once:
+        # The runner built above checked the configuration (and imported the tasks) once, here, so that a
+        # mistake is one error and exit 2 rather than N processes failing; each process builds its own.
+        # Its environment already holds the .env file's variables: main() loaded them.
+        return await supervise(runner.settings, processes=processes, extra_task_modules=tuple(args.tasks))
     summary = await (runner.run_once(handle_signals=True) if args.once else runner.serve(handle_signals=True))
     # On stderr as fields (one JSON line in JSON mode), and on stdout for scripts, as before.
     get_logger("backfill.cli").info(

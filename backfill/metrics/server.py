@@ -18,6 +18,8 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 from prometheus_client import CollectorRegistry, make_wsgi_app
 
 _POLL_SECONDS = 0.05
+# What Prometheus expects of the classic text format (prometheus-client's CONTENT_TYPE_LATEST says the same).
+TEXT_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 Check = Callable[[], tuple[bool, str]]
 WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
@@ -81,8 +83,37 @@ def serve_metrics(
     too, like prometheus-client's own server) from a daemon thread. ``port=0`` picks a free port: read
     ``server.port``. ``liveness`` and ``readiness`` (see :mod:`backfill.metrics.health`) answer ``/healthz``
     and ``/readyz``; they are called on the server's thread."""
+    return _serve(make_wsgi_app(registry), host=host, port=port, liveness=liveness, readiness=readiness)
+
+
+def serve_text(
+    render: Callable[[], str],
+    *,
+    host: str = "0.0.0.0",
+    port: int,
+    liveness: Check | None = None,
+    readiness: Check | None = None,
+) -> MetricsServer:
+    """Like :func:`serve_metrics`, for a page made by ``render()`` at each scrape (in Prometheus' text format,
+    version 0.0.4) rather than by a registry: a supervisor's page merged from its worker processes' pages.
+    ``render`` is called on the server's thread."""
+    return _serve(_text_app(render), host=host, port=port, liveness=liveness, readiness=readiness)
+
+
+def _text_app(render: Callable[[], str]) -> WsgiApp:
+    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        body = render().encode()
+        start_response(
+            "200 OK",
+            [("Content-Type", TEXT_CONTENT_TYPE), ("Content-Length", str(len(body))), ("Cache-Control", "no-store")],
+        )
+        return [body]
+
+    return app
+
+
+def _serve(app: WsgiApp, *, host: str, port: int, liveness: Check | None, readiness: Check | None) -> MetricsServer:
     server_class = _Server6 if ":" in host else _Server
-    app: WsgiApp = make_wsgi_app(registry)
     checks = {path: check for path, check in (("/healthz", liveness), ("/readyz", readiness)) if check is not None}
     if checks:
         app = _with_checks(app, checks)

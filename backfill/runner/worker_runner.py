@@ -146,7 +146,14 @@ class WorkerRunner:
     # -- foreground ---------------------------------------------------------------------------------------------
 
     def run(self) -> int:
-        """Block until stopped by SIGTERM/SIGINT (or a fatal error); the process exit code."""
+        """Block until stopped by SIGTERM/SIGINT (or a fatal error); the process exit code. Runs in this
+        process alone, whatever ``BACKFILL_PROCESSES`` says: :func:`main` and ``backfill run`` honour it."""
+        if self.settings.processes > 1:
+            logger.warning(
+                "BACKFILL_PROCESSES=%d is honoured by `backfill run` and backfill.runner.main(); "
+                "WorkerRunner.run() runs one process",
+                self.settings.processes,
+            )
         record_stop_signals()  # a signal before the loop's handlers are in place is delivered, not fatal
         try:
             asyncio.run(self.serve(handle_signals=True))
@@ -455,4 +462,8 @@ def main() -> int:
     except ConfigurationError as error:
         print(f"backfill: configuration error: {error}", file=sys.stderr, flush=True)
         return EXIT_USAGE
+    if runner.settings.processes > 1:  # BACKFILL_PROCESSES: worker processes under a supervisor
+        from backfill.runner.supervisor import run_supervisor
+
+        return run_supervisor(runner.settings)
     return runner.run()

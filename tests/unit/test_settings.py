@@ -66,6 +66,7 @@ def test_defaults() -> None:
     assert settings.queue_stats_interval_seconds == 15
     assert settings.job_timeout_seconds is None
     assert settings.max_payload_bytes == 1024 * 1024
+    assert settings.processes == 1
     assert settings.all_lanes == (Lane("fast", 10), Lane("bulk", 5))
 
 
@@ -100,6 +101,7 @@ def test_environment_overrides(monkeypatch: pytest.MonkeyPatch) -> None:
         "BACKFILL_JOB_TIMEOUT_SECONDS": "90.5",
         "BACKFILL_CONNECT_TIMEOUT_SECONDS": "4",
         "BACKFILL_MAX_PAYLOAD_BYTES": "2048",
+        "BACKFILL_PROCESSES": "4",
     }
     assert set(values) == set(BackfillSettings.env_names().values()), "every variable is exercised here"
     for key, value in values.items():
@@ -134,6 +136,7 @@ def test_environment_overrides(monkeypatch: pytest.MonkeyPatch) -> None:
     assert settings.job_timeout_seconds == 90.5
     assert settings.connect_timeout_seconds == 4.0
     assert settings.max_payload_bytes == 2048
+    assert settings.processes == 4
 
 
 def test_empty_value_means_unset(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -205,6 +208,8 @@ def test_overrides_accept_parsed_and_unparsed_values() -> None:
         ("BACKFILL_JOB_TIMEOUT_SECONDS", "nan", "BACKFILL_JOB_TIMEOUT_SECONDS: must be a number of seconds in (0,"),
         ("BACKFILL_JOB_TIMEOUT_SECONDS", "0", "BACKFILL_JOB_TIMEOUT_SECONDS: must be a number of seconds in (0,"),
         ("DATABASE_URL", "mysql://root@db/app", "DATABASE_URL: must be a postgres:// or postgresql:// URL"),
+        ("BACKFILL_PROCESSES", "0", "BACKFILL_PROCESSES: must be a positive integer (worker processes), got '0'"),
+        ("BACKFILL_PROCESSES", "two", "BACKFILL_PROCESSES: must be a positive integer (worker processes)"),
     ],
 )
 def test_a_bad_value_names_its_variable(

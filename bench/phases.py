@@ -168,7 +168,7 @@ async def fast_lane(system: System, settings: Settings, db: BenchDatabase, *, bu
 async def _pickup(system: System, settings: Settings, *, count: int, fast: bool, busy: bool) -> list[float]:
     worker = await DriverProcess.start(
         system.name,
-        system.argv("work", settings.dsn, concurrency=settings.concurrency, expect=count),
+        system.argv("work", settings.dsn, concurrency=settings.concurrency, expect=count, lanes=int(fast)),
         system.env(),
     )
     enqueuer: DriverProcess | None = None

@@ -100,8 +100,9 @@ _WORKER_LIBRARY = frozenset({ENQUEUE, SINGLE_ENQUEUE, DRAIN, CPU_PER_1000, LATEN
 _GRAPHILE_WORKER = _WORKER_LIBRARY | {IDLE_DB_CPU, BACKLOG_DRAIN}
 MEASURED = {
     "backfill": _GRAPHILE_WORKER,
-    "backfill-runner": _GRAPHILE_WORKER | {FAST_IDLE_P50},  # the only system with lanes
-    "node": _GRAPHILE_WORKER,
+    # Lanes: the runner's Fast and Bulk; for Node, two runners in one process (see bench/node/driver.mjs).
+    "backfill-runner": _GRAPHILE_WORKER | {FAST_IDLE_P50},
+    "node": _GRAPHILE_WORKER | {FAST_IDLE_P50},
     # The peers' tables have no backlog shortcut here, and issue #11 states no target about them.
     "procrastinate": _WORKER_LIBRARY,
     "pgqueuer": _WORKER_LIBRARY,
@@ -140,9 +141,10 @@ class System:
 ALL_SYSTEMS = ("backfill", "backfill-runner", "node", "procrastinate", "pgqueuer", "postgres")
 
 
-def make_system(name: str) -> System:
-    """The system called ``name``; raises :class:`SystemUnavailable` if it cannot run here."""
-    schema = f"bench_{name.replace('-', '_')}"
+def make_system(name: str, schema: str | None = None) -> System:
+    """The system called ``name`` (in schema ``bench_<name>`` unless told); raises :class:`SystemUnavailable`
+    if it cannot run here."""
+    schema = schema or f"bench_{name.replace('-', '_')}"
     if name in ("backfill", "backfill-runner", "postgres"):
         return System(name, schema, _graphile_tables(schema))
     if name == "node":

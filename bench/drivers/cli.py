@@ -122,6 +122,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--fast", type=int, default=0, help="1: enqueue-serial puts its jobs in the fast lane")
     parser.add_argument("--concurrency", type=int, default=24)
     parser.add_argument("--expect", type=int, default=0)
+    # The Node driver's switch to two runners (fast, bulk); a backfill runner always has its lanes.
+    parser.add_argument("--lanes", type=int, default=0)
     return parser
 
 

@@ -102,8 +102,8 @@ async def _enqueue_and_drain(system: System, settings: Settings, db: BenchDataba
         results.add(DRAIN, drained.rate)
         if not drained.complete:
             results.drains_cut_short.append(drained.jobs)
-        cpu = drained.cpu_ms_per_1000_jobs
-        if system.measures(CPU_PER_1000) and cpu is not None:
+        cpu = drained.cpu_ms_per_1000_jobs if system.measures(CPU_PER_1000) else None
+        if cpu is not None:
             results.add(CPU_PER_1000, cpu)
         _say(
             f"{name}: drain {drained.rate:,.0f} jobs/s ({drained.jobs:,} jobs in {drained.seconds:.2f} s)"

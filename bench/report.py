@@ -210,8 +210,8 @@ def render(
         "",
         *_table(header, rows),
         "",
-        f"{RATIO_HEADER}: above 1.00x backfill is faster on the jobs/s rows, and slower (or costlier) on the others; "
-        "'-': not measured for that system.",
+        f"{RATIO_HEADER}: above 1.00x backfill is faster on the jobs/s rows, and slower (or costlier) on the",
+        "others; '-': not measured for that system.",
     ]
     out += [f"[{number}] {text}" for number, text in enumerate(footnotes.texts, start=1)]
     out += ["", *render_targets(evaluate(results))]

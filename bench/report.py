@@ -32,7 +32,7 @@ _ROWS = (
     (ENQUEUE, "enqueue (jobs/s)", "{:,.0f}"),
     (SINGLE_ENQUEUE, "single enqueue (jobs/s)", "{:,.0f}"),
     (DRAIN, "drain (jobs/s)", "{:,.0f}"),
-    (CPU_PER_1000, "worker CPU per 1,000 jobs (ms)", "{:.1f}"),
+    (CPU_PER_1000, "worker CPU per 1,000 jobs (ms)", "{:,.1f}"),
     (LATENCY_P50, "latency p50 (ms)", "{:.2f}"),
     (LATENCY_P99, "latency p99 (ms)", "{:.2f}"),
     (FAST_IDLE_P50, "Fast pickup, Bulk idle p50 (ms)", "{:.2f}"),
@@ -179,6 +179,8 @@ def render_targets(verdicts: Sequence[Verdict]) -> list[str]:
     ]
     met = sum(verdict.outcome == "pass" for verdict in verdicts)
     measured = sum(verdict.ratio is not None for verdict in verdicts)
+    if not measured:
+        return ["targets (issue #11): none measured; they compare backfill, backfill-runner and node"]
     summary = f"targets met: {met} of {measured} measured ({len(verdicts)} in all; '-': a figure is missing)"
     return [*_table(["target (issue #11)", "ratio", "target", "result"], rows), summary]
 

@@ -80,7 +80,8 @@ def test_the_report_shows_only_rows_that_were_measured_and_a_dash_where_a_system
     assert "backlog drain" not in text and "Fast pickup" not in text
     single = next(line for line in text.splitlines() if line.startswith("single enqueue"))
     assert single.split()[-3:] == ["3", "-", "-"]  # runner, postgres (not measured), ratio (no node)
-    assert "targets met: 0 of 0 measured" in text
+    assert "targets (issue #11): none measured" in text
+    assert "target (issue #11)" not in text  # no table of dashes
 
 
 def test_a_remark_on_a_measurement_becomes_a_footnote_on_its_cell() -> None:

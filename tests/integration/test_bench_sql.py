@@ -1,19 +1,22 @@
 """bench/'s own SQL against a real database: the backlog it inserts without a library, the PostgreSQL-ceiling
-driver that drains it, and how the idle-cost phase finds a worker's backends."""
+driver that drains it, how the idle-cost phase finds a worker's backends, and a drain cut short."""
 
 from __future__ import annotations
 
 import asyncio
+import sys
+from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
+import pytest
 
 from backfill.core import TaskRegistry, Worker, WorkerOptions
 from backfill.core.schema import DEFAULT_SCHEMA
-from bench import cpu
+from bench import cpu, phases
 from bench.database import BenchDatabase, with_application_name
 from bench.drivers.postgres_driver import PostgresDriver
-from bench.systems import make_system
+from bench.systems import System, make_system
 from tests.support.waiting import wait_for, wait_for_event
 
 WAIT = 30.0
@@ -79,3 +82,34 @@ async def test_a_backend_is_found_by_its_application_name_and_its_cpu_is_readabl
         assert cpu.process_ticks(pid) is not None  # PostgreSQL runs on this machine, as the bench requires
     finally:
         await named.close()
+
+
+# A worker that starts, never runs a job, and takes its time to exit after SIGTERM without a result: a peer
+# stopped in the middle of a backlog.
+_SLOW_TO_STOP = """
+import json, signal, sys, time
+signal.signal(signal.SIGTERM, lambda *_: (time.sleep(2), sys.exit(0)))
+print(json.dumps({"event": "ready", "at_ms": time.time() * 1000}), flush=True)
+while True:
+    time.sleep(0.1)
+"""
+
+
+@dataclass(frozen=True)
+class _SlowToStop(System):
+    def argv(self, command: str, dsn: str, **options: int | float) -> list[str]:
+        return [sys.executable, "-c", _SLOW_TO_STOP]
+
+
+async def test_a_drain_cut_short_keeps_its_rate_when_the_worker_is_slow_to_report(
+    database_url: str, conn: asyncpg.Connection[Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    db = BenchDatabase(conn)
+    graphile = make_system("backfill", DEFAULT_SCHEMA)
+    system = _SlowToStop("slow", DEFAULT_SCHEMA, graphile.tables)
+    await db.insert_backlog(system, 10)
+    monkeypatch.setattr(phases, "STOP_TIMEOUT", 0.5)  # shorter than the worker's 2 s to stop
+    settings = phases.Settings(database_url, 10, 10, 1, 5.0, 1, drain_limit=0.3)
+    drained = await phases.drain(system, settings, db, jobs=10, limit=settings.drain_limit)
+    assert not drained.complete
+    assert drained.jobs == 0 and drained.cpu_seconds is None

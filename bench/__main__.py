@@ -33,6 +33,13 @@ def _positive(value: str) -> int:
     return number
 
 
+def _count(value: str) -> int:
+    number = int(value)
+    if number < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 (off) or more, got {value}")
+    return number
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--jobs", type=_positive, default=100_000, help="jobs to enqueue and drain (100000)")
@@ -42,6 +49,25 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--concurrency", type=_positive, default=24, help="worker concurrency (24)")
     parser.add_argument(
         "--drain-limit", type=float, default=90.0, help="seconds a drain may run before it is stopped (90)"
+    )
+    parser.add_argument(
+        "--single-jobs", type=_positive, default=5_000, help="awaited single-job enqueues, back to back (5000)"
+    )
+    parser.add_argument(
+        "--fast-jobs", type=_count, default=300, help="Fast-lane jobs per pickup measurement, 0: skip (300)"
+    )
+    parser.add_argument(
+        "--lane-bulk-jobs", type=_positive, default=300_000, help="Bulk backlog under the Fast-lane pickup (300000)"
+    )
+    parser.add_argument(
+        "--idle-backlog",
+        type=_count,
+        default=1_000_000,
+        help="jobs scheduled an hour ahead for the idle-cost measurement, 0: skip (1000000)",
+    )
+    parser.add_argument("--idle-seconds", type=float, default=20.0, help="idle-cost window (20 s)")
+    parser.add_argument(
+        "--backlog-jobs", type=_count, default=0, help="drain a backlog this large and report peak RSS, 0: skip (0)"
     )
     parser.add_argument("--systems", type=_systems, default=list(ALL_SYSTEMS), help=",".join(ALL_SYSTEMS))
     parser.add_argument("--repeat", type=_positive, default=1, help="runs of each measurement; the median is shown")
@@ -75,6 +101,12 @@ async def _main(args: argparse.Namespace, dsn: str, command: str) -> None:
         gap_ms=args.gap_ms,
         concurrency=args.concurrency,
         drain_limit=args.drain_limit,
+        single_jobs=args.single_jobs,
+        fast_jobs=args.fast_jobs,
+        lane_bulk_jobs=args.lane_bulk_jobs,
+        idle_backlog=args.idle_backlog,
+        idle_seconds=args.idle_seconds,
+        backlog_jobs=args.backlog_jobs,
     )
     db = await BenchDatabase.connect(dsn)
     try:

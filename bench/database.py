@@ -6,6 +6,7 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import asyncpg
 
@@ -23,6 +24,16 @@ def database_url(given: str | None) -> Iterator[str]:
 
     with start_embedded_postgres(prefix="backfill-bench-pg-") as server:
         yield server.dsn
+
+
+def with_application_name(dsn: str, name: str) -> str:
+    """``dsn`` (a URL) whose connections call themselves ``name`` in ``pg_stat_activity``: asyncpg, psycopg
+    and Node's pg all read ``application_name`` from the URL, so a worker's backends can be told apart from
+    those of anyone else using the same server."""
+    parts = urlsplit(dsn)
+    query = [(key, value) for key, value in parse_qsl(parts.query) if key != "application_name"]
+    query.append(("application_name", name))
+    return urlunsplit(parts._replace(query=urlencode(query)))
 
 
 class BenchDatabase:
@@ -61,3 +72,14 @@ class BenchDatabase:
 
     async def count_pending(self, system: System) -> int:
         return int(await self.connection.fetchval(system.tables.count_pending))
+
+    async def insert_backlog(self, system: System, jobs: int, *, due_in_seconds: float = 0.0) -> None:
+        if system.tables.insert_backlog is None:
+            raise ValueError(f"{system.name} has no backlog insert")
+        await self.connection.execute(system.tables.insert_backlog, jobs, due_in_seconds)
+
+    async def backend_pids(self, application_name: str) -> list[int]:
+        rows = await self.connection.fetch(
+            "select pid from pg_stat_activity where application_name = $1", application_name
+        )
+        return [int(row["pid"]) for row in rows]

@@ -52,6 +52,10 @@ class DriverProcess:
             self._stderr.append(line.decode(errors="replace").rstrip())
 
     @property
+    def pid(self) -> int:
+        return self._process.pid
+
+    @property
     def running(self) -> bool:
         return self._process.returncode is None
 

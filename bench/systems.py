@@ -12,6 +12,16 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from bench.results import (
+    BACKLOG_DRAIN,
+    CPU_PER_1000,
+    DRAIN,
+    ENQUEUE,
+    FAST_IDLE_P50,
+    IDLE_DB_CPU,
+    LATENCY_P50,
+    SINGLE_ENQUEUE,
+)
 from tests.support.node import NodeToolchain, find_node_toolchain
 
 NODE_DRIVER = Path(__file__).resolve().parent / "node" / "driver.mjs"
@@ -35,6 +45,9 @@ class Tables:
     any_pending: str
     count_pending: str
     vacuum: tuple[str, ...]
+    # Insert $1 runnable no-op jobs, due in $2 seconds, straight into the table (None: no such shortcut).
+    # For the phases that time a worker, not enqueueing: a million rows take seconds this way.
+    insert_backlog: str | None = None
 
 
 def _graphile_tables(schema: str) -> Tables:
@@ -45,6 +58,17 @@ def _graphile_tables(schema: str) -> Tables:
         any_pending=f"select 1 from {s}._private_jobs order by id limit 1",
         count_pending=f"select count(*) from {s}._private_jobs",
         vacuum=(f"{s}._private_jobs",),
+        # The rows add_jobs would write for {"n": ...} payloads at the default priority (no queue, no key,
+        # no flags); Graphile has no trigger on the table, so nothing else happens on insert.
+        insert_backlog=f"""
+            with task as (
+                insert into {s}._private_tasks (identifier) values ('noop')
+                on conflict (identifier) do update set identifier = excluded.identifier
+                returning id
+            )
+            insert into {s}._private_jobs (task_id, payload, run_at)
+            select task.id, json_build_object('n', n), now() + make_interval(secs => $2::float8)
+            from task, generate_series(1, $1::int) n""",
     )
 
 
@@ -71,12 +95,31 @@ def _pgqueuer_tables(schema: str) -> Tables:
     )
 
 
+# What each system is measured on (a measurement's first key stands for its row group).
+_WORKER_LIBRARY = frozenset({ENQUEUE, SINGLE_ENQUEUE, DRAIN, CPU_PER_1000, LATENCY_P50})
+_GRAPHILE_WORKER = _WORKER_LIBRARY | {IDLE_DB_CPU, BACKLOG_DRAIN}
+MEASURED = {
+    "backfill": _GRAPHILE_WORKER,
+    # Lanes: the runner's Fast and Bulk; for Node, two runners in one process (see bench/node/driver.mjs).
+    "backfill-runner": _GRAPHILE_WORKER | {FAST_IDLE_P50},
+    "node": _GRAPHILE_WORKER | {FAST_IDLE_P50},
+    # The peers' tables have no backlog shortcut here, and issue #11 states no target about them.
+    "procrastinate": _WORKER_LIBRARY,
+    "pgqueuer": _WORKER_LIBRARY,
+    # SQL only: there is no library to enqueue through, to time the CPU of, or to wait on LISTEN.
+    "postgres": frozenset({DRAIN, BACKLOG_DRAIN}),
+}
+
+
 @dataclass(frozen=True)
 class System:
     name: str
     schema: str
     tables: Tables
     node: NodeToolchain | None = None  # set for the Node system only
+
+    def measures(self, measurement: str) -> bool:
+        return measurement in MEASURED[self.name]
 
     def argv(self, command: str, dsn: str, **options: int | float) -> list[str]:
         args = [command, "--dsn", dsn, "--schema", self.schema]
@@ -95,13 +138,14 @@ class System:
         return env
 
 
-ALL_SYSTEMS = ("backfill", "backfill-runner", "node", "procrastinate", "pgqueuer")
+ALL_SYSTEMS = ("backfill", "backfill-runner", "node", "procrastinate", "pgqueuer", "postgres")
 
 
-def make_system(name: str) -> System:
-    """The system called ``name``; raises :class:`SystemUnavailable` if it cannot run here."""
-    schema = f"bench_{name.replace('-', '_')}"
-    if name in ("backfill", "backfill-runner"):
+def make_system(name: str, schema: str | None = None) -> System:
+    """The system called ``name`` (in schema ``bench_<name>`` unless told); raises :class:`SystemUnavailable`
+    if it cannot run here."""
+    schema = schema or f"bench_{name.replace('-', '_')}"
+    if name in ("backfill", "backfill-runner", "postgres"):
         return System(name, schema, _graphile_tables(schema))
     if name == "node":
         toolchain = find_node_toolchain()

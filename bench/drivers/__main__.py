@@ -17,6 +17,7 @@ DRIVERS = {
     "backfill-runner": ("bench.drivers.runner_driver", "RunnerDriver"),
     "procrastinate": ("bench.drivers.procrastinate_driver", "ProcrastinateDriver"),
     "pgqueuer": ("bench.drivers.pgqueuer_driver", "PgqueuerDriver"),
+    "postgres": ("bench.drivers.postgres_driver", "PostgresDriver"),
 }
 
 

@@ -6,7 +6,7 @@ import asyncio
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 # Every system runs the same task: it records when it started and returns.
 TASK_NAME = "noop"
@@ -22,6 +22,14 @@ class Client(Protocol):
 
     async def add_one(self, payload: dict[str, Any]) -> None:
         """Enqueue one job through the system's single-job API."""
+
+
+@runtime_checkable
+class FastLaneClient(Protocol):
+    """A client of a system with lanes: it can put one job where a busy bulk lane cannot delay it."""
+
+    async def add_fast(self, payload: dict[str, Any]) -> None:
+        """Enqueue one job for the system's fast lane through its single-job API."""
 
 
 class Driver(ABC):

@@ -1,4 +1,4 @@
-"""Tasks for tools/processes_bench.py (loaded by the runner through BACKFILL_TASK_MODULES)."""
+"""Tasks for bench/tools/processes.py (loaded by the runner through BACKFILL_TASK_MODULES)."""
 
 from __future__ import annotations
 

@@ -1,8 +1,8 @@
 """Measures ``backfill run`` as a whole, in processes: drain of no-op jobs, throughput of a CPU-bound task and
 the start lag of jobs enqueued one at a time, for ``--processes N`` and for the event loop a runner uses.
 
-    .venv/bin/python -m tools.processes_bench --database-url URL --processes 1 --scenario drain --jobs 30000
-    .venv/bin/python -m tools.processes_bench --database-url URL --processes 2 --scenario cpu --jobs 2000
+    .venv/bin/python -m bench.tools.processes --database-url URL --processes 1 --scenario drain --jobs 30000
+    .venv/bin/python -m bench.tools.processes --database-url URL --processes 2 --scenario cpu --jobs 2000
 
 Each round: start ``backfill run`` (with ``--processes N``) on an empty jobs table, wait for ``/readyz``, then
 enqueue every job in one transaction and time from its commit until no job is left (probed every 10 ms). The
@@ -32,7 +32,7 @@ import asyncpg
 
 from backfill.core import JobSpec, add_job, add_jobs
 from backfill.runner.supervisor import free_loopback_port
-from tools.procbench_tasks import LAG_FILE_VARIABLE
+from bench.tools.processes_tasks import LAG_FILE_VARIABLE
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 _TICKS = os.sysconf("SC_CLK_TCK")
@@ -80,7 +80,7 @@ async def _round(args: argparse.Namespace, site: str | None) -> dict[str, Any]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("BACKFILL_")}
     env.update(
         DATABASE_URL=args.database_url,
-        BACKFILL_TASK_MODULES="tools.procbench_tasks",
+        BACKFILL_TASK_MODULES="bench.tools.processes_tasks",
         BACKFILL_METRICS_PORT=str(port),
         BACKFILL_METRICS_HOST="127.0.0.1",
         BACKFILL_LOG_LEVEL="WARNING",

@@ -1,7 +1,7 @@
 """One core worker draining no-op jobs, for comparing event loops by instructions under callgrind.
 
-    .venv/bin/python -m tools.loop_drain enqueue --jobs 3000
-    valgrind --tool=callgrind .venv/bin/python -m tools.loop_drain drain [--uvloop]
+    .venv/bin/python -m bench.tools.loop_drain enqueue --jobs 3000
+    valgrind --tool=callgrind .venv/bin/python -m bench.tools.loop_drain drain [--uvloop]
 
 ``drain`` runs ``Worker.run_once()`` (concurrency 24, the bench's) until the jobs are gone; run it for two job
 counts and divide the difference of the instruction counts by the difference of the counts: the fixed cost

@@ -144,7 +144,7 @@ async def add_job_spec(
     arguments = add_job_arguments(spec, job_key_mode)
     mode = arguments[-1]  # the job key mode, checked
     schema_name = SchemaName.coerce(schema)
-    async with connection_from(source) as connection:
+    async with connection_from(source, stateless=True) as connection:
         try:
             row = await connection.fetchrow(add_job_sql(schema_name), *arguments)
             if row is None:  # the keyed job was locked between the key check and the upsert
@@ -186,7 +186,7 @@ async def add_jobs(
     if not specs:
         return []
     schema_name = SchemaName.coerce(schema)
-    async with connection_from(source) as connection:
+    async with connection_from(source, stateless=True) as connection:
         try:
             rows = await connection.fetch(
                 EnqueueSql.for_schema(schema_name).add_jobs,

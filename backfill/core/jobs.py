@@ -213,6 +213,95 @@ class Job(NamedTuple):
         return seconds if seconds > 0 else None
 
 
+# The columns of jobs.sql's job_columns, in its order: what jobs_from_rows unpacks by position.
+JOB_COLUMNS = (
+    "id",
+    "job_queue_id",
+    "task_id",
+    "payload",
+    "priority",
+    "run_at",
+    "attempts",
+    "max_attempts",
+    "last_error",
+    "created_at",
+    "updated_at",
+    "key",
+    "locked_at",
+    "locked_by",
+    "revision",
+    "flags",
+)
+
+
+def jobs_from_rows(rows: Sequence[Any], task_names: Mapping[int, str], queue_names: Mapping[int, str]) -> list[Job]:
+    """:meth:`Job.from_record` for a batch of rows selecting exactly ``job_columns`` (a bulk enqueue's), with the
+    names of their task and queue ids.
+
+    Faster per row than ``from_record``, which a bulk enqueue would call a thousand times a statement: the row is
+    unpacked by position (no lookup by name), and each distinct flags text is parsed once per batch (a batch
+    from one client usually carries one, e.g. its retry policy's flag). Rows of any other shape go through
+    ``from_record``, so a change to job_columns cannot silently shift the fields.
+    """
+    if not rows:
+        return []
+    if tuple(rows[0].keys()) != JOB_COLUMNS:
+        return [
+            Job.from_record(
+                row,
+                task_identifier=task_names[row["task_id"]],
+                queue_name=None if row["job_queue_id"] is None else queue_names[row["job_queue_id"]],
+            )
+            for row in rows
+        ]
+    parsed_flags: dict[str, frozenset[str]] = {}
+    jobs = []
+    for (
+        job_id,
+        job_queue_id,
+        task_id,
+        payload,
+        priority,
+        run_at,
+        attempts,
+        max_attempts,
+        last_error,
+        created_at,
+        updated_at,
+        key,
+        locked_at,
+        locked_by,
+        revision,
+        flags_text,
+    ) in rows:
+        flags = _NO_FLAGS if flags_text is None else parsed_flags.get(flags_text)
+        if flags is None:
+            flags = parsed_flags[flags_text] = parse_flags(flags_text)
+        jobs.append(
+            Job(
+                job_id,
+                task_names[task_id],
+                _loads(payload) if type(payload) is str else payload,
+                None if job_queue_id is None else queue_names[job_queue_id],
+                priority,
+                run_at,
+                attempts,
+                max_attempts,
+                last_error,
+                created_at,
+                updated_at,
+                key,
+                locked_at,
+                locked_by,
+                revision or 0,
+                flags,
+                task_id,
+                job_queue_id,
+            )
+        )
+    return jobs
+
+
 # typeshed types make_scanner's argument oddly; a JSONDecoder is what the C scanner reads its settings from.
 _scan_once: Callable[[str, int], tuple[Any, int]] = make_scanner(cast(Any, json.JSONDecoder()))
 

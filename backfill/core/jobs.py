@@ -126,14 +126,24 @@ class JobSpec:
     payload_json: str = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        if self.identifier is None:
-            raise JobSpecError("identifier", "is required")
-        check_name("identifier", self.identifier, MAX_IDENTIFIER_LENGTH, error=JobSpecError)
-        check_name("queue_name", self.queue_name, MAX_IDENTIFIER_LENGTH, optional=True, error=JobSpecError)
-        check_aware("run_at", self.run_at, optional=True, error=JobSpecError)
-        check_int("max_attempts", self.max_attempts, 1, SMALLINT_MAX, optional=True, error=JobSpecError)
-        check_int("priority", self.priority, SMALLINT_MIN, SMALLINT_MAX, optional=True, error=JobSpecError)
-        _check_job_key(self.job_key)
+        # Each check runs only for a field given (and the identifier's only when it is not a plain string of a
+        # good length): a bulk enqueue builds thousands of specs that give two or three fields, and the calls
+        # for the fields left None were a fifth of building one.
+        identifier = self.identifier
+        if type(identifier) is not str or not 0 < len(identifier) <= MAX_IDENTIFIER_LENGTH:
+            if identifier is None:
+                raise JobSpecError("identifier", "is required")
+            check_name("identifier", identifier, MAX_IDENTIFIER_LENGTH, error=JobSpecError)
+        if self.queue_name is not None:
+            check_name("queue_name", self.queue_name, MAX_IDENTIFIER_LENGTH, error=JobSpecError)
+        if self.run_at is not None:
+            check_aware("run_at", self.run_at, error=JobSpecError)
+        if self.max_attempts is not None:
+            check_int("max_attempts", self.max_attempts, 1, SMALLINT_MAX, error=JobSpecError)
+        if self.priority is not None:
+            check_int("priority", self.priority, SMALLINT_MIN, SMALLINT_MAX, error=JobSpecError)
+        if self.job_key is not None:
+            _check_job_key(self.job_key)
         if self.flags is not None:
             # A string is iterable but is one flag, not many; a mapping's values would be silently ignored.
             if isinstance(self.flags, (str, bytes, Mapping)) or not isinstance(self.flags, Iterable):

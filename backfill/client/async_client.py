@@ -16,7 +16,7 @@ import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol, overload
 
 import asyncpg
 
@@ -188,30 +188,53 @@ class BackfillClient:
         options.setdefault("priority", Priority.EMERGENCY)
         return await self.enqueue(task, payload, **options)
 
+    @overload
     async def enqueue_many(
         self,
         requests: Sequence[Enqueue],
         *,
         job_key_preserve_run_at: bool = False,
         connection: ConnectionSource | None = None,
-    ) -> list[Job]:
+        returning: Literal[True] = True,
+    ) -> list[Job]: ...
+
+    @overload
+    async def enqueue_many(
+        self,
+        requests: Sequence[Enqueue],
+        *,
+        job_key_preserve_run_at: bool = False,
+        connection: ConnectionSource | None = None,
+        returning: Literal[False],
+    ) -> int: ...
+
+    async def enqueue_many(
+        self,
+        requests: Sequence[Enqueue],
+        *,
+        job_key_preserve_run_at: bool = False,
+        connection: ConnectionSource | None = None,
+        returning: bool = True,
+    ) -> list[Job] | int:
         """Enqueue many jobs in one statement (one round trip, one notification). A bad request is reported
-        by its position before anything is written."""
+        by its position before anything is written. Returns the jobs written, or with ``returning=False`` only
+        how many (the rows are then neither sent back nor decoded: see ``backfill.core.add_jobs``)."""
         specs = await self._specs_of(requests)
         # Specs of one shape share one flags tuple: look at each distinct one, not at every spec.
         by_flags = {spec.flags: spec for spec in specs}.values()
         for spec in {lane_of(0, spec.flags): spec for spec in by_flags}.values():
             await self.warn_if_lane_undeclared(spec)
-        jobs = await add_jobs(
+        written = await add_jobs(
             connection if connection is not None else await self._get_pool(),
             specs,
             job_key_preserve_run_at=job_key_preserve_run_at,
             schema=self.schema,
+            returning=returning,
         )
         if self._metrics is not None:
             for spec in specs:
                 self._metrics.job_enqueued(spec.identifier, spec.priority or 0, spec.flags)
-        return jobs
+        return written
 
     async def _specs_of(self, requests: Sequence[Enqueue]) -> list[JobSpec]:
         """:meth:`build_spec` for each request, errors named by position.

@@ -3,6 +3,7 @@ job build_spec would give each, or the error it would raise, at their position."
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -89,3 +90,18 @@ async def test_a_bad_request_of_a_known_shape_is_refused_at_its_position(
     assert caught.value.field == field
     assert isinstance(caught.value, PayloadTooLargeError) == ("big" in str(second.payload))
     assert await conn.fetchval(f"select count(*) from {JOBS}") == 0
+
+
+async def test_returning_false_writes_the_jobs_and_says_how_many(
+    database_url: str, conn: asyncpg.Connection[Any]
+) -> None:
+    requests = _requests()
+    async with BackfillClient(database_url) as client:
+        assert await client.enqueue_many(requests, returning=False) == len(requests)
+        expected = {request.job_key: client.build_spec(request) for request in requests}
+    rows = await conn.fetch(f"select key, priority, max_attempts, flags::text as flags from {JOBS}")
+    assert {row["key"] for row in rows} == set(expected)
+    for row in rows:
+        spec = expected[row["key"]]
+        assert (row["priority"], row["max_attempts"]) == (spec.priority, spec.max_attempts)
+        assert set(json.loads(row["flags"])) == set(spec.flags or ())

@@ -60,11 +60,11 @@ class StatelessReleaseConnection(asyncpg.Connection):
     """A connection that can be told its last user left no session state, so that its release by the pool need
     not send asyncpg's reset query (``pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *; RESET ALL``).
 
-    That query costs a round trip on every release, which a single pooled enqueue pays on top of its one
-    statement (measured: about a third of an awaited ``BackfillClient.enqueue``). The mark holds for one
-    release only, and is set only after the marking code's statements succeeded; any other use of the pool, or an
-    error, gets the full reset. An open transaction is rolled back either way: asyncpg's pool does that (and
-    forgets ``add_listener`` callbacks) before it calls the pool's ``reset`` function, whatever that does.
+    That query costs a round trip on every release: a single pooled enqueue made two where its one statement
+    needs one. The mark holds for one release only, and is set only after the marking code's statements
+    succeeded; any other use of the pool, or an error, gets the full reset. An open transaction is rolled back
+    either way: asyncpg's pool does that (and forgets ``add_listener`` callbacks) before it calls the pool's
+    ``reset`` function, whatever that does.
     """
 
     __slots__ = ("_left_no_session_state",)

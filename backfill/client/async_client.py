@@ -16,7 +16,7 @@ import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol, overload
 
 import asyncpg
 
@@ -188,42 +188,85 @@ class BackfillClient:
         options.setdefault("priority", Priority.EMERGENCY)
         return await self.enqueue(task, payload, **options)
 
+    @overload
     async def enqueue_many(
         self,
         requests: Sequence[Enqueue],
         *,
         job_key_preserve_run_at: bool = False,
         connection: ConnectionSource | None = None,
-    ) -> list[Job]:
+        returning: Literal[True] = True,
+    ) -> list[Job]: ...
+
+    @overload
+    async def enqueue_many(
+        self,
+        requests: Sequence[Enqueue],
+        *,
+        job_key_preserve_run_at: bool = False,
+        connection: ConnectionSource | None = None,
+        returning: Literal[False],
+    ) -> int: ...
+
+    async def enqueue_many(
+        self,
+        requests: Sequence[Enqueue],
+        *,
+        job_key_preserve_run_at: bool = False,
+        connection: ConnectionSource | None = None,
+        returning: bool = True,
+    ) -> list[Job] | int:
         """Enqueue many jobs in one statement (one round trip, one notification). A bad request is reported
-        by its position before anything is written."""
-        specs = []
-        known: dict[str, TaskDefaults | None] = {}
-        for position, request in enumerate(requests):
-            if not isinstance(request, Enqueue):
-                raise JobSpecError(f"requests[{position}]", f"must be an Enqueue, not {type(request).__name__}")
-            if isinstance(request.task, str) and request.task not in known:
-                known[request.task] = await self.task_defaults(request.task)
-            try:
-                specs.append(
-                    self.build_spec(request, known.get(request.task) if isinstance(request.task, str) else None)
-                )
-            except PayloadTooLargeError as error:
-                raise error.at(f"requests[{position}].payload") from None
-            except JobSpecError as error:
-                raise JobSpecError(f"requests[{position}].{error.field}", str(error).partition(": ")[2]) from None
-        for spec in {lane_of(0, spec.flags): spec for spec in specs}.values():
+        by its position before anything is written. Returns the jobs written, or with ``returning=False`` only
+        how many (the rows are then neither sent back nor decoded: see ``backfill.core.add_jobs``)."""
+        specs = await self._specs_of(requests)
+        # Specs of one shape share one flags tuple: look at each distinct one, not at every spec.
+        by_flags = {spec.flags: spec for spec in specs}.values()
+        for spec in {lane_of(0, spec.flags): spec for spec in by_flags}.values():
             await self.warn_if_lane_undeclared(spec)
-        jobs = await add_jobs(
+        written = await add_jobs(
             connection if connection is not None else await self._get_pool(),
             specs,
             job_key_preserve_run_at=job_key_preserve_run_at,
             schema=self.schema,
+            returning=returning,
         )
         if self._metrics is not None:
             for spec in specs:
                 self._metrics.job_enqueued(spec.identifier, spec.priority or 0, spec.flags)
-        return jobs
+        return written
+
+    async def _specs_of(self, requests: Sequence[Enqueue]) -> list[JobSpec]:
+        """:meth:`build_spec` for each request, errors named by position.
+
+        Requests that differ only in payload, time and key (a bulk enqueue of one task, typically) share
+        everything else build_spec works out — defaults, policy, flags — so it runs once per shape, and each
+        further request of that shape has only its own fields checked (:meth:`JobSpec.with_job`)."""
+        specs = []
+        known: dict[str, TaskDefaults | None] = {}
+        specs_by_shape: dict[tuple[Any, ...], JobSpec] = {}
+        for position, request in enumerate(requests):
+            if not isinstance(request, Enqueue):
+                raise JobSpecError(f"requests[{position}]", f"must be an Enqueue, not {type(request).__name__}")
+            shape = _shape_of(request)
+            like = specs_by_shape.get(shape) if shape is not None else None
+            try:
+                if like is not None:
+                    spec = like.with_job(request.payload, _run_at(request.run_at, request.delay), request.job_key)
+                    enforce_limit(spec.identifier, spec.payload_json, self.max_payload_bytes)
+                else:
+                    if isinstance(request.task, str) and request.task not in known:
+                        known[request.task] = await self.task_defaults(request.task)
+                    defaults = known.get(request.task) if isinstance(request.task, str) else None
+                    spec = self.build_spec(request, defaults)
+                    if shape is not None:
+                        specs_by_shape[shape] = spec
+            except PayloadTooLargeError as error:
+                raise error.at(f"requests[{position}].payload") from None
+            except JobSpecError as error:
+                raise JobSpecError(f"requests[{position}].{error.field}", str(error).partition(": ")[2]) from None
+            specs.append(spec)
+        return specs
 
     async def task_defaults(self, task: str) -> TaskDefaults | None:
         """``task``'s defaults: this process's (``@backfill.task``) or, for a task it never imported, those a
@@ -314,6 +357,37 @@ def _priority(field_name: str, value: Any) -> int:
     if not is_int(value):
         raise JobSpecError(field_name, f"must be an integer (a Priority or any smallint), not {type(value).__name__}")
     return int(value)
+
+
+def _shape_of(request: Enqueue) -> tuple[Any, ...] | None:
+    """What of ``request`` decides its spec's fields other than payload, run_at and job_key; ``None`` when it
+    cannot serve as a key (unhashable values, flags that are not a list or tuple: build_spec reports those).
+
+    Types are part of the key: ``True == 1`` and ``1.0 == 1`` would otherwise let a bool priority or a float
+    max_attempts reuse the spec of a valid int one, skipping the check that refuses it."""
+    flags = request.flags
+    if flags is not None:
+        if type(flags) is not list and type(flags) is not tuple:
+            return None
+        flags = tuple(flags)
+    shape = (
+        request.task,
+        request.priority,
+        type(request.priority),
+        request.queue,
+        request.lane,
+        request.retry_policy,
+        request.max_attempts,
+        type(request.max_attempts),
+        flags,
+        request.timeout,
+        type(request.timeout),
+    )
+    try:
+        hash(shape)
+    except TypeError:
+        return None
+    return shape
 
 
 def _run_at(run_at: datetime | None, delay: float | timedelta | None) -> datetime | None:

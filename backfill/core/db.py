@@ -22,11 +22,14 @@ __all__ = [
     "ConnectionSource",
     "Executor",
     "LazyPool",
+    "StatelessReleaseConnection",
     "connect",
     "connection_from",
     "create_pool",
     "database_url_from_env",
+    "mark_stateless",
     "redact_dsn",
+    "reset_unless_stateless",
 ]
 
 # asyncpg's pool hands out proxies of Connection; both expose the same query API.
@@ -37,13 +40,63 @@ MIN_SERVER_VERSION_NUM = 120000
 
 
 @asynccontextmanager
-async def connection_from(source: ConnectionSource) -> AsyncIterator[Executor]:
-    """Yield a connection: one acquired from ``source`` if it is a pool, else ``source`` itself."""
+async def connection_from(source: ConnectionSource, *, stateless: bool = False) -> AsyncIterator[Executor]:
+    """Yield a connection: one acquired from ``source`` if it is a pool, else ``source`` itself.
+
+    ``stateless``: the caller only runs statements that leave no session state behind (no ``SET``, ``LISTEN``,
+    session advisory lock, cursor or temporary table). When the block ends without an error on a connection of
+    a pool opened by :class:`LazyPool`, its release then skips the reset query (see
+    :class:`StatelessReleaseConnection`)."""
     if isinstance(source, asyncpg.Pool):
         async with source.acquire() as connection:
             yield connection
+            if stateless:
+                mark_stateless(connection)
     else:
         yield source
+
+
+class StatelessReleaseConnection(asyncpg.Connection):
+    """A connection that can be told its last user left no session state, so that its release by the pool need
+    not send asyncpg's reset query (``pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *; RESET ALL``).
+
+    That query costs a round trip on every release: a single pooled enqueue made two where its one statement
+    needs one. The mark holds for one release only, and is set only after the marking code's statements
+    succeeded; any other use of the pool, or an error, gets the full reset. An open transaction is rolled back
+    either way: asyncpg's pool does that (and forgets ``add_listener`` callbacks) before it calls the pool's
+    ``reset`` function, whatever that does.
+    """
+
+    __slots__ = ("_left_no_session_state",)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._left_no_session_state = False
+
+    def left_no_session_state(self) -> None:
+        """Skip the reset query at the next release (called through the pool's proxy, which forwards it)."""
+        self._left_no_session_state = True
+
+    def take_stateless_mark(self) -> bool:
+        """Whether the last user marked this connection, clearing the mark: it covers one release only."""
+        marked, self._left_no_session_state = self._left_no_session_state, False
+        return marked
+
+
+def mark_stateless(connection: Executor) -> None:
+    """Tell ``connection`` (when it is a :class:`StatelessReleaseConnection`) that it needs no reset query."""
+    mark = getattr(connection, "left_no_session_state", None)
+    if mark is not None:
+        mark()
+
+
+async def reset_unless_stateless(connection: asyncpg.Connection[Any]) -> None:
+    """A pool's ``reset``: asyncpg's reset query, unless the connection's last user said it needs none."""
+    if isinstance(connection, StatelessReleaseConnection) and connection.take_stateless_mark():
+        return
+    query = connection.get_reset_query()
+    if query:
+        await connection.execute(query)
 
 
 class LazyPool:
@@ -75,7 +128,12 @@ class LazyPool:
             if self._pool is None:
                 assert self._dsn is not None
                 self._pool = await create_pool(
-                    self._dsn, min_size=1, max_size=self._max_size, statement_cache_size=self._statement_cache_size
+                    self._dsn,
+                    min_size=1,
+                    max_size=self._max_size,
+                    statement_cache_size=self._statement_cache_size,
+                    connection_class=StatelessReleaseConnection,
+                    reset=reset_unless_stateless,
                 )
             return self._pool
 

@@ -12,13 +12,13 @@ import re
 from collections.abc import Sequence
 from datetime import datetime
 from functools import cache
-from typing import Any
+from typing import Any, Literal, overload
 
 import asyncpg
 
 from backfill.core.db import ConnectionSource, Executor, connection_from
 from backfill.core.errors import DatabaseError, JobSpecError
-from backfill.core.jobs import Job, JobKeyMode, JobSpec, JobSql
+from backfill.core.jobs import Job, JobKeyMode, JobSpec, JobSql, jobs_from_rows
 from backfill.core.schema import SchemaName
 from backfill.core.statements import Statements
 
@@ -28,7 +28,9 @@ class EnqueueSql(Statements, file=("backfill.core.sql", "enqueue.sql")):
 
     includes = (JobSql,)
     add_job: str
+    add_jobs_call: str  # the part both add_jobs statements share
     add_jobs: str
+    add_jobs_counted: str
     names_of: str
 
 
@@ -144,7 +146,7 @@ async def add_job_spec(
     arguments = add_job_arguments(spec, job_key_mode)
     mode = arguments[-1]  # the job key mode, checked
     schema_name = SchemaName.coerce(schema)
-    async with connection_from(source) as connection:
+    async with connection_from(source, stateless=True) as connection:
         try:
             row = await connection.fetchrow(add_job_sql(schema_name), *arguments)
             if row is None:  # the keyed job was locked between the key check and the upsert
@@ -161,14 +163,50 @@ async def add_job_spec(
     return Job.from_record(row, task_identifier=spec.identifier, queue_name=spec.queue_name)
 
 
+@overload
 async def add_jobs(
     source: ConnectionSource,
     specs: Sequence[JobSpec],
     *,
     job_key_preserve_run_at: bool = False,
     schema: str | SchemaName | None = None,
-) -> list[Job]:
-    """Enqueue many jobs in one statement (one notification); returns the rows written."""
+    returning: Literal[True] = True,
+) -> list[Job]: ...
+
+
+@overload
+async def add_jobs(
+    source: ConnectionSource,
+    specs: Sequence[JobSpec],
+    *,
+    job_key_preserve_run_at: bool = False,
+    schema: str | SchemaName | None = None,
+    returning: Literal[False],
+) -> int: ...
+
+
+@overload
+async def add_jobs(
+    source: ConnectionSource,
+    specs: Sequence[JobSpec],
+    *,
+    job_key_preserve_run_at: bool = False,
+    schema: str | SchemaName | None = None,
+    returning: bool,
+) -> list[Job] | int: ...
+
+
+async def add_jobs(
+    source: ConnectionSource,
+    specs: Sequence[JobSpec],
+    *,
+    job_key_preserve_run_at: bool = False,
+    schema: str | SchemaName | None = None,
+    returning: bool = True,
+) -> list[Job] | int:
+    """Enqueue many jobs in one statement (one notification); returns the rows written, or with
+    ``returning=False`` only how many were written (a keyed spec whose job is running writes none), which
+    spares sending the rows and building a :class:`Job` for each."""
     if isinstance(specs, JobSpec):
         raise JobSpecError("specs", "must be a sequence of JobSpec, not a single JobSpec")
     first_position_of_key: dict[str, int] = {}
@@ -184,27 +222,21 @@ async def add_jobs(
                     f"specs[{position}].job_key", f"{spec.job_key!r} repeats specs[{earlier}].job_key in one batch"
                 )
     if not specs:
-        return []
+        return [] if returning else 0
     schema_name = SchemaName.coerce(schema)
-    async with connection_from(source) as connection:
+    statements = EnqueueSql.for_schema(schema_name)
+    encoded = encode_spec_rows([job_spec_json_fields(spec) for spec in specs])
+    async with connection_from(source, stateless=True) as connection:
         try:
-            rows = await connection.fetch(
-                EnqueueSql.for_schema(schema_name).add_jobs,
-                encode_spec_rows([job_spec_json_fields(spec) for spec in specs]),
-                job_key_preserve_run_at,
-            )
+            if not returning:
+                written: int = await connection.fetchval(statements.add_jobs_counted, encoded, job_key_preserve_run_at)
+                return written
+            rows = await connection.fetch(statements.add_jobs, encoded, job_key_preserve_run_at)
             task_names, queue_names = await _names_of(connection, schema_name, rows, specs)
         except asyncpg.PostgresError as error:
             _raise_unsendable(error, ("specs",))
             raise DatabaseError(f"add_jobs ({len(specs)} specs) failed: {error}") from error
-    return [
-        Job.from_record(
-            row,
-            task_identifier=task_names[row["task_id"]],
-            queue_name=None if row["job_queue_id"] is None else queue_names[row["job_queue_id"]],
-        )
-        for row in rows
-    ]
+    return jobs_from_rows(rows, task_names, queue_names)
 
 
 async def _names_of(

@@ -168,7 +168,7 @@ async def test_add_jobs_refuses_things_that_are_not_specs(conn: asyncpg.Connecti
         await add_jobs(conn, [JobSpec("t"), {"identifier": "t"}])  # type: ignore[list-item]
     assert caught.value.field == "specs[1]"
     with pytest.raises(JobSpecError) as caught:
-        await add_jobs(conn, JobSpec("t"))  # type: ignore[arg-type]
+        await add_jobs(conn, JobSpec("t"))  # type: ignore[call-overload]
     assert caught.value.field == "specs"
     assert await conn.fetchval(f"select count(*) from {JOBS}") == 0
 

@@ -70,3 +70,35 @@ def test_decode_json_accepts_text_or_decoded_values() -> None:
     assert decode_json('{"a":1}') == {"a": 1}
     assert decode_json({"a": 1}) == {"a": 1}
     assert decode_json(None) is None
+
+
+def test_a_payload_that_contains_itself_is_refused() -> None:
+    looped: dict[str, Any] = {"a": 1}
+    looped["self"] = looped
+    with pytest.raises(JobSpecError) as caught:
+        encode_payload(looped)
+    assert caught.value.field == "payload"
+    assert "contains itself" in str(caught.value)
+
+
+def test_a_payload_refused_half_way_is_accepted_once_fixed() -> None:
+    # The shared encoder must keep nothing of a failed call: the same dict, fixed, encodes.
+    inner: dict[str, Any] = {"n": 1}
+    payload: dict[str, Any] = {"inner": inner, "bad": object()}
+    with pytest.raises(JobSpecError):
+        encode_payload(payload)
+    del payload["bad"]
+    assert encode_payload(payload) == '{"inner":{"n":1}}'
+    assert encode_payload([inner, inner]) == '[{"n":1},{"n":1}]'  # the same object twice is no loop
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        {"s": 'quote " backslash \\ tab \t nul \x00 é 😀 \u2028', "f": [0.1, -0.0, 1e300, 12345678901234567890]},
+        {1: "int key", 2.5: "float key", False: "bool key", None: "null key"},
+        [[], {}, [[[]]], (1, 2), {"nested": ({"t": (1,)},)}],
+    ],
+)
+def test_text_is_what_the_standard_encoder_writes(payload: Any) -> None:
+    assert encode_payload(payload) == json.dumps(payload, ensure_ascii=False, separators=(",", ":"))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
@@ -105,3 +106,37 @@ def test_spec_is_frozen() -> None:
     spec = JobSpec("t")
     with pytest.raises(AttributeError):
         spec.priority = 3  # type: ignore[misc]
+
+
+def test_with_job_is_the_spec_built_with_those_three_fields() -> None:
+    shape: dict[str, Any] = {
+        "queue_name": "q",
+        "max_attempts": 3,
+        "priority": -2,
+        "flags": ["a", "b"],
+        "timeout": 2.5,
+    }
+    first = JobSpec("t", {"n": 1}, run_at=AWARE, job_key="k1", **shape)
+    second = first.with_job({"n": 2, "é": "ü"}, None, "k2")
+    direct = JobSpec("t", {"n": 2, "é": "ü"}, job_key="k2", **shape)
+    # Every field, the computed payload_json included: a field added to JobSpec and forgotten by with_job fails.
+    for field in dataclasses.fields(JobSpec):
+        assert getattr(second, field.name) == getattr(direct, field.name), field.name
+    assert first.payload == {"n": 1} and first.job_key == "k1"  # the spec it came from is unchanged
+
+
+@pytest.mark.parametrize(
+    ("field", "arguments"),
+    [
+        ("run_at", ({}, datetime(2030, 1, 1), None)),
+        ("run_at", ({}, "tomorrow", None)),
+        ("job_key", ({}, None, "")),
+        ("job_key", ({}, None, 5)),
+        ("payload", (5, None, None)),
+        ("payload", ({"x": {1, 2}}, None, None)),
+    ],
+)
+def test_with_job_checks_the_fields_it_sets(field: str, arguments: tuple[Any, Any, Any]) -> None:
+    with pytest.raises(JobSpecError) as caught:
+        JobSpec("t").with_job(*arguments)
+    assert caught.value.field == field

@@ -13,19 +13,28 @@ select @part:job_columns@
   ) as j
  where j.id is not null
 
+-- part: add_jobs_call
+-- Graphile's add_jobs over $1, the specs as one JSON array of job_spec_fields arrays
+-- (enqueue.job_spec_json_fields): one parameter for asyncpg to encode instead of eight arrays checked element
+-- by element, and no introspection of the composite type. $2 job_key_preserve_run_at.
+@schema@.add_jobs(
+  array(
+    select row(@part:job_spec_fields@)::@schema@.job_spec
+      from jsonb_array_elements($1::jsonb) with ordinality as specs(spec, position)
+     order by specs.position
+  ),
+  $2::boolean
+) as j
+
 -- name: add_jobs
--- $1 the specs as one JSON array of job_spec_fields arrays (enqueue.job_spec_json_fields): one parameter for
--- asyncpg to encode instead of eight arrays checked element by element, and no introspection of the composite
--- type. $2 job_key_preserve_run_at.
+-- The jobs written, for callers who want them back.
 select @part:job_columns@
-  from @schema@.add_jobs(
-    array(
-      select row(@part:job_spec_fields@)::@schema@.job_spec
-        from jsonb_array_elements($1::jsonb) with ordinality as specs(spec, position)
-       order by specs.position
-    ),
-    $2::boolean
-  ) as j
+  from @part:add_jobs_call@
+
+-- name: add_jobs_counted
+-- Only how many jobs were written (add_jobs(returning=False)): the rows stay in the server, so neither side
+-- spends time on sending or decoding them.
+select count(*)::int from @part:add_jobs_call@
 
 -- name: names_of
 -- Task identifiers ($1 task ids) and queue names ($2 queue ids) of jobs just added, in a second statement.

@@ -13,10 +13,9 @@ The exposition is a histogram's as prometheus-client writes it (``_bucket`` with
 
 from __future__ import annotations
 
-from bisect import bisect_left
-from collections import Counter
+from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Iterator, Sequence
-from functools import partial
+from typing import Any
 
 from prometheus_client.core import HistogramMetricFamily
 from prometheus_client.registry import Collector
@@ -42,12 +41,28 @@ class HistogramCell:
         self.total += value
 
     def observe_many(self, values: Sequence[float]) -> None:
-        """Observe each of ``values``: binned and summed in C (``Counter`` over ``map``), with a Python step per
-        bucket hit rather than per value, which is what a batch of a thousand jobs' timings needs."""
+        """Observe each of ``values``: sorted once (in C), then binned by :meth:`observe_sorted`."""
+        ordered = sorted(values)
+        self.observe_sorted(ordered, sum(ordered))
+
+    def observe_sorted(self, ordered: Sequence[Any], total: float, bounds: Sequence[Any] | None = None) -> None:
+        """Observe values already sorted, whose sum is ``total``: each bucket's share is one bisection, stopping
+        at the bucket that holds the largest, so a thousand quick jobs' timings, all under the first bound, cost
+        one bisection. ``bounds``: the buckets' bounds in the values' own type, when they are not floats
+        (``timedelta`` lags, say), in the same order as the cell's."""
+        bounds = self._bounds if bounds is None else bounds
+        size = len(ordered)
         counts = self.counts
-        for bucket, hits in Counter(map(partial(bisect_left, self._bounds), values)).items():
-            counts[bucket] += hits
-        self.total += sum(values)
+        placed = 0
+        for bucket, bound in enumerate(bounds):
+            upto = bisect_right(ordered, bound, placed)  # the values <= bound: Prometheus's "le"
+            counts[bucket] += upto - placed
+            placed = upto
+            if placed == size:
+                break
+        else:
+            counts[-1] += size - placed  # above every bound
+        self.total += total
 
 
 class BatchHistogram(Collector):

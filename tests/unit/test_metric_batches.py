@@ -3,8 +3,10 @@
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from prometheus_client import CollectorRegistry, Histogram
 from prometheus_client.exposition import generate_latest
 
@@ -87,13 +89,32 @@ def test_one_batch_of_several_series_counts_each_job_under_its_own_labels() -> N
 
 
 def test_a_start_before_run_at_counts_as_no_lag() -> None:
-    # The worker's clock behind the database's: the lag would read negative.
+    # Our clock behind the database's: the job starts, by our clock, before its run_at.
     metrics = BackfillMetrics(tasks=["a"])
     events = Events()
     metrics.observe_worker(events, "bulk")
-    job = _job(1, "a", 5)
-    early = job.run_at.timestamp() - 30.0
-    events.emit("attempts:batch", worker_id="w", started=[(job, early)], succeeded=[], failed=[], skipped=[])
-    assert metrics.registry.get_sample_value("backfill_job_start_lag_seconds_sum", {"task": "a", "lane": "bulk"}) == 0
-    le = {"task": "a", "lane": "bulk", "le": "0.005"}
-    assert metrics.registry.get_sample_value("backfill_job_start_lag_seconds_bucket", le) == 1
+    job = _job(1, "a", 5)._replace(run_at=datetime.now(UTC) + timedelta(seconds=30))
+    events.emit("attempts:batch", worker_id="w", started=[(job, time.time())], succeeded=[], failed=[], skipped=[])
+    labels = {"task": "a", "lane": "bulk"}
+    assert metrics.registry.get_sample_value("backfill_job_start_lag_seconds_sum", labels) == 0
+    assert metrics.registry.get_sample_value("backfill_job_start_lag_seconds_bucket", {**labels, "le": "0.005"}) == 1
+
+
+@pytest.mark.parametrize("started_ago", [0.0, 0.3, 40.0])
+def test_start_lags_are_binned_by_when_each_job_started(started_ago: float) -> None:
+    # Batches go out a loop turn after their attempts started (binned as of the batch), or later when the loop
+    # was held up (each lag on its own): either way a lag of 2 s is in the 2.5 s bucket, not the 1 s one.
+    metrics = BackfillMetrics(tasks=["a"])
+    events = Events()
+    metrics.observe_worker(events, "bulk")
+    at = time.time() - started_ago
+    jobs = [_job(i, "a", 5)._replace(run_at=datetime.fromtimestamp(at - 2.0, UTC)) for i in range(3)]
+    events.emit("attempts:batch", worker_id="w", started=[(j, at) for j in jobs], succeeded=[], failed=[], skipped=[])
+    labels = {"task": "a", "lane": "bulk"}
+
+    def bucket(le: str) -> float | None:
+        return metrics.registry.get_sample_value("backfill_job_start_lag_seconds_bucket", {**labels, "le": le})
+
+    assert (bucket("1.0"), bucket("2.5")) == (0, 3)
+    total = metrics.registry.get_sample_value("backfill_job_start_lag_seconds_sum", labels)
+    assert total == pytest.approx(6.0, abs=0.01)

@@ -89,7 +89,10 @@ select exists (
 
 -- part: runnable
 -- What makes a job of ours runnable now, but for its named queue (the fetch locks the queue, the check does not).
+-- The priority condition changes no result (every available job has one of those priorities): it is what lets
+-- the scan stop at the first job due later instead of reading every scheduled one (jobs.sql says how).
 jobs.is_available = true
+and jobs.priority = any(@part:available_priorities@)
 and jobs.run_at <= now()
 and jobs.task_id = any(array(select t.id from @schema@._private_tasks as t where t.identifier = any($2::text[])))
 

@@ -19,6 +19,7 @@ import pytest
 from backfill.core.run.job_slice import JobSlice
 from backfill.core.run.queries import WorkerQueries, fetch_filter_arguments
 from backfill.core.schema import SchemaName
+from backfill.metrics.queue_stats import QueueStatsSql
 
 SCHEMA = SchemaName.coerce(None)
 FUTURE_JOBS = 50_000
@@ -111,3 +112,12 @@ async def test_the_fetch_still_claims_due_jobs_best_first_across_priorities(
     assert claimed == [due["p-5"], due["p0-old"], due["p0-new"], due["p5"]]
     bulk = WorkerQueries.for_schema(SCHEMA, SLICES["bulk"])
     assert await backlog.fetch(bulk.fetch_jobs, "w", ["scheduled"], 10, [LANE_FLAG]) == []
+
+
+async def test_a_queue_stats_round_reads_the_ready_jobs_only(backlog: asyncpg.Connection[Any]) -> None:
+    """The scheduled jobs are counted apart, and not every round (test_metrics); the round's own statement stops at
+    the first job due later, whatever the priority."""
+    ready = QueueStatsSql.for_schema(SCHEMA).ready
+    for plan_mode in ("force_custom_plan", "force_generic_plan"):
+        await backlog.execute(f"set plan_cache_mode = {plan_mode}")
+        assert await buffers_of(backlog, ready, None) <= MOST_BUFFERS, plan_mode

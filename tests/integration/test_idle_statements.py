@@ -19,7 +19,9 @@ import pytest
 from backfill.core.run.job_slice import JobSlice
 from backfill.core.run.queries import WorkerQueries, fetch_filter_arguments
 from backfill.core.schema import SchemaName
+from backfill.dlq.move import MoveSql
 from backfill.metrics.queue_stats import QueueStatsSql
+from backfill.migrations import migrate_all
 
 SCHEMA = SchemaName.coerce(None)
 FUTURE_JOBS = 50_000
@@ -121,3 +123,19 @@ async def test_a_queue_stats_round_reads_the_ready_jobs_only(backlog: asyncpg.Co
     for plan_mode in ("force_custom_plan", "force_generic_plan"):
         await backlog.execute(f"set plan_cache_mode = {plan_mode}")
         assert await buffers_of(backlog, ready, None) <= MOST_BUFFERS, plan_mode
+
+
+async def test_the_dead_letter_pass_reads_the_dead_jobs_only(backlog: asyncpg.Connection[Any]) -> None:
+    """The mover's periodic pass looks for dead jobs among all jobs: an index of the dead ones (dlq/3) spares it
+    the walk through the living."""
+    await migrate_all(backlog, SCHEMA, dlq=True)
+    schema = SCHEMA.quoted
+    await backlog.execute(f"select {schema}.add_job('scheduled', max_attempts => 1)")
+    await backlog.execute(f"update {schema}._private_jobs set attempts = 1 where run_at <= now()")  # dead
+    await backlog.execute(f"analyze {schema}._private_jobs")
+    move = MoveSql.for_schema(SCHEMA)
+    for plan_mode in ("force_custom_plan", "force_generic_plan"):
+        await backlog.execute(f"set plan_cache_mode = {plan_mode}")
+        assert await buffers_of(backlog, move.move_all, 500) <= MOST_BUFFERS, plan_mode
+    moved = await backlog.fetch(move.move_all, 500)
+    assert [row["task_identifier"] for row in moved] == ["scheduled"]

@@ -56,12 +56,14 @@ with candidates as (
    where chosen.job_queue_id is not null
      and job_queues.id = chosen.job_queue_id
 )
+-- The chosen rows by their ids in the primary key, not by a join with "chosen": the planner cannot see how many
+-- rows "chosen" holds, and on a table of some 20,000 jobs it joined them by scanning the whole table (3.6 ms of a
+-- 100-job claim's 7.4). The rows are already locked by "candidates", and the update needs nothing else of them.
 update @schema@._private_jobs as j
    set attempts = j.attempts + 1,
        locked_by = $1::text,
        locked_at = now()
-  from chosen
- where j.id = chosen.id
+ where j.id = any(array(select chosen.id from chosen))
 returning @part:job_columns@,
           case when j.job_queue_id is not null then
             (select q.queue_name from @schema@._private_job_queues as q where q.id = j.job_queue_id)

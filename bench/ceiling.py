@@ -9,16 +9,15 @@ one of two pairs of statements:
 * ``worker``: the worker's own fetch_jobs and complete_jobs (backfill/core/sql), as backfill.core loads them.
 
 It prints jobs/s, the mean time of each statement (its round trip, client to server and back) and the CPU time
-the server's backends spent per job (utime + stime from /proc/<pid>/stat, so PostgreSQL must run on this
-machine): the last is the least disturbed by other work on a shared machine. The shapes run alternately, for
-several rounds: compare medians.
+the server's backends spent per job (/proc/<pid>/schedstat, so PostgreSQL must run on this machine): the last
+is the least disturbed by other work on a shared machine. The shapes run alternately, for several rounds:
+compare medians.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import statistics
 import time
 from typing import Any
@@ -111,13 +110,13 @@ class Loop:
 
 
 def backend_cpu_seconds(pids: list[int]) -> float:
-    """utime + stime of these server processes (fields 14 and 15 of /proc/<pid>/stat)."""
-    ticks = 0
+    """CPU time these server processes have run (the first field of /proc/<pid>/schedstat, in nanoseconds: finer
+    than the clock ticks of /proc/<pid>/stat)."""
+    total = 0
     for pid in pids:
-        with open(f"/proc/{pid}/stat") as stat:
-            fields = stat.read().rsplit(")", 1)[1].split()
-        ticks += int(fields[11]) + int(fields[12])
-    return ticks / os.sysconf("SC_CLK_TCK")
+        with open(f"/proc/{pid}/schedstat") as schedstat:
+            total += int(schedstat.read().split()[0])
+    return total / 1e9
 
 
 async def measure(dsn: str, shape: str, jobs: int, batch: int, connections: int) -> dict[str, float]:

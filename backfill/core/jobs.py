@@ -197,6 +197,7 @@ class JobSql(Statements, file=("backfill.core.sql", "jobs.sql")):
     job_state: str  # JobState's rules
     task_queue_state_filter: str
     job_spec_fields: str  # a JobSpec from the JSON array that enqueue.job_spec_json_fields writes
+    available_priorities: str  # what lets "due now" stop at the first job due later, priority by priority
 
 
 _NO_FLAGS: frozenset[str] = frozenset()

@@ -1,10 +1,17 @@
-"""Queue depth gauges, read from the jobs table every few seconds by one statement.
+"""Queue depth gauges, read from the jobs table every few seconds.
 
-Each round runs one grouped statement over the waiting jobs (``is_available``: unlocked, attempts left) that
-reports per lane and per named queue how many are ready (due now), how many are scheduled (due later) and how
-long the oldest ready one has been due, measured on the database's clock; then, if ``backfill_dlq`` exists,
-one count of its dead rows (both in ``sql/queue_stats.sql``). The lane is computed in SQL the way
-:func:`backfill.lanes.lane.lane_of` does it (:class:`backfill.lanes.lane.LaneSql`).
+Each round reports per lane and per named queue how many waiting jobs (``is_available``: unlocked, attempts left)
+are ready (due now), how many are scheduled (due later) and how long the oldest ready one has been due, measured
+on the database's clock; then, if ``backfill_dlq`` exists, the count of its dead rows (``sql/queue_stats.sql``).
+The lane is computed in SQL the way :func:`backfill.lanes.lane.lane_of` does it
+(:class:`backfill.lanes.lane.LaneSql`).
+
+The ready jobs are counted afresh every round, and their count reads only them: each priority's jobs are read up
+to the first one due later, so an idle queue over a million jobs scheduled for tomorrow costs a few index pages
+a round. The scheduled jobs can only be counted by reading them all, so :meth:`QueueStatsCollector.run` counts
+them again only while that takes at most 1% of the time (:mod:`backfill.metrics.scheduled_count`): every round
+for a small backlog, every couple of minutes for a million jobs; :meth:`QueueStatsCollector.collect_once`
+always counts everything.
 
 Labels stay bounded:
 
@@ -20,9 +27,8 @@ interval sees it drop, and then no longer (so queues that come and go do not pil
 describe the whole database: every process running a collector reports the same values, so aggregate them
 with ``max``, not ``sum`` — or better, run one collector per database (say, in one worker process).
 
-A round reads every waiting job's row (the partial ``is_available`` index bounds it to those): about 60 ms
-for 100,000 waiting jobs in 500 named queues, measured on the development machine (PostgreSQL 15). Raise
-``interval`` for deeper backlogs.
+A round reads every ready job's row: about 60 ms for 100,000 ready jobs in 500 named queues, measured on the
+development machine (PostgreSQL 15). Raise ``interval`` for deeper ready backlogs.
 """
 
 from __future__ import annotations
@@ -35,10 +41,11 @@ from typing import Any
 import asyncpg
 
 from backfill.core import SchemaName
-from backfill.core.extension import ConsecutiveFailures, Interval, PeriodicService, Statements
+from backfill.core.extension import ConsecutiveFailures, Interval, JobSql, PeriodicService, Statements
 from backfill.lanes.lane import LaneSql
 from backfill.metrics.gauges import QueueSnapshot, WaitingJobs
 from backfill.metrics.instruments import OTHER, BackfillMetrics
+from backfill.metrics.scheduled_count import SCHEDULED_COUNT_SHARE, CountSpacing, ScheduledJobs
 
 logger = logging.getLogger("backfill.metrics")
 
@@ -48,17 +55,20 @@ _WARN_EVERY_SECONDS = 60.0
 
 
 class QueueStatsSql(Statements, file=("backfill.metrics.sql", "queue_stats.sql")):
-    """The round's two statements; the lane expression is :class:`LaneSql`'s."""
+    """The round's statements; the lane expression is :class:`LaneSql`'s, the bounded scan :class:`JobSql`'s."""
 
-    includes = (LaneSql,)
-    waiting: str
+    includes = (LaneSql, JobSql)
+    ready: str
+    scheduled: str
+    without_jit: str
     dead_by_task: str
 
 
 class QueueStatsCollector:
     """Keeps ``metrics``' queue gauges up to date: :meth:`run` every ``interval`` seconds, or :meth:`collect_once`.
 
-    ``pool`` is borrowed (one connection per round) and never closed here.
+    ``pool`` is borrowed (one connection per round) and never closed here. ``scheduled_count_share`` is the most
+    share of the time :meth:`run` spends counting the scheduled jobs (see the module's docstring).
     """
 
     def __init__(
@@ -71,11 +81,14 @@ class QueueStatsCollector:
         lanes: Iterable[str] | None = None,
         queue_limit: int = DEFAULT_QUEUE_LIMIT,
         keep_emptied: float = EMPTIED_KEPT_SECONDS,
+        scheduled_count_share: float = SCHEDULED_COUNT_SHARE,
     ) -> None:
         if not interval > 0:
             raise ValueError(f"interval must be a positive number of seconds, got {interval!r}")
         if queue_limit < 0:
             raise ValueError(f"queue_limit must be 0 or more, got {queue_limit!r}")
+        if not 0 < scheduled_count_share <= 1:
+            raise ValueError(f"scheduled_count_share must be above 0 and at most 1, got {scheduled_count_share!r}")
         self._pool = pool
         self._schema = SchemaName.coerce(schema)
         self._metrics = metrics
@@ -89,14 +102,29 @@ class QueueStatsCollector:
         self._lanes_seen: dict[str, float] = {}
         self._queues_seen: dict[str, float] = {}
         self._failures = ConsecutiveFailures(warning_interval=_WARN_EVERY_SECONDS)
+        self._scheduled = ScheduledJobs()  # the last count of the jobs due later
+        self._scheduled_spacing = CountSpacing(scheduled_count_share)
 
     async def collect_once(self) -> QueueSnapshot:
-        """Read the queues now, update the gauges and return what they show."""
+        """Read the queues now, every figure counted afresh, update the gauges and return what they show."""
+        return await self._collect(count_scheduled=True)
+
+    async def _round(self) -> QueueSnapshot:
+        """A round of :meth:`run`: the scheduled jobs are counted again only when that count is due."""
+        return await self._collect(count_scheduled=self._scheduled_spacing.due(time.monotonic()))
+
+    async def _collect(self, *, count_scheduled: bool) -> QueueSnapshot:
         async with self._pool.acquire() as connection:
-            rows = await connection.fetch(self._sql.waiting)
+            if count_scheduled:
+                started = time.monotonic()
+                async with connection.transaction():
+                    await connection.execute(self._sql.without_jit)
+                    self._scheduled = ScheduledJobs.from_rows(await connection.fetch(self._sql.scheduled))
+                self._scheduled_spacing.ran(started, time.monotonic())
+            rows = await connection.fetch(self._sql.ready, self._scheduled.counted_at)
             # The table is another component's and may not exist yet (or any more): checked every round.
             dead_rows = await connection.fetch(self._sql.dead_by_task) if rows[0]["dlq_exists"] else []
-        snapshot = self._snapshot(rows, self._dead_by_task(dead_rows))
+        snapshot = self._snapshot(rows, self._scheduled, self._dead_by_task(dead_rows))
         self._metrics.queue_gauges.update(snapshot)
         return snapshot
 
@@ -106,7 +134,7 @@ class QueueStatsCollector:
         service = PeriodicService(
             name="queue-stats",
             what="queue statistics",
-            run_once=self.collect_once,
+            run_once=self._round,
             # Not jittered: one collector per database is the advice, so there is no herd to spread.
             interval=Interval.around(self.interval, jitter=0),
             logger=logger,
@@ -129,18 +157,15 @@ class QueueStatsCollector:
             by_task[label] = by_task.get(label, 0) + int(row["dead"])
         return by_task
 
-    def _snapshot(self, rows: Sequence[Mapping[str, Any]], dead_by_task: dict[str, int]) -> QueueSnapshot:
+    def _snapshot(
+        self, rows: Sequence[Mapping[str, Any]], scheduled: ScheduledJobs, dead_by_task: dict[str, int]
+    ) -> QueueSnapshot:
+        by_lane = _waiting(rows, scheduled.lanes, by_lane=True)
         lanes: dict[str, WaitingJobs] = {}
-        queues: list[tuple[str, WaitingJobs]] = []
-        for row in rows:
-            if row["by_lane"] is None:  # the lone row of an empty table
-                continue
-            waiting = WaitingJobs(int(row["ready"]), int(row["scheduled"]), float(row["oldest_ready_age"]))
-            if row["by_lane"]:
-                label = row["lane"] if row["lane"] in self._lane_set else OTHER
-                lanes[label] = lanes[label].plus(waiting) if label in lanes else waiting
-            else:
-                queues.append((row["queue_name"], waiting))
+        for lane, waiting in by_lane.items():
+            label = lane if lane in self._lane_set else OTHER
+            lanes[label] = lanes[label].plus(waiting) if label in lanes else waiting
+        queues = list(_waiting(rows, scheduled.queues, by_lane=False).items())
         now = time.monotonic()
         return QueueSnapshot(
             lanes=_with_emptied(lanes, self._lanes_seen, now, self.keep_emptied, always=self.lanes),
@@ -158,6 +183,23 @@ class QueueStatsCollector:
             label = name if index < self.queue_limit else OTHER
             capped[label] = capped[label].plus(waiting) if label in capped else waiting
         return capped
+
+
+def _waiting(
+    ready_rows: Sequence[Mapping[str, Any]], scheduled: Mapping[str, int], *, by_lane: bool
+) -> dict[str, WaitingJobs]:
+    """The waiting jobs per lane (``by_lane``) or per named queue: the ready ones from the ``ready`` rows, the
+    scheduled ones from the last count less those of them that are ready by now."""
+    waiting: dict[str, WaitingJobs] = {}
+    for row in ready_rows:
+        if row["by_lane"] is None or row["by_lane"] != by_lane:  # the lone row when nothing is ready; the others
+            continue
+        name = row["lane"] if by_lane else row["queue_name"]
+        still_scheduled = max(0, scheduled.get(name, 0) - int(row["due_since_count"]))
+        waiting[name] = WaitingJobs(int(row["ready"]), still_scheduled, float(row["oldest_ready_age"]))
+    for name, count in scheduled.items():
+        waiting.setdefault(name, WaitingJobs(0, count))
+    return waiting
 
 
 def _with_emptied(

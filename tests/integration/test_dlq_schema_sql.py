@@ -86,9 +86,12 @@ async def catalog(dsn: str, schema: str) -> dict[str, Any]:
             schema,
             tables,
         )
+        # And backfill's index on Graphile's jobs table (dlq/3).
         indexes = await connection.fetch(
             "select tablename, indexname, indexdef from pg_indexes"
-            " where schemaname = $1::text and tablename = any($2::text[]) order by indexname",
+            " where schemaname = $1::text"
+            " and (tablename = any($2::text[]) or (tablename = '_private_jobs' and indexname like 'backfill%'))"
+            " order by indexname",
             schema,
             tables,
         )

@@ -46,3 +46,33 @@ spec->>0, (spec->>1)::json, spec->>2, (spec->>3)::timestamptz, (spec->>4)::small
 spec->>5, (spec->>6)::smallint,
 case when jsonb_typeof(spec->7) = 'array'
      then array(select jsonb_array_elements_text(spec->7)) end
+
+-- part: available_priorities
+-- The distinct priorities of the available jobs, as an array, for "jobs.priority = any(<this>) and jobs.run_at <=
+-- now()" over the (priority, run_at) indexes where is_available. Without it, "run_at <= now()" cannot bound the
+-- scan: priority comes first in the index, so every entry of every priority is read to find the due ones (1M jobs
+-- scheduled an hour ahead: the whole index, 15-300 ms, on every empty poll). With one equality per priority, the
+-- btree scans each priority's range from its start and stops at its first job due later, and it still returns
+-- rows in (priority, run_at) order (it walks the array in ascending order), so a LIMIT stops the scan as before.
+-- The array is found by a loose index scan, one descent per distinct priority (PostgreSQL 15 has no skip scan):
+-- a few buffers for backfill's six priorities; a table using thousands of distinct priorities pays one descent
+-- each, which is still less than reading the entries. It walks from the highest priority down, landing on each
+-- priority's *latest* run_at: the front of a priority's range is where a busy queue keeps the entries of jobs just
+-- claimed or completed, which every scan must step over until vacuum removes them. Landing there cost a busy
+-- worker about 17% more PostgreSQL CPU per job than without this condition (bench/ceiling.py's statements, 100-job
+-- batches, backend CPU from /proc/PID/schedstat); landing at the back, about 5%.
+array(
+  with recursive priorities(priority) as (
+    (select p.priority from @schema@._private_jobs as p where p.is_available = true order by p.priority desc limit 1)
+    union all
+    select (
+      select p.priority from @schema@._private_jobs as p
+       where p.is_available = true and p.priority < priorities.priority
+       order by p.priority desc
+       limit 1
+    )
+      from priorities
+     where priorities.priority is not null
+  )
+  select priorities.priority from priorities where priorities.priority is not null
+)

@@ -30,6 +30,7 @@ NAMESPACE = "backfill:"
 _NAME = re.compile(r"^[a-z][a-z0-9_-]*$")
 _NO_FLAGS: frozenset[str] = frozenset()
 _CACHE_LIMIT = 1024  # distinct flag texts / flag sets remembered by the caches below
+K = TypeVar("K")
 T = TypeVar("T")
 
 
@@ -94,30 +95,35 @@ def values_of(flags: Iterable[str] | None, flag: Flag) -> Iterator[str]:
             yield candidate[len(prefix) :]
 
 
-def per_flag_set(read: Callable[[frozenset[str]], T]) -> Callable[[frozenset[str]], T]:
-    """``read`` (a function of a job's flags) worked out once per distinct flag set, then looked up.
+def _remembered(read: Callable[[K], T]) -> Callable[[K], T]:
+    """``read`` worked out once per distinct argument, then looked up; bounded, since the arguments (flag
+    texts, flag sets) are the enqueuers' to choose. An unhashable argument is read each time."""
+    cache: dict[K, T] = {}
 
-    For readers the worker calls on every job (the timeout, a dead-letter entry id): jobs share a few flag
-    sets, and a frozenset keeps its hash, so a call is one dictionary lookup instead of a scan of the flags.
-    Bounded, since flags are the enqueuers' to choose. A job built by hand with a list of flags (unhashable)
-    is read each time."""
-    cache: dict[frozenset[str], T] = {}
-
-    def cached(flags: frozenset[str]) -> T:
+    def cached(key: K) -> T:
         try:
-            return cache[flags]
+            return cache[key]
         except KeyError:
             pass
         except TypeError:
-            return read(flags)
+            return read(key)
         if len(cache) >= _CACHE_LIMIT:
             cache.clear()
-        value = cache[flags] = read(flags)
+        value = cache[key] = read(key)
         return value
 
     cached.__doc__ = read.__doc__
     cached.__name__ = getattr(read, "__name__", "cached")
     return cached
+
+
+def per_flag_set(read: Callable[[frozenset[str]], T]) -> Callable[[frozenset[str]], T]:
+    """``read`` (a function of a job's flags) worked out once per distinct flag set, then looked up.
+
+    For readers the worker calls on every job (the timeout, a dead-letter entry id): jobs share a few flag
+    sets, and a frozenset keeps its hash, so a call is one dictionary lookup instead of a scan of the flags.
+    A job built by hand with a list of flags (unhashable) is read each time."""
+    return _remembered(read)
 
 
 def is_set(flags: Collection[str] | None, flag: Flag) -> bool:
@@ -140,13 +146,7 @@ def parse_flags(stored: Any) -> frozenset[str]:
     a deployment carry one of a handful of flag sets (a retry policy, a lane), so the set is looked up rather
     than parsed again (the parse was about a tenth of a flagged no-op job's cost in the worker)."""
     if isinstance(stored, str):
-        parsed = _parsed_texts.get(stored)
-        if parsed is None:
-            parsed = _flag_set(json.loads(stored))
-            if len(_parsed_texts) >= _CACHE_LIMIT:  # flags are the enqueuers' to choose: stay bounded
-                _parsed_texts.clear()
-            _parsed_texts[stored] = parsed
-        return parsed
+        return _parse_text(stored)
     return _flag_set(stored)
 
 
@@ -154,7 +154,9 @@ def _flag_set(decoded: Any) -> frozenset[str]:
     return frozenset(name for name, on in decoded.items() if on) if decoded else _NO_FLAGS
 
 
-_parsed_texts: dict[str, frozenset[str]] = {}
+@_remembered
+def _parse_text(text: str) -> frozenset[str]:
+    return _flag_set(json.loads(text))
 
 
 # The core's own names. A per-job timeout travels as a flag (backfill:timeout=<seconds>) because Graphile's

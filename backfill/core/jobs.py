@@ -322,7 +322,6 @@ def jobs_from_rows(rows: Sequence[Any], task_names: Mapping[int, str], queue_nam
             )
             for row in rows
         ]
-    parsed_flags: dict[str, frozenset[str]] = {}
     jobs = []
     for (
         job_id,
@@ -342,9 +341,7 @@ def jobs_from_rows(rows: Sequence[Any], task_names: Mapping[int, str], queue_nam
         revision,
         flags_text,
     ) in rows:
-        flags = _NO_FLAGS if flags_text is None else parsed_flags.get(flags_text)
-        if flags is None:
-            flags = parsed_flags[flags_text] = parse_flags(flags_text)
+        flags = _NO_FLAGS if flags_text is None else parse_flags(flags_text)  # parsed once per distinct text
         jobs.append(
             Job(
                 job_id,

@@ -15,7 +15,6 @@ import asyncio
 import heapq
 import logging
 import time
-from collections.abc import Collection, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -26,22 +25,9 @@ from backfill.core.run.options import RunSummary, WorkerOptions
 from backfill.core.run.slots import Slots, plain_async_handlers
 from backfill.metrics import BackfillMetrics
 from backfill.runner.success_log import log_successes
+from tests.support.memory_claims import MemoryClaims
 
 FLAGS = frozenset({"backfill:retry=default"})
-
-
-class _NothingToClaim:
-    async def claim(self, count: int) -> list[Job]:
-        return []
-
-    async def hand_back(self, jobs: Sequence[Job]) -> int:
-        return 0
-
-    async def release_orphans(self, owned: Collection[int]) -> tuple[list[int], int]:
-        return [], 0
-
-    async def runnable_exists(self) -> bool:
-        return False
 
 
 async def microseconds_per_job(jobs: int, *, layer: bool) -> float:
@@ -53,7 +39,7 @@ async def microseconds_per_job(jobs: int, *, layer: bool) -> float:
 
     options = WorkerOptions(concurrency=24)
     events, summary, wake = Events(), RunSummary(), asyncio.Event()
-    queue = LocalQueue(_NothingToClaim(), options, summary=summary, events=events, wake=wake)
+    queue = LocalQueue(MemoryClaims(), options, summary=summary, events=events, wake=wake)
     nothing: Any = None  # pool and queries: the fast path never reaches the database
     slots = Slots(
         queue,

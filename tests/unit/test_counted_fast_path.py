@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import heapq
-from collections.abc import Collection, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -17,28 +16,15 @@ from backfill.core.run.local_queue import LocalQueue
 from backfill.core.run.options import RunSummary, WorkerOptions
 from backfill.core.run.slots import Slots, plain_async_handlers
 from backfill.metrics import BackfillMetrics
+from tests.support.memory_claims import MemoryClaims
 
 NOW = datetime.now(UTC)
-
-
-class NothingToClaim:
-    async def claim(self, count: int) -> list[Job]:
-        return []
-
-    async def hand_back(self, jobs: Sequence[Job]) -> int:
-        return 0
-
-    async def release_orphans(self, owned: Collection[int]) -> tuple[list[int], int]:
-        return [], 0
-
-    async def runnable_exists(self) -> bool:
-        return False
 
 
 def _slots(events: Events, summary: RunSummary, registry: TaskRegistry, jobs: list[Job]) -> Slots:
     options = WorkerOptions(concurrency=4)
     wake = asyncio.Event()
-    queue = LocalQueue(NothingToClaim(), options, summary=summary, events=events, wake=wake)
+    queue = LocalQueue(MemoryClaims(), options, summary=summary, events=events, wake=wake)
     queue.heap = [(job.priority, job.run_at, job.id, job) for job in jobs]
     heapq.heapify(queue.heap)
     pool: Any = None  # the fast path never reaches the database; the completer only queues results here

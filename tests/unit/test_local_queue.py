@@ -1,9 +1,9 @@
 """The local queue on its own: order, fetch sizing, refill, suspect isolation, reconciliation, hand-back, forfeit.
 
-Its claims come from ``MemoryClaims``, an in-memory claim source: the ``ClaimSource`` protocol over a list of
-available jobs and a set of rows "locked by us", kept the way the claim connection keeps them in the database
-(a claim locks, a hand-back or an orphan release unlocks). The SQL behind the protocol is tested against a real
-database in ``tests/integration``; here only the queue's own bookkeeping is under test.
+Its claims come from ``MemoryClaims`` (tests/support/memory_claims.py), the ``ClaimSource`` protocol in memory,
+which keeps rows "locked by us" the way the claim connection keeps them in the database. The SQL behind the
+protocol is tested against a real database in ``tests/integration``; here only the queue's own bookkeeping is
+under test.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import heapq
 import logging
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -22,6 +22,7 @@ from backfill.core.jobs import SUSPECT_FLAG, Job
 from backfill.core.run import local_queue as local_queue_module
 from backfill.core.run.local_queue import LocalQueue
 from backfill.core.run.options import RunSummary, WorkerOptions
+from tests.support.memory_claims import MemoryClaims
 
 EPOCH = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -32,45 +33,6 @@ def make_job(job_id: int, *, priority: int = 0, seconds: int = 0, flags: Iterabl
     return Job(
         job_id, "t", None, None, priority, run_at, 1, 25, None, EPOCH, EPOCH, None, EPOCH, "w", 0, frozenset(flags)
     )
-
-
-class MemoryClaims:
-    """The ``ClaimSource`` protocol in memory. ``failing_hand_backs`` hand-backs raise before one works."""
-
-    def __init__(self, available: Iterable[Job] = ()) -> None:
-        self.available = list(available)
-        self.locked: set[int] = set()
-        self.claim_sizes: list[int] = []
-        self.handed_back: list[int] = []
-        self.failing_hand_backs = 0
-        self.owned_at_release: set[int] | None = None
-        self.release_gate: asyncio.Event | None = None  # when set, release_orphans waits for it
-
-    async def claim(self, count: int) -> list[Job]:
-        self.claim_sizes.append(count)
-        taken, self.available = self.available[:count], self.available[count:]
-        self.locked.update(job.id for job in taken)
-        return taken
-
-    async def hand_back(self, jobs: Sequence[Job]) -> int:
-        if self.failing_hand_backs:
-            self.failing_hand_backs -= 1
-            raise ConnectionError("connection lost")
-        ours = [job.id for job in jobs if job.id in self.locked]
-        self.locked.difference_update(ours)
-        self.handed_back.extend(ours)
-        return len(ours)
-
-    async def release_orphans(self, owned: Collection[int]) -> tuple[list[int], int]:
-        self.owned_at_release = set(owned)
-        if self.release_gate is not None:
-            await self.release_gate.wait()
-        released = sorted(self.locked - self.owned_at_release)
-        self.locked.difference_update(released)
-        return released, 0
-
-    async def runnable_exists(self) -> bool:
-        return bool(self.available)
 
 
 @dataclass

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import heapq
-from collections.abc import Collection, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -15,33 +15,24 @@ from backfill.core.run.fetcher import Fetcher
 from backfill.core.run.local_queue import LocalQueue
 from backfill.core.run.options import RunSummary, WorkerOptions
 from backfill.core.run.slots import Slots, plain_async_handlers
+from tests.support.memory_claims import MemoryClaims
 
 NOW = datetime.now(UTC)
 CONCURRENCY = 4
 
 
-class Claims:
-    """An in-memory claim source handing out ``jobs``."""
+class Claims(MemoryClaims):
+    """In-memory claims that note whether the loop was urgent while each claim ran."""
 
     def __init__(self, jobs: Sequence[Job] = ()) -> None:
-        self.jobs = list(jobs)
+        super().__init__(jobs)
         self.urgent_during_claim: list[bool] = []
         self.share: LoopShare | None = None
 
     async def claim(self, count: int) -> list[Job]:
         if self.share is not None:
             self.urgent_during_claim.append(self.share.urgent)
-        taken, self.jobs = self.jobs[:count], self.jobs[count:]
-        return taken
-
-    async def hand_back(self, jobs: Sequence[Job]) -> int:
-        return 0
-
-    async def release_orphans(self, owned: Collection[int]) -> tuple[list[int], int]:
-        return [], 0
-
-    async def runnable_exists(self) -> bool:
-        return bool(self.jobs)
+        return await super().claim(count)
 
 
 def _jobs(count: int) -> list[Job]:

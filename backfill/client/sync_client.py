@@ -33,7 +33,7 @@ from typing import Any, TypeVar
 
 from backfill.client.async_client import BackfillClient, Enqueue
 from backfill.core import DatabaseError, Job, JobKeyMode, JobSpec
-from backfill.core.extension import CallTimeoutError, abandon_after_fork, add_job_arguments, add_job_sql, check_number
+from backfill.core.extension import CallTimeoutError, abandon_after_fork, check_number, enqueue_statement
 from backfill.lanes.lane import BUILT_IN_LANES, lane_of
 from backfill.priorities import Priority
 
@@ -214,9 +214,9 @@ class SyncBackfillClient:
             await asyncio.wait(leftovers, timeout=_CANCEL_GRACE_SECONDS)
 
     def _enqueue_on(self, connection: Any, spec: JobSpec, job_key_mode: JobKeyMode | str | None) -> Job:
-        # The core's add_job statement and arguments, numbered the way DB-API drivers number parameters.
-        arguments = add_job_arguments(spec, job_key_mode)  # checks the mode before the connection is used
-        statement = add_job_sql(self._client.schema, dbapi=True)
+        # The core's statement and arguments for this spec, numbered the way DB-API drivers number parameters
+        # (the mode is checked before the connection is used).
+        statement, arguments, _ = enqueue_statement(spec, job_key_mode, self._client.schema, dbapi=True)
         cursor = connection.cursor()
         try:
             cursor.execute(statement, arguments)

@@ -41,7 +41,7 @@ from backfill.core.db import (
     database_url_from_env,
     redact_dsn,
 )
-from backfill.core.enqueue import add_job_arguments, add_job_spec, add_job_sql
+from backfill.core.enqueue import add_job_spec, enqueue_statement
 from backfill.core.errors import CallTimeoutError
 from backfill.core.flags import is_set, parse_flags, per_flag_set, register_flag, value_of, values_of, without_values
 from backfill.core.jobs import MAX_TIMEOUT_SECONDS, SUSPECT_FLAG, JobSql, decode_json
@@ -84,9 +84,7 @@ __all__ = [  # noqa: RUF022 - plain sorted order, checked by tests/unit/test_pub
     "Statements",
     "StopSignals",
     "abandon_after_fork",
-    "add_job_arguments",
     "add_job_spec",
-    "add_job_sql",
     "check_aware",
     "check_int",
     "check_name",
@@ -97,6 +95,7 @@ __all__ = [  # noqa: RUF022 - plain sorted order, checked by tests/unit/test_pub
     "database_url_from_env",
     "decode_json",
     "dsn_problem",
+    "enqueue_statement",
     "is_aware",
     "is_int",
     "is_number",

@@ -1,0 +1,110 @@
+"""A single job without a job key is written by enqueue.sql's insert_job, not by Graphile's add_job: the row
+must be the one add_job writes, and a task or queue name that a concurrent transaction registers while the
+statement runs must still give the job its task and its queue."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+from typing import Any
+
+import asyncpg
+import pytest
+
+from backfill.core.enqueue import add_job, enqueue_statement, insert_job_sql
+from backfill.core.jobs import JobSpec
+from backfill.core.schema import SchemaName
+from tests.support.waiting import wait_for
+
+SCHEMA = "graphile_worker"
+# Every column add_job decides; id, timestamps and run_at (now() of each call) differ between two calls.
+COLUMNS = "job_queue_id, task_id, payload::text, priority, max_attempts, attempts, key, revision, flags::text"
+
+SPECS = [
+    JobSpec("plain"),
+    JobSpec("full", {"n": 1, "s": "é"}, queue_name="serial", max_attempts=3, priority=-7, flags=["a", "b"]),
+    JobSpec("later", [1, 2], run_at=datetime(2031, 1, 2, 3, 4, 5, tzinfo=UTC), flags=[]),
+    JobSpec("nulls", None, max_attempts=32767, priority=-32768),
+]
+
+
+def test_only_a_spec_without_a_job_key_takes_the_direct_insert() -> None:
+    schema = SchemaName(SCHEMA)
+    assert enqueue_statement(JobSpec("t"), None, schema)[0] == insert_job_sql(schema)
+    assert "add_job(" in enqueue_statement(JobSpec("t", job_key="k"), None, schema)[0]
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=lambda spec: spec.identifier)
+async def test_the_direct_insert_writes_the_row_graphiles_add_job_writes(
+    conn: asyncpg.Connection[Any], spec: JobSpec
+) -> None:
+    graphile = await conn.fetchval(
+        f"select id from {SCHEMA}.add_job(identifier => $1, payload => $2::json, queue_name => $3, run_at => $4,"
+        " max_attempts => $5, priority => $6, flags => $7)",
+        spec.identifier,
+        spec.payload_json,
+        spec.queue_name,
+        spec.run_at,
+        spec.max_attempts,
+        spec.priority,
+        None if spec.flags is None else list(spec.flags),
+    )
+    ours = await add_job(
+        conn,
+        spec.identifier,
+        spec.payload,
+        queue_name=spec.queue_name,
+        run_at=spec.run_at,
+        max_attempts=spec.max_attempts,
+        priority=spec.priority,
+        flags=spec.flags,
+    )
+    rows = await conn.fetch(
+        f"select id, {COLUMNS}, run_at from {SCHEMA}._private_jobs where id = any($1::bigint[]) order by id",
+        [graphile, ours.id],
+    )
+    assert [row["id"] for row in rows] == [graphile, ours.id]
+    graphiles_row, our_row = (tuple(row)[1:-1] for row in rows)
+    assert our_row == graphiles_row
+    if spec.run_at is not None:
+        assert rows[0]["run_at"] == rows[1]["run_at"] == spec.run_at
+    assert (ours.task_identifier, ours.queue_name) == (spec.identifier, spec.queue_name)
+
+
+@pytest.mark.parametrize("name", ["task", "queue"])
+async def test_a_name_registered_by_a_concurrent_transaction_still_reaches_the_job(
+    conn: asyncpg.Connection[Any], database_url: str, name: str
+) -> None:
+    # The other transaction registers the name first and holds it uncommitted; the enqueue's snapshot cannot
+    # see it, its insert waits on the unique key, and once the other commits it must take that row's id
+    # (without the conflict arm that returns it, the job would fail without a task or land outside its queue).
+    registrar = await asyncpg.connect(database_url)
+    enqueuer = await asyncpg.connect(database_url)
+    try:
+        registration = registrar.transaction()
+        await registration.start()
+        if name == "task":
+            registered = await registrar.fetchval(
+                f"insert into {SCHEMA}._private_tasks (identifier) values ('racy') returning id"
+            )
+        else:
+            registered = await registrar.fetchval(
+                f"insert into {SCHEMA}._private_job_queues (queue_name) values ('racy-queue') returning id"
+            )
+        enqueue = asyncio.create_task(add_job(enqueuer, "racy", queue_name="racy-queue"))
+        pid = enqueuer.get_server_pid()
+        await wait_for(
+            lambda: conn.fetchval("select wait_event_type = 'Lock' from pg_stat_activity where pid = $1", pid),
+            message="the enqueue waits on the uncommitted registration",
+        )
+        await registration.commit()
+        job = await asyncio.wait_for(enqueue, 10)
+    finally:
+        await registrar.close()
+        await enqueuer.close()
+
+    row = await conn.fetchrow(f"select task_id, job_queue_id from {SCHEMA}._private_jobs where id = $1", job.id)
+    assert row is not None
+    column = "task_id" if name == "task" else "job_queue_id"
+    assert row[column] == registered
+    assert (job.task_identifier, job.queue_name) == ("racy", "racy-queue")

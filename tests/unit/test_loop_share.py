@@ -11,6 +11,9 @@ from typing import Any
 
 from backfill.core import Events, Job, LoopShare, TaskRegistry
 from backfill.core.hooks import Hooks
+from backfill.core.run.claims import Claims as RealClaims
+from backfill.core.run.queries import WorkerQueries
+from backfill.core.schema import SchemaName
 from backfill.core.run.fetcher import Fetcher
 from backfill.core.run.local_queue import LocalQueue
 from backfill.core.run.options import RunSummary, WorkerOptions
@@ -116,3 +119,62 @@ async def test_the_leading_fetcher_marks_the_loop_urgent_until_its_runners_have_
     assert started_while_urgent and all(started_while_urgent)  # the first turn of the runners is still urgent
     await asyncio.sleep(0)
     assert not share.urgent
+
+
+def _rows(count: int) -> list[dict[str, Any]]:
+    """Claimed rows as the fetch returns them (job_columns), with small payloads that never need a turn."""
+    return [
+        {
+            "id": i,
+            "job_queue_id": None,
+            "task_id": 1,
+            "payload": '{"n":1}',
+            "priority": 0,
+            "run_at": NOW,
+            "attempts": 1,
+            "max_attempts": 25,
+            "last_error": None,
+            "created_at": NOW,
+            "updated_at": NOW,
+            "key": None,
+            "locked_at": NOW,
+            "locked_by": "w",
+            "revision": 0,
+            "flags": None,
+            "queue_name": None,
+        }
+        for i in range(count)
+    ]
+
+
+async def _turns_of_others_during_decode(share: LoopShare | None, rows: int) -> int:
+    """Loop turns another coroutine gets while a follower's claim decodes ``rows`` rows."""
+    nothing: Any = None  # the pool: decoding never reaches the database
+    claims = RealClaims(nothing, WorkerQueries.for_schema(SchemaName("graphile_worker")), "w", ["busy"], follows=share)
+    claims._task_names = {1: "busy"}
+    turns = 0
+    decoding = True
+
+    async def other() -> None:
+        nonlocal turns
+        while decoding:
+            await asyncio.sleep(0)
+            turns += 1
+
+    watcher = asyncio.create_task(other())
+    await asyncio.sleep(0)  # the watcher is waiting on its first turn
+    turns = 0
+    jobs = await claims._decode(_rows(rows))
+    decoding = False
+    await watcher
+    assert [job.id for job in jobs] == list(range(rows))
+    return turns
+
+
+async def test_a_followers_claim_makes_way_while_decoding_only_when_the_loop_is_urgent() -> None:
+    urgent = LoopShare()
+    urgent.urgent = True
+    # 640 rows: ten looks at the share, each making way for three turns, as for a large payload.
+    assert await _turns_of_others_during_decode(urgent, 640) >= 10
+    assert await _turns_of_others_during_decode(LoopShare(), 640) <= 1
+    assert await _turns_of_others_during_decode(None, 640) <= 1

@@ -9,7 +9,8 @@ about 10 ms at the median and 29 ms at p99 instead of 1.6 and 3.3 ms.
 One worker *leads* (the runner's Fast lane): it marks the loop :attr:`LoopShare.urgent` from the moment it
 hears of new jobs or starts a fetch until its runners have been handed what the fetch claimed. The others
 *follow*: while the loop is urgent their runners yield after every job instead of every eight, so each turn
-is short and the pickup's turns follow each other quickly. Nothing waits: the followers keep running jobs, one
+is short and the pickup's turns follow each other quickly; a follower decoding a large claim (2-5 ms for 500
+rows) makes way every 64 rows the same way. Nothing waits: the followers keep running jobs, one
 per turn each, and no lock or event is involved, only a flag read per job.
 """
 

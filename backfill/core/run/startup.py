@@ -12,6 +12,7 @@ from backfill.core.errors import ConfigurationError, DatabaseError
 from backfill.core.migrations.graphile import migrate
 from backfill.core.migrations.own import CORE_LINES, migrate_lines
 from backfill.core.run.claims import Claims
+from backfill.core.run.loop_share import LoopShare
 from backfill.core.run.options import MIN_CALLER_POOL_SIZE, WorkerOptions
 from backfill.core.run.queries import WorkerQueries
 
@@ -41,10 +42,16 @@ async def open_pool(database: str | asyncpg.Pool[Any], options: WorkerOptions) -
 
 
 async def prepare(
-    pool: asyncpg.Pool[Any], options: WorkerOptions, queries: WorkerQueries, identifiers: Sequence[str]
+    pool: asyncpg.Pool[Any],
+    options: WorkerOptions,
+    queries: WorkerQueries,
+    identifiers: Sequence[str],
+    *,
+    follows: LoopShare | None = None,
 ) -> Claims:
     """Bring the schema to revision 20 and backfill's own tables up to date (no-ops when they are), and
-    register our task identifiers; the worker's claims, which know the ids of its tasks."""
+    register our task identifiers; the worker's claims, which know the ids of its tasks (and make way for the
+    worker that ``follows`` leads, if any)."""
     schema = options.schema_name
     try:
         await migrate(pool, schema)
@@ -58,6 +65,7 @@ async def prepare(
                 identifiers,
                 forbidden_flags=options.forbidden_flags,
                 required_flags=options.required_flags,
+                follows=follows,
             )
             await claims.load_task_names(connection)
     except asyncpg.PostgresError as error:

@@ -209,7 +209,9 @@ class Worker:
             if self.options.handle_signals:
                 # Before the rest of start-up: a signal meanwhile makes the worker stop as soon as it started.
                 signal_handlers.install()
-            claims = self._claims = await prepare(pool, self.options, self._queries, self._identifiers)
+            claims = self._claims = await prepare(
+                pool, self.options, self._queries, self._identifiers, follows=self._follows
+            )
             queue = LocalQueue(claims, self.options, summary=self.summary, events=self.events, wake=self._wake)
             slots = self._slots = Slots(
                 queue,

@@ -30,6 +30,9 @@ class EnqueueSql(Statements, file=("backfill.core.sql", "enqueue.sql")):
     includes = (JobSql,)
     add_job: str
     insert_job: str
+    insert_jobs_call: str  # the part both insert_jobs statements share
+    insert_jobs: str
+    insert_jobs_counted: str
     add_jobs_call: str  # the part both add_jobs statements share
     add_jobs: str
     add_jobs_counted: str
@@ -131,6 +134,35 @@ def job_spec_json_fields(spec: JobSpec) -> list[Any]:
         spec.priority,
         None if spec.flags is None else list(spec.flags),
     ]
+
+
+def insert_jobs_json_rows(specs: Sequence[JobSpec]) -> list[list[Any]]:
+    """``specs`` (none with a job key) as the JSON arrays that enqueue.sql's ``insert_jobs`` reads:
+    ``[identifier, payload text, queue, run_at, max_attempts, priority, flags]``, the flags as the object
+    Graphile stores (``{"flag": true, ...}``; ``None`` for no flags, as add_jobs stores none for an empty list)."""
+    flag_objects: dict[Any, dict[str, bool] | None] = {}  # specs of one shape share their flags: build it once
+    rows = []
+    for spec in specs:
+        flags = spec.flags  # a tuple: JobSpec freezes it
+        if flags is None:
+            flag_object = None
+        elif flags in flag_objects:
+            flag_object = flag_objects[flags]
+        else:
+            flag_object = flag_objects[flags] = dict.fromkeys(flags, True) or None
+        run_at = spec.run_at
+        rows.append(
+            [
+                spec.identifier,
+                spec.payload_json,
+                spec.queue_name,
+                None if run_at is None else run_at.isoformat(),
+                spec.max_attempts,
+                spec.priority,
+                flag_object,
+            ]
+        )
+    return rows
 
 
 # A list of spec arrays (job_spec_json_fields) as the JSON text of one parameter. ensure_ascii=False: the text
@@ -238,7 +270,7 @@ async def add_jobs(
     spares sending the rows and building a :class:`Job` for each."""
     if isinstance(specs, JobSpec):
         raise JobSpecError("specs", "must be a sequence of JobSpec, not a single JobSpec")
-    first_position_of_key: dict[str, int] = {}
+    first_position_of_key: dict[str, int] = {}  # also tells whether any spec has a key
     for position, spec in enumerate(specs):
         if not isinstance(spec, JobSpec):
             raise JobSpecError(f"specs[{position}]", f"must be a JobSpec, not {type(spec).__name__}")
@@ -254,13 +286,21 @@ async def add_jobs(
         return [] if returning else 0
     schema_name = SchemaName.coerce(schema)
     statements = EnqueueSql.for_schema(schema_name)
-    encoded = encode_spec_rows([job_spec_json_fields(spec) for spec in specs])
+    if first_position_of_key:  # keys need Graphile's add_jobs (replace, preserve_run_at, locked keyed jobs)
+        arguments: tuple[Any, ...] = (
+            encode_spec_rows([job_spec_json_fields(spec) for spec in specs]),
+            job_key_preserve_run_at,
+        )
+        counted, listed = statements.add_jobs_counted, statements.add_jobs
+    else:
+        arguments = (encode_spec_rows(insert_jobs_json_rows(specs)),)
+        counted, listed = statements.insert_jobs_counted, statements.insert_jobs
     async with connection_from(source, stateless=True) as connection:
         try:
             if not returning:
-                written: int = await connection.fetchval(statements.add_jobs_counted, encoded, job_key_preserve_run_at)
+                written: int = await connection.fetchval(counted, *arguments)
                 return written
-            rows = await connection.fetch(statements.add_jobs, encoded, job_key_preserve_run_at)
+            rows = await connection.fetch(listed, *arguments)
             task_names, queue_names = await _names_of(connection, schema_name, rows, specs)
         except asyncpg.PostgresError as error:
             _raise_unsendable(error, ("specs",))

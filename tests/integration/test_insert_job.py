@@ -1,18 +1,20 @@
-"""A single job without a job key is written by enqueue.sql's insert_job, not by Graphile's add_job: the row
-must be the one add_job writes, and a task or queue name that a concurrent transaction registers while the
-statement runs must still give the job its task and its queue."""
+"""Jobs without a job key are written by enqueue.sql's insert_job and insert_jobs, not by Graphile's add_job and
+add_jobs: the rows must be the ones those functions write, and a task or queue name that a concurrent
+transaction registers while the statement runs must still give the job its task and its queue."""
 
 from __future__ import annotations
 
 import asyncio
+import json
+from collections.abc import Awaitable
 from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
 import pytest
 
-from backfill.core.enqueue import add_job, enqueue_statement, insert_job_sql
-from backfill.core.jobs import JobSpec
+from backfill.core.enqueue import add_job, add_jobs, enqueue_statement, insert_job_sql
+from backfill.core.jobs import Job, JobSpec
 from backfill.core.schema import SchemaName
 from tests.support.waiting import wait_for
 
@@ -25,7 +27,21 @@ SPECS = [
     JobSpec("full", {"n": 1, "s": "é"}, queue_name="serial", max_attempts=3, priority=-7, flags=["a", "b"]),
     JobSpec("later", [1, 2], run_at=datetime(2031, 1, 2, 3, 4, 5, tzinfo=UTC), flags=[]),
     JobSpec("nulls", None, max_attempts=32767, priority=-32768),
+    JobSpec("repeated-flags", {"a": [1, {"b": None}]}, queue_name="serial", flags=["x", "x", "y"]),
 ]
+
+
+def _graphile_spec_arguments(spec: JobSpec) -> tuple[Any, ...]:
+    """``spec``'s fields as one row of the unnest below (the flags as a JSON array: text[] rows cannot nest)."""
+    return (
+        spec.identifier,
+        spec.payload_json,
+        spec.queue_name,
+        spec.run_at,
+        spec.max_attempts,
+        spec.priority,
+        None if spec.flags is None else json.dumps(list(spec.flags)),
+    )
 
 
 def test_only_a_spec_without_a_job_key_takes_the_direct_insert() -> None:
@@ -71,9 +87,45 @@ async def test_the_direct_insert_writes_the_row_graphiles_add_job_writes(
     assert (ours.task_identifier, ours.queue_name) == (spec.identifier, spec.queue_name)
 
 
+async def test_a_batch_without_keys_writes_the_rows_graphiles_add_jobs_writes_in_its_order(
+    conn: asyncpg.Connection[Any],
+) -> None:
+    specs = [*SPECS, JobSpec("brand-new", {"n": 2}, queue_name="brand-new-queue"), *SPECS]
+    graphile_ids = await conn.fetchval(
+        f"select array_agg(j.id) from {SCHEMA}.add_jobs(array("
+        f"  select row(s.identifier, s.payload::json, s.queue_name, s.run_at, s.max_attempts::smallint, null,"
+        f"             s.priority::smallint,"
+        f"             case when s.flags is not null then array(select jsonb_array_elements_text(s.flags)) end"
+        f"         )::{SCHEMA}.job_spec"
+        f"    from unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::int[], $6::int[], $7::jsonb[])"
+        f"         with ordinality as s(identifier, payload, queue_name, run_at, max_attempts, priority, flags, n)"
+        f"   order by s.n)) as j",
+        *zip(*[_graphile_spec_arguments(spec) for spec in specs], strict=True),
+    )
+    ours = await add_jobs(conn, specs)
+
+    assert [job.payload for job in ours] == [spec.payload if spec.payload is not None else {} for spec in specs]
+    assert [job.id for job in ours] == sorted(job.id for job in ours)  # the batch's order, ids rising
+    assert [(job.task_identifier, job.queue_name) for job in ours] == [(s.identifier, s.queue_name) for s in specs]
+    rows = await conn.fetch(
+        f"select id, {COLUMNS} from {SCHEMA}._private_jobs where id = any($1::bigint[]) order by id",
+        [*graphile_ids, *(job.id for job in ours)],
+    )
+    # Graphile's add_jobs joins the specs with their tasks before inserting, so its ids need not follow the
+    # batch's order: compare the rows as a whole.
+    graphiles_rows = sorted((tuple(row)[1:] for row in rows[: len(specs)]), key=repr)
+    our_rows = sorted((tuple(row)[1:] for row in rows[len(specs) :]), key=repr)
+    assert our_rows == graphiles_rows
+
+
+async def _first(jobs: Awaitable[list[Job]]) -> Job:
+    return (await jobs)[0]
+
+
+@pytest.mark.parametrize("batch", [False, True], ids=["insert_job", "insert_jobs"])
 @pytest.mark.parametrize("name", ["task", "queue"])
 async def test_a_name_registered_by_a_concurrent_transaction_still_reaches_the_job(
-    conn: asyncpg.Connection[Any], database_url: str, name: str
+    conn: asyncpg.Connection[Any], database_url: str, name: str, batch: bool
 ) -> None:
     # The other transaction registers the name first and holds it uncommitted; the enqueue's snapshot cannot
     # see it, its insert waits on the unique key, and once the other commits it must take that row's id
@@ -91,7 +143,10 @@ async def test_a_name_registered_by_a_concurrent_transaction_still_reaches_the_j
             registered = await registrar.fetchval(
                 f"insert into {SCHEMA}._private_job_queues (queue_name) values ('racy-queue') returning id"
             )
-        enqueue = asyncio.create_task(add_job(enqueuer, "racy", queue_name="racy-queue"))
+        if batch:
+            enqueue = asyncio.create_task(_first(add_jobs(enqueuer, [JobSpec("racy", queue_name="racy-queue")] * 2)))
+        else:
+            enqueue = asyncio.create_task(add_job(enqueuer, "racy", queue_name="racy-queue"))
         pid = enqueuer.get_server_pid()
         await wait_for(
             lambda: conn.fetchval("select wait_event_type = 'Lock' from pg_stat_activity where pid = $1", pid),

@@ -12,12 +12,12 @@ from typing import Any
 from backfill.core import Events, Job, LoopShare, TaskRegistry
 from backfill.core.hooks import Hooks
 from backfill.core.run.claims import Claims as RealClaims
-from backfill.core.run.queries import WorkerQueries
-from backfill.core.schema import SchemaName
 from backfill.core.run.fetcher import Fetcher
 from backfill.core.run.local_queue import LocalQueue
 from backfill.core.run.options import RunSummary, WorkerOptions
+from backfill.core.run.queries import WorkerQueries
 from backfill.core.run.slots import Slots, plain_async_handlers
+from backfill.core.schema import SchemaName
 from tests.support.memory_claims import MemoryClaims
 
 NOW = datetime.now(UTC)

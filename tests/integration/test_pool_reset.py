@@ -11,9 +11,12 @@ import pytest
 
 from backfill.client.async_client import BackfillClient, Enqueue
 from backfill.core.db import LazyPool
-from backfill.core.enqueue import add_job, add_jobs
+from backfill.core.enqueue import EnqueueSql, add_job, add_jobs
 from backfill.core.errors import DatabaseError
 from backfill.core.jobs import JobSpec
+from backfill.core.schema import SchemaName
+
+ENQUEUE = EnqueueSql.for_schema(SchemaName("graphile_worker"))
 
 
 @pytest.fixture
@@ -37,6 +40,12 @@ async def _last_statement(observer: asyncpg.Connection[Any], pid: int) -> str:
     return query
 
 
+async def _ran_last(observer: asyncpg.Connection[Any], pid: int, statement: str) -> bool:
+    """Whether ``statement`` is what the backend ``pid`` ran last (PostgreSQL keeps only its first kilobyte)."""
+    last = await _last_statement(observer, pid)
+    return len(last) > 100 and statement.startswith(last)
+
+
 async def test_an_enqueue_on_a_lazy_pool_releases_its_connection_without_the_reset_query(
     one_connection_pool: asyncpg.Pool[Any], conn: asyncpg.Connection[Any]
 ) -> None:
@@ -44,10 +53,13 @@ async def test_an_enqueue_on_a_lazy_pool_releases_its_connection_without_the_res
     assert "RESET ALL" in await _last_statement(conn, pid)  # an ordinary release: asyncpg's reset query
 
     await add_job(one_connection_pool, "reset.single")
-    assert "add_job(" in await _last_statement(conn, pid)
+    assert await _ran_last(conn, pid, ENQUEUE.insert_job)
 
     await add_jobs(one_connection_pool, [JobSpec("reset.batch"), JobSpec("reset.batch")])
-    assert "add_jobs(" in await _last_statement(conn, pid)
+    assert await _ran_last(conn, pid, ENQUEUE.insert_jobs)
+
+    await add_job(one_connection_pool, "reset.keyed", job_key="k")  # Graphile's add_job
+    assert await _ran_last(conn, pid, ENQUEUE.add_job)
 
 
 async def test_the_client_s_single_enqueue_sends_no_reset_query(
@@ -56,9 +68,9 @@ async def test_the_client_s_single_enqueue_sends_no_reset_query(
     async with BackfillClient(database_url, max_pool_size=1) as client:
         pid = await _server_pid(await client._get_pool())
         await client.enqueue("reset.client")  # the task's defaults are looked up first, then the enqueue
-        assert "add_job(" in await _last_statement(conn, pid)
+        assert await _ran_last(conn, pid, ENQUEUE.insert_job)
         await client.enqueue_many([Enqueue("reset.client"), Enqueue("reset.client")])
-        assert "add_jobs(" in await _last_statement(conn, pid)
+        assert await _ran_last(conn, pid, ENQUEUE.insert_jobs)
 
 
 async def _leave_session_state(pool: asyncpg.Pool[Any]) -> None:

@@ -84,6 +84,7 @@ with spec as (
   insert into @schema@._private_tasks (identifier)
   select distinct spec.identifier from spec
    where not exists (select 1 from @schema@._private_tasks as t where t.identifier = spec.identifier)
+   order by spec.identifier  -- new names in one order, so two batches registering the same ones cannot deadlock
   on conflict (identifier) do update set identifier = excluded.identifier
   returning id, identifier
 ), task as (
@@ -96,6 +97,7 @@ with spec as (
   select distinct spec.queue_name from spec
    where spec.queue_name is not null
      and not exists (select 1 from @schema@._private_job_queues as q where q.queue_name = spec.queue_name)
+   order by spec.queue_name
   on conflict (queue_name) do update set queue_name = excluded.queue_name
   returning id, queue_name
 ), queue as (

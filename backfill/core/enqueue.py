@@ -19,7 +19,7 @@ import asyncpg
 
 from backfill.core.db import ConnectionSource, Executor, connection_from
 from backfill.core.errors import DatabaseError, JobSpecError
-from backfill.core.jobs import Job, JobKeyMode, JobSpec, JobSql, jobs_from_rows
+from backfill.core.jobs import Job, JobKeyMode, JobSpec, JobSql, jobs_from_rows, jobs_written
 from backfill.core.schema import SchemaName
 from backfill.core.statements import Statements
 
@@ -300,6 +300,10 @@ async def add_jobs(
             if not returning:
                 written: int = await connection.fetchval(counted, *arguments)
                 return written
+            if not first_position_of_key:
+                arrays = await connection.fetchrow(listed, *arguments)
+                assert arrays is not None  # an aggregate without group by always returns its row
+                return jobs_written(specs, arrays)
             rows = await connection.fetch(listed, *arguments)
             task_names, queue_names = await _names_of(connection, schema_name, rows, specs)
         except asyncpg.PostgresError as error:

@@ -302,6 +302,49 @@ JOB_COLUMNS = (
 )
 
 
+def jobs_written(specs: Sequence[JobSpec], written: Mapping[str, Any]) -> list[Job]:
+    """The jobs that enqueue.sql's ``insert_jobs`` wrote for ``specs`` (none with a job key), in their order,
+    from ``written``, its row of what only the database knows of them: ``ids``, ``task_ids``, ``queue_ids`` and
+    ``run_ats`` (arrays in the specs' order) and ``created_at`` (the statement's ``now()``).
+
+    The rest is each spec with Graphile's defaults, as the statement stored it: the payload is the spec's JSON
+    text decoded (the json column keeps the text as sent), flags stored as ``{"flag": true}`` read back as the
+    set of the spec's flags, and a fresh job's zero attempts, no key, lock or error, and revision 0.
+    """
+    created_at = written["created_at"]
+    rows = zip(specs, written["ids"], written["task_ids"], written["queue_ids"], written["run_ats"], strict=True)
+    no_flags = _NO_FLAGS
+    flag_sets: dict[Any, frozenset[str]] = {}  # specs of one shape share their flags tuple
+    jobs = []
+    for spec, job_id, task_id, queue_id, run_at in rows:
+        flags = spec.flags
+        flag_set = flag_sets.get(flags) or flag_sets.setdefault(flags, frozenset(flags)) if flags else no_flags
+        priority, max_attempts = spec.priority, spec.max_attempts
+        jobs.append(
+            Job(
+                job_id,
+                spec.identifier,
+                _loads(spec.payload_json),
+                spec.queue_name,
+                0 if priority is None else priority,
+                run_at,
+                0,
+                25 if max_attempts is None else max_attempts,
+                None,
+                created_at,
+                created_at,
+                None,
+                None,
+                None,
+                0,
+                flag_set,
+                task_id,
+                queue_id,
+            )
+        )
+    return jobs
+
+
 def jobs_from_rows(rows: Sequence[Any], task_names: Mapping[int, str], queue_names: Mapping[int, str]) -> list[Job]:
     """:meth:`Job.from_record` for a batch of rows selecting exactly ``job_columns`` (a bulk enqueue's), with the
     names of their task and queue ids.

@@ -163,3 +163,24 @@ async def test_a_name_registered_by_a_concurrent_transaction_still_reaches_the_j
     column = "task_id" if name == "task" else "job_queue_id"
     assert row[column] == registered
     assert (job.task_identifier, job.queue_name) == ("racy", "racy-queue")
+
+
+async def test_the_jobs_a_batch_returns_are_the_rows_it_wrote(conn: asyncpg.Connection[Any]) -> None:
+    # The batch returns what only the database knows (ids, task and queue ids, run_at, now()) and builds the
+    # rest from the specs: every field must still be what a read of the rows gives.
+    specs = [
+        *SPECS,
+        JobSpec("timed", (1, "two"), timeout=2.5, flags=["a"]),
+        JobSpec("brand-new-task", {"k": "v"}, queue_name="brand-new-queue", priority=5),
+    ]
+    jobs = await add_jobs(conn, specs)
+    rows = await conn.fetch(
+        f"select j.*, t.identifier as task_identifier, q.queue_name"
+        f"  from {SCHEMA}._private_jobs as j"
+        f"  join {SCHEMA}._private_tasks as t on t.id = j.task_id"
+        f"  left join {SCHEMA}._private_job_queues as q on q.id = j.job_queue_id"
+        f" where j.id = any($1::bigint[]) order by j.id",
+        [job.id for job in jobs],
+    )
+    assert jobs == [Job.from_record(row) for row in rows]
+    assert jobs[-2].timeout == 2.5 and jobs[-2].payload == [1, "two"]

@@ -119,11 +119,17 @@ with spec as (
 )
 
 -- name: insert_jobs
--- The jobs written, in the batch's order.
+-- What only the database knows of the jobs written, as one row of arrays in the batch's order (their ids, task
+-- and queue ids and run_at) and the statement's now(), which is their created_at and updated_at: the rest of
+-- each job is its spec (jobs.jobs_written). One row of four arrays decodes in a fraction of the time of a
+-- thousand rows of sixteen columns, and no payload comes back over the wire.
 @part:insert_jobs_call@
-select @part:job_columns@
+select array_agg(j.id order by j.id) as ids,
+       array_agg(j.task_id order by j.id) as task_ids,
+       array_agg(j.job_queue_id order by j.id) as queue_ids,
+       array_agg(j.run_at order by j.id) as run_ats,
+       now() as created_at
   from j cross join notified
- order by j.id
 
 -- name: insert_jobs_counted
 @part:insert_jobs_call@

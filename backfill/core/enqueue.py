@@ -212,6 +212,7 @@ async def add_job_spec(
             row = await connection.fetchrow(statement, *arguments)
             if row is None:  # the keyed job was locked between the key check and the upsert
                 raise DatabaseError(f"add_job({identifier!r}) wrote no job: job key {job_key!r} is busy")
+            # add_job's last argument is the job key mode, checked (enqueue_statement).
             if job_key is not None and arguments[-1] == JobKeyMode.UNSAFE_DEDUPE.value and row["revision"] > 0:
                 # The existing job was kept as it was, possibly in another queue: read its names.
                 task_names, queue_names = await _names_of(connection, schema_name, [row])

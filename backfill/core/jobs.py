@@ -318,7 +318,12 @@ def jobs_written(specs: Sequence[JobSpec], written: Mapping[str, Any]) -> list[J
     jobs = []
     for spec, job_id, task_id, queue_id, run_at in rows:
         flags = spec.flags
-        flag_set = flag_sets.get(flags) or flag_sets.setdefault(flags, frozenset(flags)) if flags else no_flags
+        if not flags:
+            flag_set = no_flags
+        elif flags in flag_sets:
+            flag_set = flag_sets[flags]
+        else:
+            flag_set = flag_sets[flags] = frozenset(flags)
         priority, max_attempts = spec.priority, spec.max_attempts
         jobs.append(
             Job(

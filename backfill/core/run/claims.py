@@ -84,18 +84,14 @@ class Claims:
         follows = self._follows
         jobs: list[Job] = []
         since_turn = 0
-        since_look = 0
         cancelled = False
         for row in rows:
             jobs.append(Job.from_record(row, task_identifier=names[row["task_id"]]))
             payload = row["payload"]
             if type(payload) is str:
                 since_turn += len(payload)
-            since_look += 1
-            if since_look >= _URGENCY_CHECK_ROWS:
-                since_look = 0
-                if follows is not None and follows.urgent:
-                    since_turn = _DECODE_TURN_CHARS  # make way now, as for a large payload
+            if follows is not None and follows.urgent and len(jobs) % _URGENCY_CHECK_ROWS == 0:
+                since_turn = _DECODE_TURN_CHARS  # make way now, as for a large payload
             if since_turn >= _DECODE_TURN_CHARS and not cancelled:
                 since_turn = 0
                 try:

@@ -13,7 +13,7 @@ from typing import Any
 import asyncpg
 import pytest
 
-from backfill.core.enqueue import add_job, add_jobs, enqueue_statement, insert_job_sql
+from backfill.core.enqueue import add_job, add_job_spec, add_jobs, enqueue_statement, insert_job_sql
 from backfill.core.jobs import Job, JobSpec
 from backfill.core.schema import SchemaName
 from tests.support.waiting import wait_for
@@ -31,8 +31,9 @@ SPECS = [
 ]
 
 
-def _graphile_spec_arguments(spec: JobSpec) -> tuple[Any, ...]:
-    """``spec``'s fields as one row of the unnest below (the flags as a JSON array: text[] rows cannot nest)."""
+def _spec_fields(spec: JobSpec) -> tuple[Any, ...]:
+    """``spec``'s fields in the order of Graphile's functions' arguments (job key and mode left out), written out
+    here rather than taken from the code under test."""
     return (
         spec.identifier,
         spec.payload_json,
@@ -40,8 +41,12 @@ def _graphile_spec_arguments(spec: JobSpec) -> tuple[Any, ...]:
         spec.run_at,
         spec.max_attempts,
         spec.priority,
-        None if spec.flags is None else json.dumps(list(spec.flags)),
+        None if spec.flags is None else list(spec.flags),
     )
+
+
+def _json_or_none(flags: Any) -> str | None:
+    return None if flags is None else json.dumps(list(flags))
 
 
 def test_only_a_spec_without_a_job_key_takes_the_direct_insert() -> None:
@@ -57,24 +62,9 @@ async def test_the_direct_insert_writes_the_row_graphiles_add_job_writes(
     graphile = await conn.fetchval(
         f"select id from {SCHEMA}.add_job(identifier => $1, payload => $2::json, queue_name => $3, run_at => $4,"
         " max_attempts => $5, priority => $6, flags => $7)",
-        spec.identifier,
-        spec.payload_json,
-        spec.queue_name,
-        spec.run_at,
-        spec.max_attempts,
-        spec.priority,
-        None if spec.flags is None else list(spec.flags),
+        *_spec_fields(spec),
     )
-    ours = await add_job(
-        conn,
-        spec.identifier,
-        spec.payload,
-        queue_name=spec.queue_name,
-        run_at=spec.run_at,
-        max_attempts=spec.max_attempts,
-        priority=spec.priority,
-        flags=spec.flags,
-    )
+    ours = await add_job_spec(conn, spec)
     rows = await conn.fetch(
         f"select id, {COLUMNS}, run_at from {SCHEMA}._private_jobs where id = any($1::bigint[]) order by id",
         [graphile, ours.id],
@@ -100,7 +90,8 @@ async def test_a_batch_without_keys_writes_the_rows_graphiles_add_jobs_writes_in
         f"    from unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::int[], $6::int[], $7::jsonb[])"
         f"         with ordinality as s(identifier, payload, queue_name, run_at, max_attempts, priority, flags, n)"
         f"   order by s.n)) as j",
-        *zip(*[_graphile_spec_arguments(spec) for spec in specs], strict=True),
+        # The flags as JSON arrays: text[] rows cannot nest in one unnest column.
+        *zip(*[(*_spec_fields(spec)[:6], _json_or_none(spec.flags)) for spec in specs], strict=True),
     )
     ours = await add_jobs(conn, specs)
 

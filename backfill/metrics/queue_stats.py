@@ -87,8 +87,7 @@ class QueueStatsCollector:
             raise ValueError(f"interval must be a positive number of seconds, got {interval!r}")
         if queue_limit < 0:
             raise ValueError(f"queue_limit must be 0 or more, got {queue_limit!r}")
-        if not 0 < scheduled_count_share <= 1:
-            raise ValueError(f"scheduled_count_share must be above 0 and at most 1, got {scheduled_count_share!r}")
+        self._scheduled_spacing = CountSpacing(scheduled_count_share, name="scheduled_count_share")
         self._pool = pool
         self._schema = SchemaName.coerce(schema)
         self._metrics = metrics
@@ -103,7 +102,6 @@ class QueueStatsCollector:
         self._queues_seen: dict[str, float] = {}
         self._failures = ConsecutiveFailures(warning_interval=_WARN_EVERY_SECONDS)
         self._scheduled = ScheduledJobs()  # the last count of the jobs due later
-        self._scheduled_spacing = CountSpacing(scheduled_count_share)
 
     async def collect_once(self) -> QueueSnapshot:
         """Read the queues now, every figure counted afresh, update the gauges and return what they show."""

@@ -52,9 +52,10 @@ class CountSpacing:
     """When a costly count may run again, so that it takes at most ``share`` of the time: a count that ran for
     ``d`` seconds is next due ``d / share`` seconds after it started."""
 
-    def __init__(self, share: float = SCHEDULED_COUNT_SHARE) -> None:
+    def __init__(self, share: float = SCHEDULED_COUNT_SHARE, *, name: str = "share") -> None:
+        """``name``: what the caller calls ``share``, for the error that refuses one outside (0, 1]."""
         if not 0 < share <= 1:
-            raise ValueError(f"share must be in (0, 1], got {share!r}")
+            raise ValueError(f"{name} must be above 0 and at most 1, got {share!r}")
         self._share = share
         self._next_due = float("-inf")
 

@@ -13,6 +13,7 @@ built from the environment (``DATABASE_URL``, ``GRAPHILE_WORKER_SCHEMA``) on fir
 from __future__ import annotations
 
 import dataclasses
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -57,7 +58,10 @@ class EnqueueObserver(Protocol):
     def job_enqueued(self, task: str, priority: int, flags: Any, count: int = 1) -> None: ...
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen: a bulk enqueue builds thousands of these, and a frozen dataclass's __init__ (object.__setattr__
+# field by field) cost 1.3 of the 1.5 us of building one. Frozen bought little: its payload, a dict, already
+# made it unhashable, and enqueue_many reads each request once, before anything is sent.
+@dataclass(slots=True)
 class Enqueue:
     """One job for :meth:`BackfillClient.enqueue_many`; the fields mean what :meth:`~BackfillClient.enqueue`'s
     arguments mean."""
@@ -232,8 +236,10 @@ class BackfillClient:
             returning=returning,
         )
         if self._metrics is not None:
-            for spec in specs:
-                self._metrics.job_enqueued(spec.identifier, spec.priority or 0, spec.flags)
+            # One call per series, not per job: each call takes the counter's lock.
+            counts = Counter((spec.identifier, spec.priority or 0, spec.flags) for spec in specs)
+            for (task, priority, flags), count in counts.items():
+                self._metrics.job_enqueued(task, priority, flags, count)
         return written
 
     async def _specs_of(self, requests: Sequence[Enqueue]) -> list[JobSpec]:

@@ -136,33 +136,25 @@ def job_spec_json_fields(spec: JobSpec) -> list[Any]:
     ]
 
 
-def insert_jobs_json_rows(specs: Sequence[JobSpec]) -> list[list[Any]]:
-    """``specs`` (none with a job key) as the JSON arrays that enqueue.sql's ``insert_jobs`` reads:
-    ``[identifier, payload text, queue, run_at, max_attempts, priority, flags]``, the flags as the object
-    Graphile stores (``{"flag": true, ...}``; ``None`` for no flags, as add_jobs stores none for an empty list)."""
-    flag_objects: dict[Any, dict[str, bool] | None] = {}  # specs of one shape share their flags: build it once
+def insert_jobs_arguments(specs: Sequence[JobSpec]) -> tuple[str, str]:
+    """``specs`` (none with a job key) as the two JSON texts that enqueue.sql's ``insert_jobs`` reads: the jobs,
+    ``[shape, payload text, run_at]`` each, and the shapes they refer to by position,
+    ``[identifier, queue, max_attempts, priority, flags]`` each, the flags as the object Graphile stores
+    (``{"flag": true, ...}``; ``None`` for no flags, as add_jobs stores none for an empty list)."""
+    shape_positions: dict[tuple[Any, ...], int] = {}
+    shapes: list[list[Any]] = []
     rows = []
     for spec in specs:
         flags = spec.flags  # a tuple: JobSpec freezes it
-        if flags is None:
-            flag_object = None
-        elif flags in flag_objects:
-            flag_object = flag_objects[flags]
-        else:
-            flag_object = flag_objects[flags] = dict.fromkeys(flags, True) or None
+        shape = (spec.identifier, spec.queue_name, spec.max_attempts, spec.priority, flags)
+        position = shape_positions.get(shape)
+        if position is None:
+            position = shape_positions[shape] = len(shapes)
+            flag_object = None if flags is None else dict.fromkeys(flags, True) or None
+            shapes.append([spec.identifier, spec.queue_name, spec.max_attempts, spec.priority, flag_object])
         run_at = spec.run_at
-        rows.append(
-            [
-                spec.identifier,
-                spec.payload_json,
-                spec.queue_name,
-                None if run_at is None else run_at.isoformat(),
-                spec.max_attempts,
-                spec.priority,
-                flag_object,
-            ]
-        )
-    return rows
+        rows.append([position, spec.payload_json, None if run_at is None else run_at.isoformat()])
+    return encode_spec_rows(rows), encode_spec_rows(shapes)
 
 
 # A list of spec arrays (job_spec_json_fields) as the JSON text of one parameter. ensure_ascii=False: the text
@@ -294,7 +286,7 @@ async def add_jobs(
         )
         counted, listed = statements.add_jobs_counted, statements.add_jobs
     else:
-        arguments = (encode_spec_rows(insert_jobs_json_rows(specs)),)
+        arguments = insert_jobs_arguments(specs)
         counted, listed = statements.insert_jobs_counted, statements.insert_jobs
     async with connection_from(source, stateless=True) as connection:
         try:

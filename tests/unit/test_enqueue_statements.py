@@ -8,7 +8,13 @@ from datetime import UTC, datetime
 
 import pytest
 
-from backfill.core.enqueue import _dbapi_form, add_job_sql, encode_spec_rows, job_spec_json_fields
+from backfill.core.enqueue import (
+    _dbapi_form,
+    add_job_sql,
+    encode_spec_rows,
+    insert_jobs_arguments,
+    job_spec_json_fields,
+)
 from backfill.core.jobs import JobSpec
 from backfill.core.schema import SchemaName
 
@@ -43,3 +49,27 @@ def test_a_job_spec_as_json_keeps_the_payload_text_as_it_is() -> None:
         ["bare", "{}", None, None, None, None, None, ["a"]],
     ]
     assert "é" in encoded  # not escaped: the text goes to PostgreSQL as UTF-8
+
+
+def test_a_batch_sends_what_its_jobs_share_once_per_shape() -> None:
+    run_at = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+    specs = [
+        JobSpec("send", {"n": 1}, flags=["retry", "lane"], max_attempts=8),
+        JobSpec("send", {"n": 2}, run_at=run_at, flags=("retry", "lane"), max_attempts=8),
+        JobSpec("send", {"n": 3}, queue_name="mail", priority=-5),
+        JobSpec("send", {"n": 4}, flags=[]),
+        JobSpec("send", {"n": 5}, flags=["retry", "lane"], max_attempts=8),
+    ]
+    rows, shapes = insert_jobs_arguments(specs)
+    assert json.loads(shapes) == [
+        ["send", None, 8, None, {"retry": True, "lane": True}],
+        ["send", "mail", None, -5, None],
+        ["send", None, None, None, None],  # no flags stored for an empty list, as add_jobs stores none
+    ]
+    assert json.loads(rows) == [
+        [0, '{"n":1}', None],
+        [0, '{"n":2}', "2026-01-02T03:04:05+00:00"],
+        [1, '{"n":3}', None],
+        [2, '{"n":4}', None],
+        [0, '{"n":5}', None],
+    ]

@@ -166,21 +166,43 @@ class JobSpec:
         For bulk enqueues of many jobs of one shape (the client's ``enqueue_many``): checking and copying the
         shared fields again for each of them cost about half of building a spec.
         """
-        check_aware("run_at", run_at, optional=True, error=JobSpecError)
-        _check_job_key(job_key)
+        if run_at is not None:
+            check_aware("run_at", run_at, error=JobSpecError)
+        if job_key is not None:
+            _check_job_key(job_key)
         spec: JobSpec = object.__new__(JobSpec)
-        set_field = object.__setattr__  # frozen: as dataclass's own __init__ does
-        set_field(spec, "identifier", self.identifier)
-        set_field(spec, "payload", payload)
-        set_field(spec, "queue_name", self.queue_name)
-        set_field(spec, "run_at", run_at)
-        set_field(spec, "max_attempts", self.max_attempts)
-        set_field(spec, "job_key", job_key)
-        set_field(spec, "priority", self.priority)
-        set_field(spec, "flags", self.flags)  # a tuple by now: nothing to freeze again
-        set_field(spec, "timeout", self.timeout)
-        set_field(spec, "payload_json", encode_payload(payload))
+        # Frozen: written through the slots' own setters (see _slot_setter).
+        _set_identifier(spec, self.identifier)
+        _set_payload(spec, payload)
+        _set_queue_name(spec, self.queue_name)
+        _set_run_at(spec, run_at)
+        _set_max_attempts(spec, self.max_attempts)
+        _set_job_key(spec, job_key)
+        _set_priority(spec, self.priority)
+        _set_flags(spec, self.flags)  # a tuple by now: nothing to freeze again
+        _set_timeout(spec, self.timeout)
+        _set_payload_json(spec, encode_payload(payload))
         return spec
+
+
+def _slot_setter(name: str) -> Callable[[JobSpec, Any], None]:
+    """The setter of JobSpec's slot ``name``. A frozen dataclass's fields are set through object.__setattr__ by
+    name, which finds this same descriptor at about twice the cost; with_job sets ten fields per job of a bulk
+    enqueue (0.35 us of its 1.8)."""
+    setter: Callable[[JobSpec, Any], None] = getattr(JobSpec, name).__set__
+    return setter
+
+
+_set_identifier = _slot_setter("identifier")
+_set_payload = _slot_setter("payload")
+_set_queue_name = _slot_setter("queue_name")
+_set_run_at = _slot_setter("run_at")
+_set_max_attempts = _slot_setter("max_attempts")
+_set_job_key = _slot_setter("job_key")
+_set_priority = _slot_setter("priority")
+_set_flags = _slot_setter("flags")
+_set_timeout = _slot_setter("timeout")
+_set_payload_json = _slot_setter("payload_json")
 
 
 def _check_job_key(job_key: Any) -> None:

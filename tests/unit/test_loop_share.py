@@ -11,6 +11,7 @@ from typing import Any
 
 from backfill.core import Events, Job, LoopShare, TaskRegistry
 from backfill.core.hooks import Hooks
+from backfill.core.jobs import CLAIMED_JOB_COLUMNS
 from backfill.core.run.claims import Claims as RealClaims
 from backfill.core.run.fetcher import Fetcher
 from backfill.core.run.local_queue import LocalQueue
@@ -121,30 +122,39 @@ async def test_the_leading_fetcher_marks_the_loop_urgent_until_its_runners_have_
     assert not share.urgent
 
 
-def _rows(count: int) -> list[dict[str, Any]]:
-    """Claimed rows as the fetch returns them (job_columns), with small payloads that never need a turn."""
-    return [
-        {
-            "id": i,
-            "job_queue_id": None,
-            "task_id": 1,
-            "payload": '{"n":1}',
-            "priority": 0,
-            "run_at": NOW,
-            "attempts": 1,
-            "max_attempts": 25,
-            "last_error": None,
-            "created_at": NOW,
-            "updated_at": NOW,
-            "key": None,
-            "locked_at": NOW,
-            "locked_by": "w",
-            "revision": 0,
-            "flags": None,
-            "queue_name": None,
-        }
-        for i in range(count)
-    ]
+class _Row(tuple[Any, ...]):
+    """A row as asyncpg returns it: values by position or by column name, and keys()."""
+
+    def keys(self) -> tuple[str, ...]:
+        return CLAIMED_JOB_COLUMNS
+
+    def __getitem__(self, index: Any) -> Any:
+        if isinstance(index, str):
+            return super().__getitem__(CLAIMED_JOB_COLUMNS.index(index))
+        return super().__getitem__(index)
+
+
+def _rows(count: int) -> list[_Row]:
+    """Claimed rows as the fetch returns them (CLAIMED_JOB_COLUMNS), with small payloads that never need a turn."""
+    fields = {
+        "job_queue_id": None,
+        "task_id": 1,
+        "payload": '{"n":1}',
+        "priority": 0,
+        "run_at": NOW,
+        "attempts": 1,
+        "max_attempts": 25,
+        "last_error": None,
+        "created_at": NOW,
+        "updated_at": NOW,
+        "key": None,
+        "locked_at": NOW,
+        "locked_by": "w",
+        "revision": 0,
+        "flags": None,
+        "queue_name": None,
+    }
+    return [_Row(i if name == "id" else fields[name] for name in CLAIMED_JOB_COLUMNS) for i in range(count)]
 
 
 async def _turns_of_others_during_decode(share: LoopShare | None, rows: int) -> int:

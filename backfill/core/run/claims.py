@@ -23,7 +23,7 @@ from typing import Any
 
 import asyncpg
 
-from backfill.core.jobs import Job
+from backfill.core.jobs import CLAIMED_JOB_COLUMNS, Job, claimed_job
 from backfill.core.pinned import PinnedConnection
 from backfill.core.run.loop_share import LoopShare
 from backfill.core.run.queries import WorkerQueries, fetch_filter_arguments
@@ -82,11 +82,17 @@ class Claims:
     async def _decode(self, rows: Sequence[Any]) -> list[Job]:
         names = self._task_names
         follows = self._follows
+        # By position when the rows have the claim's columns (always, unless fetch.sql and CLAIMED_JOB_COLUMNS
+        # disagree: then by name, slower but never shifted).
+        by_position = not rows or tuple(rows[0].keys()) == CLAIMED_JOB_COLUMNS
         jobs: list[Job] = []
         since_turn = 0
         cancelled = False
         for row in rows:
-            jobs.append(Job.from_record(row, task_identifier=names[row["task_id"]]))
+            if by_position:
+                jobs.append(claimed_job(row, names))
+            else:
+                jobs.append(Job.from_record(row, task_identifier=names[row["task_id"]]))
             payload = row["payload"]
             if type(payload) is str:
                 since_turn += len(payload)

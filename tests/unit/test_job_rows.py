@@ -2,32 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
 from backfill.core.jobs import JOB_COLUMNS, Job, jobs_from_rows
+from tests.support.records import Record as Row
 
 NOW = datetime(2030, 1, 1, tzinfo=UTC)
-
-
-class Row:
-    """What the decoder needs of an asyncpg Record: its values in order, ``keys()``, and lookup by name."""
-
-    def __init__(self, values: dict[str, Any]) -> None:
-        self._values = values
-
-    def keys(self) -> Iterator[str]:
-        return iter(self._values)
-
-    def __iter__(self) -> Iterator[Any]:
-        return iter(self._values.values())
-
-    def __getitem__(self, name: str) -> Any:
-        return self._values[name]
-
-    def get(self, name: str, default: Any = None) -> Any:
-        return self._values.get(name, default)
 
 
 def _values(job_id: int, flags: str | None, queue_id: int | None) -> dict[str, Any]:

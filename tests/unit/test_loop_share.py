@@ -20,6 +20,7 @@ from backfill.core.run.queries import WorkerQueries
 from backfill.core.run.slots import Slots, plain_async_handlers
 from backfill.core.schema import SchemaName
 from tests.support.memory_claims import MemoryClaims
+from tests.support.records import Record
 
 NOW = datetime.now(UTC)
 CONCURRENCY = 4
@@ -122,19 +123,7 @@ async def test_the_leading_fetcher_marks_the_loop_urgent_until_its_runners_have_
     assert not share.urgent
 
 
-class _Row(tuple[Any, ...]):
-    """A row as asyncpg returns it: values by position or by column name, and keys()."""
-
-    def keys(self) -> tuple[str, ...]:
-        return CLAIMED_JOB_COLUMNS
-
-    def __getitem__(self, index: Any) -> Any:
-        if isinstance(index, str):
-            return super().__getitem__(CLAIMED_JOB_COLUMNS.index(index))
-        return super().__getitem__(index)
-
-
-def _rows(count: int) -> list[_Row]:
+def _rows(count: int) -> list[Record]:
     """Claimed rows as the fetch returns them (CLAIMED_JOB_COLUMNS), with small payloads that never need a turn."""
     fields = {
         "job_queue_id": None,
@@ -154,7 +143,7 @@ def _rows(count: int) -> list[_Row]:
         "flags": None,
         "queue_name": None,
     }
-    return [_Row(i if name == "id" else fields[name] for name in CLAIMED_JOB_COLUMNS) for i in range(count)]
+    return [Record({name: i if name == "id" else fields[name] for name in CLAIMED_JOB_COLUMNS}) for i in range(count)]
 
 
 async def _turns_of_others_during_decode(share: LoopShare | None, rows: int) -> int:

@@ -435,9 +435,9 @@ def jobs_from_rows(rows: Sequence[Any], task_names: Mapping[int, str], queue_nam
     names of their task and queue ids.
 
     Faster per row than ``from_record``, which a bulk enqueue would call a thousand times a statement: the row is
-    unpacked by position (no lookup by name), and each distinct flags text is parsed once per batch (a batch
-    from one client usually carries one, e.g. its retry policy's flag). Rows of any other shape go through
-    ``from_record``, so a change to job_columns cannot silently shift the fields.
+    unpacked by position (no lookup by name), as the worker's claim is (:func:`claimed_job`, the same decoder).
+    Rows of any other shape go through ``from_record``, so a change to job_columns cannot silently shift the
+    fields.
     """
     if not rows:
         return []

@@ -31,6 +31,8 @@ from backfill.core.run.context import JobContext
 from backfill.core.run.job_slice import JobSlice
 from backfill.core.run.loop_share import LoopShare
 from backfill.core.run.options import RunSummary, WorkerOptions
+from backfill.core.run.pause import FetchPause
+from backfill.core.run.slots import CancelAnswer
 from backfill.core.run.worker import Worker
 from backfill.core.schema import SchemaName
 from backfill.core.tasks import TaskDefinition, TaskRegistry, default_registry, task
@@ -40,6 +42,7 @@ from backfill.core.upkeep.sweeper import SweepReport, sweep
 __all__ = [  # noqa: RUF022 - plain sorted order, checked by tests/unit/test_public_api.py
     "BackfillError",
     "BatchJobError",
+    "CancelAnswer",
     "CleanupReport",
     "ConfigurationError",
     "CronItem",
@@ -49,6 +52,7 @@ __all__ = [  # noqa: RUF022 - plain sorted order, checked by tests/unit/test_pub
     "Event",
     "Events",
     "Fail",
+    "FetchPause",
     "Hooks",
     "IncompatibleSchemaError",
     "Job",

@@ -41,6 +41,8 @@ EVENT_NAMES: Mapping[str, str] = {
     "job:skipped": "worker_id, job, reason: backfill — an interceptor completed the job without running it",
     "job:timeout": "worker_id, job, timeout: backfill — the handler ran past its deadline and was cancelled",
     "job:stuck": "worker_id, job: backfill — a handler ignored cancellation; its slot was given up",
+    "job:cancelled": "worker_id, job, reason, started: backfill — an operator cancelled the job, running (started) "
+    "or claimed and not started; it is completed, never retried",
     "attempts:batch": "worker_id, started, succeeded, failed, skipped: backfill — the attempts that started and "
     "ended since the last batch, at most one batch per loop turn; listening keeps the worker's fast path "
     "(see backfill.core.run.attempt_log)",

@@ -22,6 +22,7 @@ from backfill.core.jobs import SUSPECT_FLAG, Job
 from backfill.core.run import local_queue as local_queue_module
 from backfill.core.run.local_queue import LocalQueue
 from backfill.core.run.options import RunSummary, WorkerOptions
+from backfill.core.run.pause import FetchPause
 from tests.support.memory_claims import MemoryClaims
 
 EPOCH = datetime(2026, 1, 1, tzinfo=UTC)
@@ -388,3 +389,53 @@ async def test_a_forfeit_drops_a_waiting_suspect_but_not_a_running_one(clock: Cl
     queue.forfeit_unstarted("a lease was lost")
     assert queue.isolated is not None and queue.isolated.id == 2  # it runs: only the runner may clear it
     assert summary.forfeited == 1
+
+
+# -- pauses and cancels --------------------------------------------------------------------------------------------
+
+
+def job_of(job_id: int, task: str, queue: str | None = None) -> Job:
+    return make_job(job_id)._replace(task_identifier=task, queue_name=queue)
+
+
+async def test_a_pause_takes_the_claimed_jobs_it_holds_out_of_the_queue_for_release(clock: Clock) -> None:
+    claims = MemoryClaims([job_of(1, "a"), job_of(2, "b"), job_of(3, "b", "q"), job_of(4, "c")])
+    wake = asyncio.Event()
+    queue = make_queue(claims, wake=wake)
+    assert await queue.fill(Runners(concurrency=4)) == 4
+
+    queue.apply_pause(FetchPause.of(tasks=["a"], queues=["q"]))
+    assert sorted(item[2] for item in queue.heap) == [2, 4]
+    assert queue.reconcile_needed and wake.is_set()
+    # The reconciliation before the next fetch unlocks what nothing here owns any more: the paused jobs.
+    await queue.reconcile(owned_elsewhere=())
+    assert claims.locked == {2, 4}
+    assert popped_ids(queue) == [2, 4]  # still in database order
+
+
+async def test_a_claim_that_was_in_flight_when_the_pause_came_keeps_none_of_the_paused_jobs(clock: Clock) -> None:
+    claims = MemoryClaims([job_of(1, "a"), job_of(2, "b")])
+    queue = make_queue(claims)
+    queue.apply_pause(FetchPause.of(tasks=["a"]))  # MemoryClaims does not filter: as if the claim raced the pause
+    assert await queue.fill(Runners(concurrency=4)) == 1
+    assert popped_ids(queue) == [2] and queue.reconcile_needed
+
+
+async def test_a_pause_that_holds_nothing_queued_changes_nothing(clock: Clock) -> None:
+    claims = MemoryClaims([job_of(1, "a")])
+    queue = make_queue(claims)
+    await queue.fill(Runners())
+    queue.apply_pause(FetchPause.of(tasks=["z"]))
+    assert popped_ids(queue) == [1] and not queue.reconcile_needed
+    queue.apply_pause(FetchPause())
+    assert queue.pause is None
+
+
+async def test_take_removes_one_unstarted_job_and_keeps_the_order(clock: Clock) -> None:
+    claims = MemoryClaims([make_job(i, priority=i % 3) for i in range(1, 8)])
+    queue = make_queue(claims)
+    await queue.fill(Runners(concurrency=8))
+    taken = queue.take(5)
+    assert taken is not None and taken.id == 5
+    assert queue.take(5) is None and queue.take(99) is None
+    assert popped_ids(queue) == [3, 6, 1, 4, 7, 2]

@@ -26,6 +26,7 @@ import asyncpg
 from backfill.core.jobs import CLAIMED_JOB_COLUMNS, Job, claimed_job
 from backfill.core.pinned import PinnedConnection
 from backfill.core.run.loop_share import LoopShare
+from backfill.core.run.pause import NO_PAUSE, FetchPause
 from backfill.core.run.queries import WorkerQueries, fetch_filter_arguments
 
 # Payload text decoded between two loop turns: 256 KiB of JSON decodes in about 1.5-5 ms here, so small payloads
@@ -58,6 +59,29 @@ class Claims:
         # The flag arrays follow worker id, identifiers and limit (fetch.sql numbers them).
         self._flag_arguments = fetch_filter_arguments(forbidden_flags, required_flags)
         self._task_names: dict[int, str] = {}  # task_id -> identifier, for the tasks we run
+        # What the claim and its check run with now: the statements, the identifiers and the arguments after
+        # the limit (flag arrays, then paused queue names while any are paused). set_pause changes them.
+        self._fetch_jobs, self._runnable_exists = queries.fetch_jobs, queries.runnable_exists
+        self._claimed_identifiers = self._identifiers
+        self._tail: list[Any] = list(self._flag_arguments)
+        self.paused = False  # nothing may be claimed (the worker, or every task of it, is paused)
+
+    def set_pause(self, pause: FetchPause) -> None:
+        """Claim none of the work ``pause`` holds from the next claim on (see backfill.core.run.pause)."""
+        if pause is NO_PAUSE or not pause.active:
+            pause = NO_PAUSE
+        self._claimed_identifiers = [i for i in self._identifiers if i not in pause.tasks]
+        self.paused = pause.everything or not self._claimed_identifiers
+        if pause.queues:
+            queries = self._queries
+            self._fetch_jobs, self._runnable_exists = (
+                queries.fetch_jobs_pausing_queues,
+                queries.runnable_exists_pausing_queues,
+            )
+            self._tail = [*self._flag_arguments, sorted(pause.queues)]
+        else:
+            self._fetch_jobs, self._runnable_exists = self._queries.fetch_jobs, self._queries.runnable_exists
+            self._tail = list(self._flag_arguments)
 
     async def load_task_names(self, connection: Any) -> None:
         rows = await connection.fetch(self._queries.task_ids, self._identifiers)
@@ -65,10 +89,12 @@ class Claims:
 
     async def claim(self, count: int) -> list[Job]:
         """Lock up to ``count`` runnable jobs of our tasks for this worker (one per named queue)."""
+        if self.paused:
+            return []
         connection = await self._connection.get()
         try:
             rows = await connection.fetch(
-                self._queries.fetch_jobs, self._worker_id, self._identifiers, count, *self._flag_arguments
+                self._fetch_jobs, self._worker_id, self._claimed_identifiers, count, *self._tail
             )
             if any(row["task_id"] not in self._task_names for row in rows):
                 # A task row re-created under a new id (GC_TASK_IDENTIFIERS cleanup, say): the claim found it
@@ -122,11 +148,13 @@ class Claims:
     async def runnable_exists(self) -> bool:
         """Whether a job this worker may claim is runnable now, locks aside: the check an empty claim needs
         before it may be read as "nothing left" (a concurrent fetch briefly row-locks what it looks at)."""
+        if self.paused:
+            return False
         connection = await self._connection.get()
         try:
             return bool(
                 await connection.fetchval(
-                    self._queries.runnable_exists, self._worker_id, self._identifiers, 1, *self._flag_arguments
+                    self._runnable_exists, self._worker_id, self._claimed_identifiers, 1, *self._tail
                 )
             )
         except BaseException:

@@ -39,6 +39,7 @@ from backfill.core.events import Events
 from backfill.core.jobs import SUSPECT_FLAG, Job
 from backfill.core.retry import backoff_delays
 from backfill.core.run.options import RunSummary, WorkerOptions
+from backfill.core.run.pause import FetchPause
 
 logger = logging.getLogger("backfill.worker")
 
@@ -114,6 +115,7 @@ class LocalQueue:
         self.isolated: Job | None = None
         self._isolated_started = False
         self.reconcile_needed = False
+        self.pause: FetchPause | None = None  # while work is paused: claimed jobs it holds are not started
         # Throughput estimate (jobs finished per second), for sizing fetches.
         self._rate = 0.0
         self._rate_mark = (time.monotonic(), 0)
@@ -154,6 +156,8 @@ class LocalQueue:
         if suspect is not None:
             await self._isolate(suspect, jobs, runners)
             return self._queue_isolated_when_idle(runners)
+        if self.pause is not None:  # paused while this claim was in flight: what it holds goes back
+            jobs = self._without_paused(jobs, self.pause)
         heap = self.heap
         for job in jobs:  # when stopping, hand_back_unstarted returns whatever is left here
             heapq.heappush(heap, (job.priority, job.run_at, job.id, job))
@@ -215,6 +219,41 @@ class LocalQueue:
                 released[:20],
             )
             self._events.emit("worker:reconciled", worker_id=self._worker_id, released=released)
+
+    def apply_pause(self, pause: FetchPause) -> None:
+        """Start none of the claimed jobs ``pause`` holds: they leave the queue and go back to the database (the
+        reconciliation before the next fetch unlocks them, attempt refunded), so paused work stays queued."""
+        self.pause = pause if pause.active else None
+        if self.pause is None or not self.heap:
+            return
+        kept = self._without_paused([item[3] for item in self.heap], self.pause)
+        if len(kept) < len(self.heap):
+            self.heap[:] = [(job.priority, job.run_at, job.id, job) for job in kept]
+            heapq.heapify(self.heap)
+
+    def _without_paused(self, jobs: list[Job], pause: FetchPause) -> list[Job]:
+        held = [job for job in jobs if pause.holds(job)]
+        if not held:
+            return jobs
+        self.reconcile_needed = True
+        self._wake.set()
+        logger.info(
+            "worker %s gives back %s claimed job(s) of paused work: %s",
+            self._worker_id,
+            len(held),
+            [job.id for job in held[:20]],
+        )
+        return [job for job in jobs if not pause.holds(job)]
+
+    def take(self, job_id: int) -> Job | None:
+        """Remove the claimed, unstarted job ``job_id`` from the queue (to cancel it); ``None`` if not here."""
+        for position, item in enumerate(self.heap):
+            if item[2] == job_id:
+                self.heap[position] = self.heap[-1]
+                self.heap.pop()
+                heapq.heapify(self.heap)
+                return item[3]
+        return None
 
     def _take_unstarted(self) -> list[Job]:
         """Empty the queue, the suspect waiting to run alone included; the jobs it held."""

@@ -168,6 +168,7 @@ class RunSummary:
     timed_out: int = 0  # attempts cancelled at their deadline (also counted in failed)
     skipped: int = 0  # jobs an interceptor completed without running their handler
     forfeited: int = 0  # claimed jobs dropped unstarted because the worker's claims were taken from it
+    cancelled: int = 0  # jobs an operator cancelled while this worker held them (running or claimed)
 
     @property
     def processed(self) -> int:

@@ -81,6 +81,19 @@ def with_fetch_filter(statement: str, fetch_filter: JobSlice) -> str:
     return statement.replace(FETCH_FILTER_SLOT, "\n     ".join(clauses)) if clauses else statement
 
 
+# Where fetch.sql's statements take the paused-queues clause (a comment in the variant without pauses).
+PAUSED_QUEUES_SLOT = "/* paused queues */"
+
+
+def with_paused_queues(statement: str, fetch_filter: JobSlice) -> str:
+    """``statement`` (fetch_jobs or runnable_exists, already narrowed by ``fetch_filter``) leaving out the jobs of
+    named queues whose names are in its last parameter: the variant a worker runs while queues are paused."""
+    number = _FIRST_FLAG_PARAMETER + sum(1 for field, _ in FLAG_PARAMETERS if getattr(fetch_filter, field))
+    if statement.count(PAUSED_QUEUES_SLOT) != 1:
+        raise ValueError(f"a statement that honours paused queues must hold {PAUSED_QUEUES_SLOT} once")
+    return statement.replace(PAUSED_QUEUES_SLOT, f"and job_queues.queue_name <> all(${number}::text[])")
+
+
 def fetch_filter_arguments(forbidden_flags: Sequence[str], required_flags: Sequence[str]) -> list[list[str]]:
     """The flag arrays to pass after worker id, identifiers and limit, numbered as :func:`with_fetch_filter`
     numbers them (a filter has a flag condition exactly when its list is not empty: see WorkerOptions)."""
@@ -94,6 +107,9 @@ class WorkerQueries:
 
     fetch_jobs: str
     runnable_exists: str
+    # The same two, taking the names of paused queues as their last parameter (see with_paused_queues).
+    fetch_jobs_pausing_queues: str
+    runnable_exists_pausing_queues: str
     claim_session: str
     complete_jobs: str
     fail_jobs: str
@@ -109,9 +125,13 @@ class WorkerQueries:
         fetch_filter = fetch_filter if fetch_filter is not None else JobSlice()
         fetch = FetchSql.for_schema(schema)
         release = ReleaseSql.for_schema(schema)
+        fetch_jobs = with_fetch_filter(fetch.fetch_jobs, fetch_filter)
+        runnable_exists = with_fetch_filter(fetch.runnable_exists, fetch_filter)
         return cls(
-            fetch_jobs=with_fetch_filter(fetch.fetch_jobs, fetch_filter),
-            runnable_exists=with_fetch_filter(fetch.runnable_exists, fetch_filter),
+            fetch_jobs=fetch_jobs,
+            runnable_exists=runnable_exists,
+            fetch_jobs_pausing_queues=with_paused_queues(fetch_jobs, fetch_filter),
+            runnable_exists_pausing_queues=with_paused_queues(runnable_exists, fetch_filter),
             claim_session=fetch.claim_session,
             complete_jobs=release.complete_jobs,
             fail_jobs=release.fail_jobs,

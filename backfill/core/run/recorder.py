@@ -43,8 +43,14 @@ class OutcomeRecorder:
         self._worker_id = worker_id
         self._interrupted_retry_delay = interrupted_retry_delay
         self._retry_planner = retry_planner
+        # Jobs an operator asked to cancel while they ran here (job id -> reason): however their attempt ends,
+        # it ends as cancelled. Filled by Slots.cancel.
+        self.cancels: dict[int, str] = {}
 
     def outcome(self, job: Job, outcome: Outcome, duration: float) -> None:
+        if self.cancels and job.id in self.cancels:
+            self.cancelled(job, self.cancels.pop(job.id), started=True)
+            return
         if outcome.error is None:
             if outcome.skipped is not None:
                 self.summary.skipped += 1
@@ -78,6 +84,15 @@ class OutcomeRecorder:
 
     def error(self, job: Job, error: BaseException, duration: float | None = None) -> None:
         """Record how an attempt ended in error; re-raises when the worker itself is cancelling the job."""
+        if self.cancels and job.id in self.cancels:
+            current = asyncio.current_task()
+            stopping = isinstance(error, asyncio.CancelledError) and current is not None and current.cancelling() > 1
+            if stopping:  # the worker is cancelling the job too (shutdown): that cancellation goes on
+                self.cancels.pop(job.id)
+                self.interrupted(job)
+                raise error
+            self.cancelled(job, self.cancels.pop(job.id), started=True)
+            return
         if isinstance(error, asyncio.CancelledError):
             current = asyncio.current_task()
             if current is not None and current.cancelling():
@@ -148,6 +163,18 @@ class OutcomeRecorder:
         if final:
             events.emit("job:failed", worker_id=self._worker_id, job=job, error=failure)
         events.emit("job:complete", worker_id=self._worker_id, job=job, error=failure)
+
+    def cancelled(self, job: Job, reason: str, *, started: bool) -> None:
+        """An operator cancelled the job, ``started`` or only claimed: it is completed, neither retried nor failed."""
+        current = asyncio.current_task()
+        if started and current is not None and current.cancelling() == 1:
+            current.uncancel()  # ours (Slots.cancel), delivered or swallowed: the runner goes on to its next job
+        self.summary.cancelled += 1
+        logger.warning("job %s (%s) cancelled: %s", job.id, job.task_identifier, reason or "no reason given")
+        if started and self._attempts.active:  # end the attempt for the counters
+            self._attempts.skipped(job, f"cancelled: {reason}")
+        self._completer.complete(job)
+        self._events.emit("job:cancelled", worker_id=self._worker_id, job=job, reason=reason, started=started)
 
     def interrupted(self, job: Job) -> None:
         delay = self._interrupted_retry_delay

@@ -19,6 +19,7 @@ the local queue's unstarted jobs).
 from __future__ import annotations
 
 import asyncio
+import enum
 import heapq
 import logging
 import time
@@ -34,7 +35,7 @@ from backfill.core.run.attempt_log import AttemptLog
 from backfill.core.run.completer import Completer, Failure
 from backfill.core.run.context import JobContext, job_logger
 from backfill.core.run.current import current_job
-from backfill.core.run.execution import AttemptRunner, is_batch_result, settle_batch
+from backfill.core.run.execution import AttemptRunner, Outcome, is_batch_result, settle_batch
 from backfill.core.run.local_queue import LocalQueue
 from backfill.core.run.loop_share import LoopShare
 from backfill.core.run.options import RunSummary, WorkerOptions
@@ -49,6 +50,16 @@ logger = logging.getLogger("backfill.worker")
 PlainHandler = Callable[[Any], Awaitable[Any]]
 
 _JOBS_BETWEEN_YIELDS = 8
+
+
+class CancelAnswer(enum.Enum):
+    """What :meth:`Slots.cancel` found: the job running here, claimed here and not started, or neither."""
+
+    RUNNING = "running"
+    UNSTARTED = "unstarted"
+    NOT_HERE = "not_here"
+
+
 set_current_job = current_job.set
 # Events that only the observed path emits: while anyone listens to one, every job takes that path.
 _JOB_EVENTS = ("job:start", "job:success", "job:error", "job:failed", "job:complete", "job:skipped", "job:timeout")
@@ -84,6 +95,7 @@ class Slots:
         self.concurrency = options.concurrency
         self._follows = follows  # while it is urgent, runners yield the loop after every job
         self._grace = options.shutdown_grace_period
+        self._cancel_grace = options.cancel_grace_period
         self._queue = queue
         self._plain_async = plain_async
         self._summary = summary
@@ -132,6 +144,12 @@ class Slots:
         self.finished = 0  # for the local queue's throughput estimate
         self._observed_revision = -1
         self._job_events_observed = False
+        self._registry = registry
+        # What each runner is running (runner task -> job, None between jobs), to find a job to cancel; and
+        # the contexts of running observed attempts, whose abort signal a cancel sets.
+        self._current: dict[asyncio.Task[None], Job | None] = {}
+        self._contexts: dict[int, JobContext] = {}
+        self._cancel_timers: dict[int, asyncio.TimerHandle] = {}
 
     def start(self) -> None:
         """Start runners for the jobs now queued, up to ``concurrency``."""
@@ -141,14 +159,68 @@ class Slots:
             self.tasks.add(runner)
             runner.add_done_callback(self.tasks.discard)
 
+    def cancel(self, job_id: int, reason: str) -> CancelAnswer:
+        """Cancel job ``job_id`` if this worker holds it: a running ``async def`` handler is cancelled (its task
+        gets ``CancelledError``); a running ``def`` handler has its context's abort signal set and is cancelled
+        ``cancel_grace_period`` later if it has not returned by then (its thread cannot be stopped); a claimed
+        job not started yet leaves the local queue. Either way the job ends as cancelled (completed, never
+        retried: see OutcomeRecorder.cancelled)."""
+        for runner, job in self._current.items():
+            if job is None or job.id != job_id:
+                continue
+            if job_id in self._recorder.cancels:
+                return CancelAnswer.RUNNING  # asked already
+            self._recorder.cancels[job_id] = reason
+            context = self._contexts.get(job_id)
+            if context is not None:
+                context.abort_signal.set()
+            definition = self._registry.get(job.task_identifier)
+            if definition is not None and not definition.is_async:
+                # A thread cannot be interrupted: it may see the abort signal and return; if not, give up on it.
+                self._cancel_timers[job_id] = asyncio.get_running_loop().call_later(
+                    self._cancel_grace, self._cancel_thread, runner, job
+                )
+            else:
+                runner.cancel()
+            return CancelAnswer.RUNNING
+        job = self._queue.take(job_id)
+        if job is None:
+            return CancelAnswer.NOT_HERE
+        self._recorder.cancelled(job, reason, started=False)
+        return CancelAnswer.UNSTARTED
+
+    def _cancel_thread(self, runner: asyncio.Task[None], job: Job) -> None:
+        self._cancel_timers.pop(job.id, None)
+        if self._current.get(runner) is job:
+            logger.error(
+                "job %s (%s): its synchronous handler ignored the cancellation's abort signal for %ss; its slot is "
+                "given up (the thread runs on in the background)",
+                job.id,
+                job.task_identifier,
+                self._cancel_grace,
+            )
+            self._threads.add_thread()  # other synchronous jobs must not wait for that thread
+            runner.cancel()
+
     async def _runner(self) -> None:
         """Run jobs from the local queue, best first, until it is empty or the worker is stopping."""
+        current = self._current
+        me = asyncio.current_task()
+        assert me is not None
+        current[me] = None
+        try:
+            await self._run_jobs(me, current)
+        finally:
+            del current[me]
+
+    async def _run_jobs(self, me: asyncio.Task[None], current: dict[asyncio.Task[None], Job | None]) -> None:
         queue = self._queue
         local = queue.heap
         plain_async = self._plain_async
         running_ids = self.running_ids
         completer = self.completer
         recorder = self._recorder
+        cancels = recorder.cancels  # jobs an operator cancelled while they ran (Slots.cancel)
         attempt_log = self._attempt_log
         record_start, record_success = attempt_log.started.append, attempt_log.succeeded.append
         wall_clock, monotonic = time.time, time.monotonic
@@ -157,6 +229,7 @@ class Slots:
         since_yield = 0
         while local and not self.stopping:
             job = heapq.heappop(local)[3]
+            current[me] = job
             self.running += 1
             running_ids[job.id] = running_ids.get(job.id, 0) + 1
             set_current_job(job)
@@ -183,6 +256,8 @@ class Slots:
                     else:
                         if is_batch_result(job.payload, value):
                             recorder.outcome(job, await settle_batch(job, value), monotonic() - started)
+                        elif cancels and job.id in cancels:
+                            recorder.outcome(job, Outcome(value=value), monotonic() - started)
                         else:
                             self._summary.succeeded += 1
                             record_success((job, monotonic() - started))
@@ -197,12 +272,13 @@ class Slots:
                     except (Exception, asyncio.CancelledError) as error:
                         recorder.error(job, error)
                     else:
-                        if is_batch_result(job.payload, value):
+                        if is_batch_result(job.payload, value) or (cancels and job.id in cancels):
                             recorder.outcome(job, await settle_batch(job, value), 0.0)
                         else:
                             self._summary.succeeded += 1
                             completer.complete(job)
             finally:
+                current[me] = None
                 set_current_job(None)
                 self.running -= 1
                 left = running_ids[job.id] - 1
@@ -242,13 +318,23 @@ class Slots:
         started = time.monotonic()
         try:
             outcome = await self._attempts.run(job)
-        except asyncio.CancelledError as error:  # the worker is cancelling the job: recorded as interrupted
+        except asyncio.CancelledError as error:
+            # The worker is cancelling the job (recorded as interrupted, and raised on), or an operator is
+            # (recorded as cancelled; the runner goes on).
+            by_operator = job.id in self._recorder.cancels
             self._recorder.error(job, error)
-            raise
+            if not by_operator:
+                raise
+            return
+        finally:
+            self._contexts.pop(job.id, None)
+            timer = self._cancel_timers.pop(job.id, None) if self._cancel_timers else None
+            if timer is not None:
+                timer.cancel()
         self._recorder.outcome(job, outcome, time.monotonic() - started)
 
     def _context_for(self, job: Job) -> JobContext:
-        return JobContext(
+        context = self._contexts[job.id] = JobContext(
             job=job,
             worker_id=self._worker_id,
             pool=self._pool,
@@ -256,6 +342,7 @@ class Slots:
             logger=job_logger(logging.getLogger("backfill.task"), job, self._worker_id),
             transform=self._hooks.transform if self._hooks.before_schedule else None,
         )
+        return context
 
     def _on_lost_lease(self, action: str, job_ids: list[int]) -> None:
         self._queue.forfeit_unstarted(f"it lost the lease on {len(job_ids)} job(s)")

@@ -40,9 +40,10 @@ from backfill.core.run.listener import Listener, listener_connections
 from backfill.core.run.local_queue import LocalQueue
 from backfill.core.run.loop_share import LoopShare
 from backfill.core.run.options import RunSummary, WorkerOptions
+from backfill.core.run.pause import NO_PAUSE, FetchPause
 from backfill.core.run.queries import WorkerQueries
 from backfill.core.run.signals import StopSignals
-from backfill.core.run.slots import Slots, plain_async_handlers
+from backfill.core.run.slots import CancelAnswer, Slots, plain_async_handlers
 from backfill.core.run.startup import open_pool, prepare
 from backfill.core.tasks import TaskDefinition, TaskRegistry, default_registry
 from backfill.core.upkeep.crontab import CronItem, parse_crontab
@@ -103,6 +104,8 @@ class Worker:
         self._background: asyncio.Task[RunSummary] | None = None
         self._active = False
 
+        self._pause = NO_PAUSE
+        self._queue: LocalQueue | None = None
         self._claims: Claims | None = None
         self._slots: Slots | None = None
         self._completer: Completer | None = None
@@ -117,6 +120,34 @@ class Worker:
     def worker_id(self) -> str:
         """The id written to ``locked_by`` on every job and queue this worker claims."""
         return self.options.worker_id
+
+    # -- operator controls --------------------------------------------------------------------------------
+
+    @property
+    def fetch_pause(self) -> FetchPause:
+        """The work this worker leaves queued now (see :meth:`set_fetch_pause`)."""
+        return self._pause
+
+    def set_fetch_pause(self, pause: FetchPause) -> None:
+        """Leave the work ``pause`` holds queued from now on: it is not claimed, and claimed jobs it holds that
+        have not started are handed back. Running jobs finish. ``FetchPause()`` resumes everything; a worker
+        not started yet applies it before its first claim."""
+        if pause == self._pause:
+            return
+        self._pause = pause
+        if self._claims is not None:
+            self._claims.set_pause(pause)
+        if self._queue is not None:
+            self._queue.apply_pause(pause)
+        self._wake.set()  # a resume has work to fetch now; a pause may have jobs to hand back
+
+    def cancel_job(self, job_id: int, reason: str = "") -> CancelAnswer:
+        """Cancel job ``job_id`` if this worker holds it (see :meth:`Slots.cancel`): ``RUNNING`` (its handler is
+        being cancelled), ``UNSTARTED`` (claimed, now completed unrun) or ``NOT_HERE``. The job then ends as
+        cancelled: its row is deleted like a success's, and ``job:cancelled`` is emitted."""
+        if self._slots is None:
+            return CancelAnswer.NOT_HERE
+        return self._slots.cancel(job_id, reason)
 
     # -- public lifecycle -------------------------------------------------------------------------------
 
@@ -212,7 +243,11 @@ class Worker:
             claims = self._claims = await prepare(
                 pool, self.options, self._queries, self._identifiers, follows=self._follows
             )
-            queue = LocalQueue(claims, self.options, summary=self.summary, events=self.events, wake=self._wake)
+            claims.set_pause(self._pause)  # set before the start: the first claim honours it
+            queue = self._queue = LocalQueue(
+                claims, self.options, summary=self.summary, events=self.events, wake=self._wake
+            )
+            queue.apply_pause(self._pause)
             slots = self._slots = Slots(
                 queue,
                 self.options,

@@ -8,6 +8,10 @@
 --   $4… the fetch filter's flag arrays, each only when the filter has it, in this order: the forbidden flags (a
 --       job carrying any is skipped), then the required flags (a job must carry at least one). Numbered by
 --       queries.FLAG_PARAMETERS, which both the clauses and Claims' arguments follow.
+--   last, only in the variant used while named queues are paused: the paused queue names. Their jobs are left
+--       alone by leaving their queues out of the queue locks below (queries.with_paused_queues puts the clause
+--       in place of /* paused queues */). Without a pause the worker runs the statement without the clause, so
+--       an unpaused fetch costs exactly what it did.
 -- The fetch filter's clauses (priority bounds as integer literals, fixed for a worker's life, so the planner
 -- can use the (priority, run_at) index range; the flag conditions on $4/$5) take the place of the comment
 -- /* fetch filter */ (queries.with_fetch_filter): without a filter it stays a comment.
@@ -29,7 +33,7 @@ with candidates as (
        jobs.job_queue_id is null
        or jobs.job_queue_id in (
          select job_queues.id from @schema@._private_job_queues as job_queues
-          where job_queues.is_available = true
+          where job_queues.is_available = true /* paused queues */
             for update skip locked
        )
      )
@@ -81,7 +85,8 @@ select exists (
      and (
        jobs.job_queue_id is null
        or jobs.job_queue_id in (
-         select job_queues.id from @schema@._private_job_queues as job_queues where job_queues.is_available = true
+         select job_queues.id from @schema@._private_job_queues as job_queues
+          where job_queues.is_available = true /* paused queues */
        )
      )
      /* fetch filter */

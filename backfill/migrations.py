@@ -2,14 +2,15 @@
 
 The CLI's ``migrate``, ``BackfillClient.migrate()`` and a runner's start-up all need the same sequence: the
 core line (worker registry, recovery counts, error history), the dead-letter line (unless the runner has the
-dead-letter queue off) and the task catalog line, all listed once in :data:`OWN_LINES`. Each step is
-idempotent and safe to race (see :mod:`backfill.core.migrations.own`).
+dead-letter queue off), the task catalog line and the operator controls' line, all listed once in
+:data:`OWN_LINES`. Each step is idempotent and safe to race (see :mod:`backfill.core.migrations.own`).
 """
 
 from __future__ import annotations
 
 import logging
 
+from backfill.control.migrations import CONTROL_MIGRATION_LINE
 from backfill.core import MigrationReport, SchemaName, migrate
 from backfill.core.extension import (
     CORE_LINES,
@@ -26,7 +27,7 @@ logger = logging.getLogger("backfill.migrate")
 
 # Every migration line of backfill's own, in the order they are installed: the one list every installer of
 # the layer walks, so that a new line cannot be left out of one of them (a test finds any line missing here).
-OWN_LINES: tuple[MigrationLine, ...] = (*CORE_LINES, DLQ_MIGRATION_LINE, TASKS_MIGRATION_LINE)
+OWN_LINES: tuple[MigrationLine, ...] = (*CORE_LINES, DLQ_MIGRATION_LINE, TASKS_MIGRATION_LINE, CONTROL_MIGRATION_LINE)
 
 
 class MigrateAllSql(Statements, file=("backfill.sql", "migrations.sql")):

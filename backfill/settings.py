@@ -221,6 +221,9 @@ class BackfillSettings(ClientSettings):
     dlq_sweep_interval_seconds: float = Field(
         5.0, gt=0, allow_inf_nan=False, validation_alias="BACKFILL_DLQ_SWEEP_INTERVAL_SECONDS"
     )
+    control_poll_seconds: float = Field(
+        1.0, gt=0, le=60, allow_inf_nan=False, validation_alias="BACKFILL_CONTROL_POLL_SECONDS"
+    )
     task_modules: Annotated[tuple[str, ...], NoDecode] = Field((), validation_alias="BACKFILL_TASK_MODULES")
     crontab: Path | None = Field(None, validation_alias="BACKFILL_CRONTAB")
     max_pool_size: int | None = Field(None, ge=MIN_CALLER_POOL_SIZE, validation_alias="BACKFILL_MAX_POOL_SIZE")
@@ -345,6 +348,7 @@ _MUST: Final[dict[str, str]] = {
     "max_recoveries": "must be a positive integer",
     "dlq_enabled": "must be true or false",
     "dlq_sweep_interval_seconds": "must be a positive number of seconds",
+    "control_poll_seconds": "must be a number of seconds in (0, 60]",
     "default_retry_policy": f"must be one of {', '.join(RETRY_POLICY_PRESETS)}",
     "max_pool_size": f"must be an integer, at least {MIN_CALLER_POOL_SIZE} (or unset to let the runner choose)",
     "prepared_statements": "must be true or false",

@@ -1,7 +1,8 @@
 """The ``backfill`` command line (also ``python -m backfill``): ``main`` assembles the commands and runs one.
 
 One module per group of commands (worker.py: migrate, worker, demo; run.py: run, the WorkerRunner; jobs.py:
-add and jobs …; admin.py: stats, queues, workers, cleanup, sweep; dlq.py: dlq list, show, requeue, delete,
+add and jobs …; admin.py: stats, queues, workers, cleanup, sweep; control.py: pause, resume,
+pauses, jobs cancel, jobs cancellations; dlq.py: dlq list, show, requeue, delete,
 stats, note), each registering its parsers with a ``handler`` coroutine that returns an exit code. The exit
 codes are in backfill/exit_codes.py and docs/cli.md; errors map to them here, once.
 """
@@ -19,7 +20,7 @@ from typing import Any
 
 import asyncpg
 
-from backfill.cli import admin, dlq, jobs, run, worker
+from backfill.cli import admin, control, dlq, jobs, run, worker
 from backfill.core import BackfillError, ConfigurationError, DatabaseError, IncompatibleSchemaError, JobSpecError
 from backfill.core.extension import record_stop_signals, scrub
 from backfill.exit_codes import (
@@ -69,6 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.register(commands)
     jobs.register(commands)
     admin.register(commands)
+    control.register(commands)
     dlq.register(commands)
     return parser
 

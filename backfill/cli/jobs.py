@@ -22,6 +22,7 @@ from backfill.cli.common import (
     run_at_from,
     schema_of,
 )
+from backfill.cli.control import register_job_commands
 from backfill.cli.job_actions import register_actions
 from backfill.cli.output import NONE, cell, note, plural, print_json, table, timestamp, to_jsonable
 from backfill.client.async_client import BackfillClient
@@ -93,6 +94,7 @@ def register(commands: Commands) -> None:
     _common(show, _show_command)
 
     register_actions(actions)  # complete, fail, reschedule: by ids, filters or --all, in batches
+    register_job_commands(actions)  # cancel, cancellations (control.py)
 
     remove = actions.add_parser(
         "remove",

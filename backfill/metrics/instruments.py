@@ -24,6 +24,7 @@ from typing import Any
 from prometheus_client import (
     CollectorRegistry,
     Counter,
+    Gauge,
     GCCollector,
     Info,
     PlatformCollector,
@@ -54,6 +55,7 @@ class _JobSeries:
     """The counter children of one (task, lane, priority_band), looked up once and then reused."""
 
     __slots__ = (
+        "cancelled",
         "dead_lettered",
         "enqueued",
         "failed",
@@ -73,6 +75,7 @@ class _JobSeries:
         self.failed_permanently = metrics.jobs_failed_permanently.labels(*labels)
         self.timed_out = metrics.jobs_timed_out.labels(*labels)
         self.dead_lettered = metrics.jobs_dead_lettered.labels(*labels)
+        self.cancelled = metrics.jobs_cancelled.labels(*labels)
 
 
 class _TimingSeries:
@@ -133,6 +136,16 @@ class BackfillMetrics:
         self.jobs_timed_out = counter("jobs_timed_out", "Job attempts cancelled at their deadline (also failed)")
         self.jobs_dead_lettered = counter(
             "jobs_dead_lettered", "Permanently failed jobs moved to the dead-letter queue"
+        )
+        self.jobs_cancelled = counter(
+            "jobs_cancelled", "Jobs an operator cancelled that a worker of this process held (running or claimed)"
+        )
+        self.paused = Gauge(
+            "paused",
+            "1 for each pause in force (kind: lane, queue or task), as this process last read them",
+            ("kind", "name"),
+            namespace=namespace,
+            registry=self.registry,
         )
         self.job_duration = histogram("job_duration_seconds", "How long job attempts ran, failed ones included")
         self.job_start_lag = histogram(
@@ -216,6 +229,12 @@ class BackfillMetrics:
         """Count ``count`` jobs moved to the dead-letter queue; call it once the move has committed."""
         self._job_series(task, priority, flags).dead_lettered.inc(count)
 
+    def pauses_in_force(self, pauses: Iterable[tuple[str, str]]) -> None:
+        """Set ``paused`` to the pauses in force now, as (kind, name) pairs; those lifted disappear."""
+        self.paused.clear()
+        for kind, name in pauses:
+            self.paused.labels(kind, name).set(1)
+
     # -- a worker's events ------------------------------------------------------------------------------------
 
     def observe_worker(
@@ -266,6 +285,10 @@ class BackfillMetrics:
                 if failure.timed_out:
                     series.timed_out.inc()
 
+        def on_cancelled(event: Event) -> None:
+            job = event["job"]
+            series_of(job.task_identifier, job.priority, job.flags)[0].cancelled.inc()
+
         def on_lost_lease(event: Event) -> None:
             self.lost_leases.labels(lane_label, str(event["action"])).inc(len(event["job_ids"]))
 
@@ -281,6 +304,7 @@ class BackfillMetrics:
         stops = [
             events.on("attempts:batch", on_attempts),
             events.on("job:lostLease", on_lost_lease),
+            events.on("job:cancelled", on_cancelled),
             events.on("sweep:recovered", on_recovered),
             events.on("loop:blocked", on_blocked),
         ]

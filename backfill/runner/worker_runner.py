@@ -34,6 +34,7 @@ import asyncpg
 from prometheus_client import CollectorRegistry
 
 from backfill.client.async_client import with_layer_defaults
+from backfill.control import ControlWatcher
 from backfill.core import (
     BackfillError,
     ConfigurationError,
@@ -114,6 +115,14 @@ class WorkerRunner:
         )
         self._readiness = Readiness(lane.name for lane in self.lanes)  # /readyz; see the `ready` property
         self.workers: dict[str, Worker] = {}
+        # Pauses and cancellations from the database, applied to the lanes (backfill.control).
+        self.control = ControlWatcher(
+            settings.database_url or "",
+            settings.schema_name,
+            lambda: self.workers,
+            poll_interval=settings.control_poll_seconds,
+            on_pauses=lambda pauses: self.metrics.pauses_in_force((p.kind.value, p.name) for p in pauses),
+        )
         self._pool: asyncpg.Pool[Any] | None = None
         self._mover: DeadLetterMover | None = None
         self._metrics_server: MetricsServer | None = None
@@ -242,7 +251,10 @@ class WorkerRunner:
             # moments go to the dead-letter queue now rather than at the next start.
             stack.push_async_callback(self._final_move)
             self._start_side_tasks(pool)
-            for worker in self._make_workers(pool):
+            workers = self._make_workers(pool)
+            await self.control.load(pool)  # before the lanes start: their first claim honours the pauses
+            self._side_tasks.append(asyncio.create_task(self.control.run(), name="backfill-control"))
+            for worker in workers:
                 await stack.enter_async_context(worker)
         except BaseException:
             self._stack = None
@@ -294,6 +306,7 @@ class WorkerRunner:
         try:
             while not self._stop_requested.is_set():
                 workers = self._make_workers(pool, once=True)
+                await self.control.load(pool)  # paused work is left queued; run_once does not wait for it
                 await asyncio.gather(*(worker.run_once() for worker in workers))
                 if not any(worker.summary.processed for worker in workers):
                     break
@@ -391,6 +404,7 @@ class WorkerRunner:
             self.metrics.observe_worker(events, lane.name, busy_slots=_busy_slots_of(worker), slots=lane.concurrency)
             log_successes(events, level=settings.success_log, sample_rate=settings.success_log_sample_rate)
             self._readiness.observe(events, lane.name)
+            self.control.observe(events)
             if self._mover is not None:
                 self._mover.attach(events)
             self.workers[lane.name] = worker

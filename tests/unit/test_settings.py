@@ -58,6 +58,7 @@ def test_defaults() -> None:
     assert settings.max_recoveries == 3
     assert settings.dlq_enabled is True
     assert settings.dlq_sweep_interval_seconds == 5
+    assert settings.control_poll_seconds == 1
     assert settings.task_modules == ()
     assert settings.crontab is None
     assert settings.default_retry_policy == "default"
@@ -92,6 +93,7 @@ def test_environment_overrides(monkeypatch: pytest.MonkeyPatch) -> None:
         "BACKFILL_MAX_RECOVERIES": "5",
         "BACKFILL_DLQ_ENABLED": "false",
         "BACKFILL_DLQ_SWEEP_INTERVAL_SECONDS": "0.5",
+        "BACKFILL_CONTROL_POLL_SECONDS": "0.25",
         "BACKFILL_TASK_MODULES": "myapp.tasks, myapp.reports",
         "BACKFILL_CRONTAB": "/etc/backfill/crontab",
         "BACKFILL_DEFAULT_RETRY_POLICY": "Aggressive",
@@ -127,6 +129,7 @@ def test_environment_overrides(monkeypatch: pytest.MonkeyPatch) -> None:
     assert settings.max_recoveries == 5
     assert settings.dlq_enabled is False
     assert settings.dlq_sweep_interval_seconds == 0.5
+    assert settings.control_poll_seconds == 0.25
     assert settings.task_modules == ("myapp.tasks", "myapp.reports")
     assert settings.crontab == Path("/etc/backfill/crontab")
     assert settings.default_retry_policy == "aggressive"
@@ -200,6 +203,7 @@ def test_overrides_accept_parsed_and_unparsed_values() -> None:
         ("BACKFILL_MAX_RECOVERIES", "0", "BACKFILL_MAX_RECOVERIES: must be a positive integer"),
         ("BACKFILL_DLQ_ENABLED", "maybe", "BACKFILL_DLQ_ENABLED: must be true or false"),
         ("BACKFILL_DLQ_SWEEP_INTERVAL_SECONDS", "soon", "BACKFILL_DLQ_SWEEP_INTERVAL_SECONDS: must be a positive"),
+        ("BACKFILL_CONTROL_POLL_SECONDS", "120", "BACKFILL_CONTROL_POLL_SECONDS: must be a number of seconds in"),
         ("BACKFILL_TASK_MODULES", "app.tasks,app-2", "BACKFILL_TASK_MODULES: 'app-2' is not a module name"),
         ("BACKFILL_DEFAULT_RETRY_POLICY", "eager", "BACKFILL_DEFAULT_RETRY_POLICY: must be one of fast, aggressive"),
         ("BACKFILL_MAX_POOL_SIZE", "3", "BACKFILL_MAX_POOL_SIZE: must be an integer, at least 4"),

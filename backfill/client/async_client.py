@@ -21,7 +21,9 @@ from typing import Any, Literal, Protocol, overload
 
 import asyncpg
 
+from backfill import control
 from backfill.client.payload_limit import DEFAULT_MAX_PAYLOAD_BYTES, check_limit, enforce_limit
+from backfill.control import Cancellation, CancelResult, Pause
 from backfill.core import (
     ConfigurationError,
     Job,
@@ -334,6 +336,48 @@ class BackfillClient:
         )
         enforce_limit(spec.identifier, spec.payload_json, self.max_payload_bytes)
         return spec
+
+    # -- operator controls (backfill.control) ---------------------------------------------------------------
+
+    async def pause(
+        self,
+        *,
+        lane: str | None = None,
+        queue: str | None = None,
+        task: str | None = None,
+        by: str = "python",
+        reason: str | None = None,
+    ) -> Pause:
+        """Pause one lane, named queue or task fleet-wide: every backfill runner stops starting its jobs within
+        about a second (running ones finish; the work stays queued) until :meth:`resume`."""
+        return await control.pause(
+            await self._get_pool(), self.schema, lane=lane, queue=queue, task=task, by=by, reason=reason
+        )
+
+    async def resume(
+        self, *, lane: str | None = None, queue: str | None = None, task: str | None = None
+    ) -> Pause | None:
+        """Lift a pause; the pause lifted, ``None`` when that was not paused."""
+        return await control.resume(await self._get_pool(), self.schema, lane=lane, queue=queue, task=task)
+
+    async def pauses(self) -> list[Pause]:
+        """The pauses in force."""
+        return await control.list_pauses(await self._get_pool(), self.schema)
+
+    async def cancel(
+        self, job_ids: Sequence[int], *, by: str = "python", reason: str | None = None
+    ) -> list[CancelResult]:
+        """Cancel jobs, queued (they never run) or running (their worker cancels the handler); one answer per
+        distinct id (see :class:`~backfill.control.CancelOutcome`). Never retried, never dead-lettered."""
+        return await control.cancel_jobs(await self._get_pool(), self.schema, job_ids, by=by, reason=reason)
+
+    async def cancellations(
+        self, job_ids: Sequence[int] | None = None, *, state: str | None = None, limit: int = 100
+    ) -> list[Cancellation]:
+        """Cancellations of ``job_ids``, or the most recent ones: who asked, when, why, and how it ended."""
+        return await control.cancellations(
+            await self._get_pool(), self.schema, job_ids=job_ids, state=state, limit=limit
+        )
 
     # -- lifecycle --------------------------------------------------------------------------------------------
 

@@ -32,6 +32,7 @@ from collections.abc import Coroutine, Sequence
 from typing import Any, TypeVar
 
 from backfill.client.async_client import BackfillClient, Enqueue
+from backfill.control import Cancellation, CancelResult, Pause
 from backfill.core import DatabaseError, Job, JobKeyMode, JobSpec
 from backfill.core.extension import CallTimeoutError, abandon_after_fork, check_number, enqueue_statement
 from backfill.lanes.lane import BUILT_IN_LANES, lane_of
@@ -120,6 +121,34 @@ class SyncBackfillClient:
         timeout = self._timeout(call_timeout)  # checked before the coroutine exists, so none is left unawaited
         coroutine = self._client.enqueue_many(requests, job_key_preserve_run_at=job_key_preserve_run_at)
         return self._call(f"enqueue_many(<{len(requests)} requests>)", coroutine, timeout)
+
+    # -- operator controls: BackfillClient's, blocking ----------------------------------------------------------
+
+    def pause(self, *, call_timeout: float | None = None, **target: Any) -> Pause:
+        """:meth:`BackfillClient.pause`: ``lane=``, ``queue=`` or ``task=``, with ``by=`` and ``reason=``."""
+        timeout = self._timeout(call_timeout)
+        return self._call("pause", self._client.pause(**target), timeout)
+
+    def resume(self, *, call_timeout: float | None = None, **target: Any) -> Pause | None:
+        timeout = self._timeout(call_timeout)
+        return self._call("resume", self._client.resume(**target), timeout)
+
+    def pauses(self, *, call_timeout: float | None = None) -> list[Pause]:
+        timeout = self._timeout(call_timeout)
+        return self._call("pauses", self._client.pauses(), timeout)
+
+    def cancel(
+        self, job_ids: Sequence[int], *, call_timeout: float | None = None, **options: Any
+    ) -> list[CancelResult]:
+        """:meth:`BackfillClient.cancel`: cancel queued or running jobs, one answer per distinct id."""
+        timeout = self._timeout(call_timeout)
+        return self._call(f"cancel(<{len(job_ids)} ids>)", self._client.cancel(job_ids, **options), timeout)
+
+    def cancellations(
+        self, job_ids: Sequence[int] | None = None, *, call_timeout: float | None = None, **options: Any
+    ) -> list[Cancellation]:
+        timeout = self._timeout(call_timeout)
+        return self._call("cancellations", self._client.cancellations(job_ids, **options), timeout)
 
     def close(self, *, call_timeout: float | None = None) -> None:
         """Close the pool and stop the private loop's thread. Calls of other threads still running get until

@@ -17,6 +17,7 @@ import asyncpg
 import pytest
 
 from backfill.client.async_client import BackfillClient
+from backfill.client.sync_client import SyncBackfillClient
 from backfill.control import (
     CancelOutcome,
     CancelState,
@@ -324,3 +325,26 @@ async def test_bad_pause_targets_are_refused(migrated: str, pool: asyncpg.Pool[A
     with pytest.raises(JobSpecError, match="lane"):
         await pause(pool, SCHEMA, lane="Bad Lane!", by=BY)
     assert await list_pauses(pool, SCHEMA) == []
+
+
+async def test_the_clients_offer_the_same_controls(migrated: str, pool: asyncpg.Pool[Any]) -> None:
+    async with BackfillClient(migrated) as client:
+        made = await client.pause(task="report", reason="backlog", by="me")
+        assert [(p.kind, p.name, p.paused_by) for p in await client.pauses()] == [(PauseKind.TASK, "report", "me")]
+        assert (await client.resume(task="report")) == made
+        job = await client.enqueue_bulk("report", {})
+        [answer] = await client.cancel([job.id], reason="dup")
+        assert answer.outcome is CancelOutcome.CANCELLED
+        [record] = await client.cancellations([job.id])
+        assert (record.requested_by, record.reason) == ("python", "dup")
+
+    def blocking() -> None:
+        with SyncBackfillClient(migrated) as sync:
+            sync.pause(lane="bulk", by="cron")
+            assert [p.name for p in sync.pauses()] == ["bulk"]
+            assert sync.resume(lane="bulk") is not None
+            queued = sync.enqueue_bulk("report", {})
+            assert [a.outcome for a in sync.cancel([queued.id, queued.id])] == [CancelOutcome.CANCELLED]
+            assert sync.cancellations(state="cancelled", limit=1)[0].job_id == queued.id
+
+    await asyncio.to_thread(blocking)

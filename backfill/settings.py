@@ -20,10 +20,11 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Final, Literal, Self
 
-from pydantic import Field, ValidationError, ValidationInfo, field_validator
+from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_core import ErrorDetails
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict, SettingsError
 
+from backfill.admin.security import MIN_ADMIN_TOKEN_LENGTH, is_loopback
 from backfill.client.payload_limit import DEFAULT_MAX_PAYLOAD_BYTES
 from backfill.core import ConfigurationError, SchemaName
 from backfill.core.extension import (
@@ -200,6 +201,11 @@ class BackfillSettings(ClientSettings):
     )
     metrics_port: int | None = Field(None, ge=1, le=65535, validation_alias="BACKFILL_METRICS_PORT")
     metrics_host: str = Field("0.0.0.0", min_length=1, validation_alias="BACKFILL_METRICS_HOST")
+    admin_port: int | None = Field(None, ge=0, le=65535, validation_alias="BACKFILL_ADMIN_PORT")
+    admin_host: str = Field("127.0.0.1", min_length=1, validation_alias="BACKFILL_ADMIN_HOST")
+    admin_read_only: bool = Field(False, validation_alias="BACKFILL_ADMIN_READ_ONLY")
+    # A secret: SecretStr keeps it out of repr(settings), logs and tracebacks.
+    admin_token: SecretStr | None = Field(None, validate_default=True, validation_alias="BACKFILL_ADMIN_TOKEN")
     log_format: LogFormat = Field("auto", validation_alias="BACKFILL_LOG_FORMAT")
     log_level: str = Field("INFO", validation_alias="BACKFILL_LOG_LEVEL")
     log_payloads: bool = Field(False, validation_alias="BACKFILL_LOG_PAYLOADS")
@@ -283,6 +289,20 @@ class BackfillSettings(ClientSettings):
             raise ValueError(f"must be one of {', '.join(_LEVEL_NAMES)} (any case)")
         return name
 
+    @field_validator("admin_token")
+    @classmethod
+    def _check_admin_token(cls, value: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
+        # Secure by default: off loopback the admin API answers only with a token, so none there refuses to start.
+        if value is not None and len(value.get_secret_value()) < MIN_ADMIN_TOKEN_LENGTH:
+            raise ValueError(f"must be at least {MIN_ADMIN_TOKEN_LENGTH} characters (e.g. `openssl rand -hex 32`)")
+        host = info.data.get("admin_host")
+        if value is None and info.data.get("admin_port") is not None and host is not None and not is_loopback(host):
+            raise ValueError(
+                f"required when BACKFILL_ADMIN_HOST ({host}) is not a loopback address: the admin API changes jobs, "
+                "and off loopback it answers only requests that carry this token"
+            )
+        return value
+
     @field_validator("dead_worker_after_seconds")
     @classmethod
     def _check_dead_after(cls, value: float, info: ValidationInfo) -> float:
@@ -338,6 +358,9 @@ _MUST: Final[dict[str, str]] = {
     "shutdown_grace_seconds": "must be a number of seconds, 0 or more",
     "metrics_port": "must be a port number from 1 to 65535 (or unset to turn metrics off)",
     "metrics_host": "must be a host name or address",
+    "admin_port": "must be a port number from 0 to 65535 (or unset to turn the admin API off)",
+    "admin_host": "must be a host name or address",
+    "admin_read_only": "must be true or false",
     "log_format": f"must be one of {', '.join(LOG_FORMATS)}",
     "log_payloads": "must be true or false",
     "success_log": "must be one of info, debug, off",
@@ -372,6 +395,8 @@ def _describe(detail: ErrorDetails, names: dict[str, str], *, overridden: set[st
     value = detail.get("input")
     if field == "database_url" and isinstance(value, str):
         shown = redact_dsn(value)
+    elif field == "admin_token":
+        shown = "<hidden>"  # a secret, even a wrong one (it may be the right one with a typo)
     elif isinstance(value, str):
         shown = redact_secrets(value)
     else:

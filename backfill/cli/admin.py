@@ -6,10 +6,11 @@ import argparse
 from datetime import UTC, datetime
 
 from backfill.cli.common import Commands, add_database_options, add_json_option, open_connection, open_utils, schema_of
-from backfill.cli.output import age, note, plural, print_json, table, to_jsonable
+from backfill.cli.output import age, note, plural, print_json, table
 from backfill.core import DatabaseError, TaskStats
 from backfill.core.extension import CLEANUP_TASKS, DEFAULT_CLEANUP_TASKS
 from backfill.exit_codes import EXIT_OK
+from backfill.jsonable import to_jsonable
 from backfill.lanes.figures import LaneStats, lane_stats, queue_lanes
 
 _STATES = ("waiting", "scheduled", "running", "retrying", "failed")

@@ -24,11 +24,12 @@ from backfill.cli.common import (
 )
 from backfill.cli.control import register_job_commands
 from backfill.cli.job_actions import register_actions
-from backfill.cli.output import NONE, cell, note, plural, print_json, table, timestamp, to_jsonable
+from backfill.cli.output import NONE, cell, note, plural, print_json, table, timestamp
 from backfill.client.async_client import BackfillClient
 from backfill.core import ConfigurationError, JobInfo, JobKeyMode, JobSlice, JobState
 from backfill.core.extension import database_url_from_env
 from backfill.exit_codes import EXIT_NOT_FOUND, EXIT_OK
+from backfill.jsonable import to_jsonable
 from backfill.lanes.lane import Lane, lane_of
 from backfill.priorities import Priority
 

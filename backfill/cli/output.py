@@ -6,37 +6,16 @@ people (what was skipped, how to get the next page) go to stderr.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
-from enum import Enum
 from typing import Any
+
+from backfill.jsonable import to_jsonable
 
 NONE = "-"  # how an empty cell reads in a table
 _CELL_WIDTH = 48  # longer cell text (an error message, a long key) is cut so rows stay on one line
-
-
-def to_jsonable(value: Any) -> Any:  # noqa: PLR0911 - one return per kind of value
-    """Dataclasses, NamedTuples, datetimes (ISO 8601), intervals (seconds), sets (sorted) as plain JSON values."""
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {field.name: to_jsonable(getattr(value, field.name)) for field in dataclasses.fields(value)}
-    if isinstance(value, tuple) and hasattr(value, "_asdict"):  # a NamedTuple such as Job
-        return {name: to_jsonable(item) for name, item in value._asdict().items()}
-    if isinstance(value, Enum):
-        return value.value
-    if isinstance(value, datetime):
-        return value.isoformat()
-    if isinstance(value, timedelta):
-        return value.total_seconds()
-    if isinstance(value, Mapping):
-        return {str(key): to_jsonable(item) for key, item in value.items()}
-    if isinstance(value, (set, frozenset)):
-        return sorted(to_jsonable(item) for item in value)
-    if isinstance(value, (list, tuple)):
-        return [to_jsonable(item) for item in value]
-    return value
 
 
 def print_json(value: Any) -> None:

@@ -8,6 +8,8 @@ from backfill.core.extension import ConnectionSource, MigrationLine, OwnMigratio
 CONTROL_LINE = "control"
 CONTROL_MIGRATIONS: tuple[OwnMigration, ...] = (
     OwnMigration(1, "pauses and cancellations", "control_001_tables.sql", package="backfill.control.sql"),
+    # The admin API's audit trail and the runners' per-minute throughput (backfill/admin).
+    OwnMigration(2, "audit and throughput", "control_002_audit_throughput.sql", package="backfill.control.sql"),
 )
 CONTROL_MIGRATION_LINE = MigrationLine(CONTROL_LINE, CONTROL_MIGRATIONS)
 

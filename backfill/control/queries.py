@@ -33,6 +33,7 @@ class ControlSql(Statements, file=("backfill.control.sql", "control.sql")):
     mark_cancelled: str
     resolve_cancellations: str
     declared_lanes: str
+    record_throughput: str
 
 
 @asynccontextmanager

@@ -28,13 +28,14 @@ import sys
 import warnings
 from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import asyncpg
 from prometheus_client import CollectorRegistry
 
 from backfill.client.async_client import with_layer_defaults
 from backfill.control import ControlWatcher
+from backfill.control.throughput import ThroughputRecorder
 from backfill.core import (
     BackfillError,
     ConfigurationError,
@@ -67,6 +68,9 @@ from backfill.tasks.catalog import publish_task_defaults
 from backfill.tasks.defaults import defaults_for, task_policy
 from backfill.tasks.modules import load_tasks
 from backfill.tasks.retry_policies import ErrorRules, RetryPlanner, resolve_policy
+
+if TYPE_CHECKING:
+    from backfill.admin.server import AdminServer
 
 logger = logging.getLogger("backfill.runner")
 
@@ -125,7 +129,9 @@ class WorkerRunner:
         )
         self._pool: asyncpg.Pool[Any] | None = None
         self._mover: DeadLetterMover | None = None
+        self._throughput: ThroughputRecorder | None = None
         self._metrics_server: MetricsServer | None = None
+        self.admin_server: AdminServer | None = None  # the admin API, while it is served (BACKFILL_ADMIN_PORT)
         self._side_tasks: list[asyncio.Task[Any]] = []
         self._stack: contextlib.AsyncExitStack | None = None
         self._stop_requested = asyncio.Event()
@@ -251,6 +257,7 @@ class WorkerRunner:
             # moments go to the dead-letter queue now rather than at the next start.
             stack.push_async_callback(self._final_move)
             self._start_side_tasks(pool)
+            await self._start_admin()
             workers = self._make_workers(pool)
             await self.control.load(pool)  # before the lanes start: their first claim honours the pauses
             self._side_tasks.append(asyncio.create_task(self.control.run(), name="backfill-control"))
@@ -336,6 +343,11 @@ class WorkerRunner:
         return self._stack is not None and self._readiness()[0]
 
     @property
+    def crontab(self) -> tuple[CronItem, ...]:
+        """The cron items this runner schedules (its first lane runs them)."""
+        return self._crontab
+
+    @property
     def pool(self) -> asyncpg.Pool[Any]:
         """The pool the lanes share (handlers may use it too); only while running."""
         if self._pool is None:
@@ -376,6 +388,7 @@ class WorkerRunner:
             await pool.close()
             raise
         self._pool = pool
+        self._throughput = ThroughputRecorder(pool, settings.schema_name)
         if settings.dlq_enabled:
             self._mover = DeadLetterMover(
                 pool, settings.schema_name, interval=settings.dlq_sweep_interval_seconds, on_moved=self._dead_lettered
@@ -405,6 +418,8 @@ class WorkerRunner:
             log_successes(events, level=settings.success_log, sample_rate=settings.success_log_sample_rate)
             self._readiness.observe(events, lane.name)
             self.control.observe(events)
+            if self._throughput is not None:
+                self._throughput.observe(events, lane.name)
             if self._mover is not None:
                 self._mover.attach(events)
             self.workers[lane.name] = worker
@@ -423,6 +438,8 @@ class WorkerRunner:
         )
         self._side_tasks.append(asyncio.create_task(stats.run(), name="backfill-queue-stats"))
         self._side_tasks.append(asyncio.create_task(self._readiness.probe_database(pool), name="backfill-db-probe"))
+        if self._throughput is not None:
+            self._side_tasks.append(asyncio.create_task(self._throughput.run(), name="backfill-throughput"))
         if settings.metrics_port is not None:
             self._metrics_server = serve_metrics(
                 self.metrics.registry,
@@ -433,6 +450,26 @@ class WorkerRunner:
             )
             logger.info("metrics served on http://%s:%s/metrics", settings.metrics_host, self._metrics_server.port)
 
+    async def _start_admin(self) -> None:
+        """The admin API on BACKFILL_ADMIN_PORT, if set (the settings refused a host off loopback without a token)."""
+        settings = self.settings
+        if settings.admin_port is None:
+            return
+        from backfill.admin import AdminApi  # the optional extra: imported only when asked for
+        from backfill.admin.server import AdminServer
+
+        token = settings.admin_token.get_secret_value() if settings.admin_token is not None else None
+        api = AdminApi(
+            settings.database_url or "",
+            schema=settings.schema_name,
+            token=token,
+            read_only=settings.admin_read_only,
+            runner=self,
+        )
+        server = AdminServer(api, host=settings.admin_host, port=settings.admin_port)
+        await server.start()
+        self.admin_server = server
+
     async def _stop_side_tasks(self) -> None:
         tasks, self._side_tasks = self._side_tasks, []
         for task in tasks:
@@ -441,8 +478,17 @@ class WorkerRunner:
         if self._metrics_server is not None:
             self._metrics_server.close()
             self._metrics_server = None
+        admin, self.admin_server = self.admin_server, None
+        if admin is not None:
+            await admin.stop()
 
     async def _close_pool(self) -> None:
+        throughput, self._throughput = self._throughput, None
+        if throughput is not None:
+            try:
+                await throughput.flush()  # the last seconds' counts
+            except Exception as error:
+                logger.warning("recording the last throughput counts failed: %s", error)
         pool, self._pool = self._pool, None
         if pool is not None:
             await pool.close()

@@ -158,3 +158,15 @@ select (select count(*) from gone) as finished,
 -- The custom lanes runners have declared (backfill_lanes, line "tasks"): a pause must name one of them, or a
 -- built-in lane.
 select name from @schema@.backfill_lanes order by name
+
+-- name: record_throughput
+-- $1 lanes, $2 succeeded, $3 failed (one element per lane): added to the current minute's row, and rows older
+-- than a day pruned (the primary key leads with the minute, so the prune reads only what it deletes).
+with pruned as (
+  delete from @schema@.backfill_throughput where minute < now() - interval '1 day'
+)
+insert into @schema@.backfill_throughput as t (minute, lane, succeeded, failed)
+select date_trunc('minute', now()), counts.lane, counts.succeeded, counts.failed
+  from unnest($1::text[], $2::bigint[], $3::bigint[]) as counts(lane, succeeded, failed)
+on conflict (minute, lane) do update
+   set succeeded = t.succeeded + excluded.succeeded, failed = t.failed + excluded.failed

@@ -1,0 +1,18 @@
+"""The admin API's own statements (``sql/admin.sql``)."""
+
+from __future__ import annotations
+
+from backfill.core.extension import JobSql, Statements
+from backfill.lanes.lane import LaneSql
+
+
+class AdminSql(Statements, file=("backfill.admin.sql", "admin.sql")):
+    """The overview's figures, a job's error history, cron, the audit trail (see admin.sql)."""
+
+    includes = (LaneSql, JobSql)
+    ready_by: str
+    throughput: str
+    job_errors: str
+    known_crontabs: str
+    record_audit: str
+    audit_page: str

@@ -10,9 +10,10 @@ Secure by default, as an API that cancels and deletes jobs must be:
   with :func:`hmac.compare_digest`: its time depends neither on where a wrong token first differs nor on its
   length (``tests/integration/test_admin_security.py`` measures it).
 * **Read-only mode** refuses every state-changing request (403).
-* **Cross-site requests** cannot change anything: a write must be ``application/json`` (an HTML form cannot
-  send that cross-site without a CORS preflight, which this API never grants), and a browser's ``Origin`` must
-  be the API's own and its ``Sec-Fetch-Site`` not ``cross-site``/``same-site``.
+* **Cross-site requests** cannot change anything: a POST must be ``application/json`` (an HTML form cannot
+  send that cross-site without a CORS preflight, which this API never grants; other write methods always need
+  one), and a browser's ``Origin`` must be the API's own and its ``Sec-Fetch-Site`` not ``cross-site`` or
+  ``same-site``.
 * Responses are never cached and never framed (``Cache-Control: no-store``, ``X-Frame-Options: DENY``).
 
 Refusals are JSON (``{"error": {"status", "message"}}``) and name the rule; they never echo the token.
@@ -155,8 +156,11 @@ class AdminGuard:
         if origin is not None and origin != f"{scope.get('scheme', 'http')}://{headers.get('host', '')}":
             return 403, "cross-site request refused: Origin is not this API's own", []
         content_type = headers.get("content-type", "").split(";")[0].strip().lower()
-        if content_type != "application/json":
-            return 415, "a request that changes something must send Content-Type: application/json", []
+        # POST is the one write method an HTML form (or a "simple" cross-site fetch) can send without a CORS
+        # preflight, and only with a form or text content type: requiring JSON closes that door. DELETE, PUT and
+        # PATCH always need a preflight, which this API never grants.
+        if str(scope.get("method", "")).upper() == "POST" and content_type != "application/json":
+            return 415, "a POST must send Content-Type: application/json", []
         return None
 
 

@@ -102,6 +102,8 @@ MEASURED = {
     "backfill": _GRAPHILE_WORKER,
     # Lanes: the runner's Fast and Bulk; for Node, two runners in one process (see bench/node/driver.mjs).
     "backfill-runner": _GRAPHILE_WORKER | {FAST_IDLE_P50},
+    # The runner with an unrelated queue and task paused (issue #12): the same rows, to compare with the above.
+    "backfill-runner-paused": _GRAPHILE_WORKER | {FAST_IDLE_P50},
     "node": _GRAPHILE_WORKER | {FAST_IDLE_P50},
     # The peers' tables have no backlog shortcut here, and issue #11 states no target about them.
     "procrastinate": _WORKER_LIBRARY,
@@ -138,14 +140,14 @@ class System:
         return env
 
 
-ALL_SYSTEMS = ("backfill", "backfill-runner", "node", "procrastinate", "pgqueuer", "postgres")
+ALL_SYSTEMS = ("backfill", "backfill-runner", "backfill-runner-paused", "node", "procrastinate", "pgqueuer", "postgres")
 
 
 def make_system(name: str, schema: str | None = None) -> System:
     """The system called ``name`` (in schema ``bench_<name>`` unless told); raises :class:`SystemUnavailable`
     if it cannot run here."""
     schema = schema or f"bench_{name.replace('-', '_')}"
-    if name in ("backfill", "backfill-runner", "postgres"):
+    if name in ("backfill", "backfill-runner", "backfill-runner-paused", "postgres"):
         return System(name, schema, _graphile_tables(schema))
     if name == "node":
         toolchain = find_node_toolchain()

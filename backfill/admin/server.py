@@ -45,9 +45,10 @@ class AdminServer:
         return int(self._socket.getsockname()[1])
 
     async def start(self) -> None:
+        host = self._host.strip("[]")  # an IPv6 address may come as a URL writes it ([::1])
         try:
-            family = socket.AF_INET6 if ":" in self._host else socket.AF_INET
-            self._socket = socket.create_server((self._host, self._port), family=family, reuse_port=False)
+            family = socket.AF_INET6 if ":" in host else socket.AF_INET
+            self._socket = socket.create_server((host, self._port), family=family, reuse_port=False)
         except OSError as error:
             raise ConfigurationError(
                 f"BACKFILL_ADMIN_PORT: cannot listen on {self._host}:{self._port} ({error.strerror or error})"

@@ -15,6 +15,7 @@ from bench.drivers.cli import main
 DRIVERS = {
     "backfill": ("bench.drivers.backfill_driver", "BackfillDriver"),
     "backfill-runner": ("bench.drivers.runner_driver", "RunnerDriver"),
+    "backfill-runner-paused": ("bench.drivers.runner_driver", "PausedRunnerDriver"),
     "procrastinate": ("bench.drivers.procrastinate_driver", "ProcrastinateDriver"),
     "pgqueuer": ("bench.drivers.pgqueuer_driver", "PgqueuerDriver"),
     "postgres": ("bench.drivers.postgres_driver", "PostgresDriver"),

@@ -14,7 +14,9 @@ from typing import Any
 import asyncpg
 
 from backfill.client.async_client import BackfillClient, Enqueue
-from backfill.core import TaskRegistry
+from backfill.control import pause
+from backfill.core import SchemaName, TaskRegistry
+from backfill.migrations import migrate_all
 from backfill.priorities import Priority
 from backfill.runner import WorkerRunner
 from backfill.settings import BackfillSettings
@@ -76,3 +78,26 @@ class RunnerDriver(BackfillDriver):
         async with WorkerRunner(settings, tasks=registry):
             on_started()
             await stop.wait()
+
+
+# Names the benchmark's jobs never use: pausing them must not slow the fetch of everything else.
+UNRELATED = "bench-unrelated"
+
+
+class PausedRunnerDriver(RunnerDriver):
+    """backfill-runner-paused: the runner with an unrelated named queue and an unrelated task paused, so every
+    claim runs the variant of the fetch that leaves paused queues out (issue #12: pausing must not slow the
+    fetch of unpaused work)."""
+
+    async def work(
+        self, concurrency: int, on_job: JobHandler, stop: asyncio.Event, on_started: Callable[[], None]
+    ) -> None:
+        connection = await asyncpg.connect(self.dsn)
+        try:
+            schema = SchemaName(self.schema)
+            await migrate_all(connection, schema)
+            await pause(connection, schema, queue=UNRELATED, by="bench")
+            await pause(connection, schema, task=UNRELATED, by="bench")
+        finally:
+            await connection.close()
+        await super().work(concurrency, on_job, stop, on_started)

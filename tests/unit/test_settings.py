@@ -59,6 +59,9 @@ def test_defaults() -> None:
     assert settings.dlq_enabled is True
     assert settings.dlq_sweep_interval_seconds == 5
     assert settings.control_poll_seconds == 1
+    assert (settings.admin_port, settings.admin_host, settings.admin_token, settings.admin_read_only) == (
+        None, "127.0.0.1", None, False
+    )  # fmt: skip
     assert settings.task_modules == ()
     assert settings.crontab is None
     assert settings.default_retry_policy == "default"
@@ -94,6 +97,10 @@ def test_environment_overrides(monkeypatch: pytest.MonkeyPatch) -> None:
         "BACKFILL_DLQ_ENABLED": "false",
         "BACKFILL_DLQ_SWEEP_INTERVAL_SECONDS": "0.5",
         "BACKFILL_CONTROL_POLL_SECONDS": "0.25",
+        "BACKFILL_ADMIN_PORT": "8081",
+        "BACKFILL_ADMIN_HOST": "0.0.0.0",
+        "BACKFILL_ADMIN_TOKEN": "a-token-of-at-least-16-chars",
+        "BACKFILL_ADMIN_READ_ONLY": "true",
         "BACKFILL_TASK_MODULES": "myapp.tasks, myapp.reports",
         "BACKFILL_CRONTAB": "/etc/backfill/crontab",
         "BACKFILL_DEFAULT_RETRY_POLICY": "Aggressive",
@@ -130,6 +137,11 @@ def test_environment_overrides(monkeypatch: pytest.MonkeyPatch) -> None:
     assert settings.dlq_enabled is False
     assert settings.dlq_sweep_interval_seconds == 0.5
     assert settings.control_poll_seconds == 0.25
+    assert (settings.admin_port, settings.admin_host, settings.admin_read_only) == (8081, "0.0.0.0", True)
+    assert (
+        settings.admin_token is not None and settings.admin_token.get_secret_value() == "a-token-of-at-least-16-chars"
+    )
+    assert "a-token-of-at-least-16-chars" not in repr(settings)
     assert settings.task_modules == ("myapp.tasks", "myapp.reports")
     assert settings.crontab == Path("/etc/backfill/crontab")
     assert settings.default_retry_policy == "aggressive"

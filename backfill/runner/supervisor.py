@@ -23,6 +23,8 @@ with.
 * **One endpoint.** With ``BACKFILL_METRICS_PORT`` set, each process serves on a loopback port of its own and
   the supervisor serves ``/metrics`` (their pages merged), ``/healthz`` and ``/readyz`` on the configured port
   (:mod:`backfill.metrics.processes`).
+* **One admin API.** With ``BACKFILL_ADMIN_PORT`` set, process 1 serves it on that port (the others are not
+  given the variable): its answers come from the database, so one process answers for all of them.
 """
 
 from __future__ import annotations
@@ -207,6 +209,10 @@ class Supervisor:
             env["BACKFILL_METRICS_PORT"] = str(slot.port)
         else:
             env.pop("BACKFILL_METRICS_PORT", None)
+        if slot.number != 1:
+            # One admin API on BACKFILL_ADMIN_PORT: process 1 serves it (the API reads the database, so any one
+            # process can answer for the fleet); a restarted process 1 serves it again.
+            env.pop("BACKFILL_ADMIN_PORT", None)
         process = await asyncio.create_subprocess_exec(
             sys.executable,
             *self._child_args,

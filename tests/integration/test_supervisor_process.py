@@ -6,6 +6,7 @@ that keep dying make the supervisor give up with exit 1; a SIGKILLed supervisor 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
 import signal
@@ -299,3 +300,33 @@ async def test_runner_main_supervises_too(database_url: str, ledger: asyncpg.Poo
         await runner.kill()
     assert code == 0, runner.output[-3000:]
     assert await ledger.fetchval("select count(*) from graphile_worker.backfill_workers") == 0
+
+
+async def test_one_process_serves_the_admin_api_for_all(database_url: str, ledger: asyncpg.Pool[Any]) -> None:
+    """With BACKFILL_ADMIN_PORT and two processes, process 1 alone binds it: no process dies of a busy port."""
+    port, admin_port = free_loopback_port(), free_loopback_port()
+    runner = await _start(_environment(database_url, port, BACKFILL_ADMIN_PORT=str(admin_port)), port)
+    try:
+
+        async def overview() -> dict[str, Any] | None:
+            answer = await asyncio.to_thread(_get, admin_port, "/api/overview")
+            return json.loads(answer[1]) if answer is not None and answer[0] == 200 else None
+
+        body = await wait_for(overview, timeout=20, message="the admin API of process 1")
+        # Both processes' lanes are registered and counted, though one process serves the API.
+        await wait_for(lambda: _slots_counted(admin_port), timeout=10)
+        assert body["workers"]["dead"] == 0
+        runner.send(signal.SIGTERM)
+        code = await runner.exit_code(within=30)
+    finally:
+        await runner.kill()
+    assert code == 0, runner.output[-3000:]
+    assert len(_children(runner.output)) == 2, "no process was restarted: none died of a busy admin port"
+
+
+async def _slots_counted(admin_port: int) -> bool:
+    answer = await asyncio.to_thread(_get, admin_port, "/api/overview")
+    if answer is None or answer[0] != 200:
+        return False
+    lanes = {lane["name"]: lane for lane in json.loads(answer[1])["lanes"]}
+    return bool(lanes["fast"]["slots"] == 2 and lanes["bulk"]["slots"] == 2 and lanes["fast"]["workers"] == 2)

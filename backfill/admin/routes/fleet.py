@@ -11,6 +11,7 @@ from starlette.requests import Request
 from backfill.admin.context import AdminContext
 from backfill.admin.endpoints import INTEGER, LIMIT, Endpoint, Param
 from backfill.admin.params import page_size, query_int
+from backfill.admin.queries import AdminSql
 from backfill.core.extension import BIGINT_MAX
 
 # How far ahead a cron item's next run is looked for: a pattern that fires less often shows none.
@@ -24,7 +25,8 @@ async def workers(request: Request, ctx: AdminContext) -> dict[str, Any]:
 async def cron(request: Request, ctx: AdminContext) -> dict[str, Any]:
     """The schedules Graphile's table knows (last run), with the serving runner's crontab when it has one (pattern,
     next run, backfill window): other runners' crontabs are in their processes only."""
-    known = {row["identifier"]: row for row in await ctx.pool.fetch(ctx.sql.known_crontabs)}
+    sql: AdminSql = ctx.sql
+    known = {row["identifier"]: row for row in await ctx.pool.fetch(sql.known_crontabs)}
     items = ctx.runner.crontab if ctx.runner is not None else ()
     now = datetime.now(UTC)
     schedules: list[dict[str, Any]] = []
@@ -62,7 +64,8 @@ async def cron(request: Request, ctx: AdminContext) -> dict[str, Any]:
 async def audit(request: Request, ctx: AdminContext) -> dict[str, Any]:
     limit = page_size(request)
     before = query_int(request, "before", default=None, low=1, high=BIGINT_MAX)
-    rows = await ctx.pool.fetch(ctx.sql.audit_page, before, limit + 1)
+    sql: AdminSql = ctx.sql
+    rows = await ctx.pool.fetch(sql.audit_page, before, limit + 1)
     entries = [{**dict(row), "target": json.loads(row["target"])} for row in rows[:limit]]
     return {"entries": entries, "next_before": entries[-1]["id"] if len(rows) > limit else None}
 

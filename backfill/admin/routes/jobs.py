@@ -30,6 +30,7 @@ from backfill.admin.params import (
     query_text,
     to_enum,
 )
+from backfill.admin.queries import AdminSql
 from backfill.control import CancelOutcome, cancel_jobs, cancellations
 from backfill.core import JobInfo, JobState
 from backfill.core.extension import BIGINT_MAX, SMALLINT_MAX, JobFilter
@@ -74,7 +75,8 @@ async def show_job(request: Request, ctx: AdminContext) -> dict[str, Any]:
         if found:  # gone, but cancelled: say so rather than "not found"
             return {"job": None, "cancellation": found[0], "errors": []}
         raise not_found(f"job {job_id}")
-    errors = await ctx.pool.fetch(ctx.sql.job_errors, job_id)
+    sql: AdminSql = ctx.sql
+    errors = await ctx.pool.fetch(sql.job_errors, job_id)
     cancelled = await cancellations(ctx.pool, ctx.schema, job_ids=[job_id])
     return {
         "job": _job(job, payload=query_bool(request, "include_payload")),

@@ -9,6 +9,7 @@ from starlette.requests import Request
 
 from backfill.admin.context import AdminContext
 from backfill.admin.endpoints import Endpoint
+from backfill.admin.queries import AdminSql
 from backfill.control import PauseKind, list_pauses
 from backfill.lanes.figures import STATES, lane_stats
 from backfill.lanes.lane import BUILT_IN_LANES
@@ -17,9 +18,10 @@ WINDOWS = ("1m", "5m", "15m", "60m")
 
 
 async def overview(request: Request, ctx: AdminContext) -> dict[str, Any]:
+    sql: AdminSql = ctx.sql
     async with ctx.pool.acquire() as connection:
-        ready = await connection.fetch(ctx.sql.ready_by)
-        throughput = {row["lane"]: row for row in await connection.fetch(ctx.sql.throughput)}
+        ready = await connection.fetch(sql.ready_by)
+        throughput = {row["lane"]: row for row in await connection.fetch(sql.throughput)}
         by_state = {stats.lane: stats for stats in await lane_stats(connection, ctx.schema)}
     workers = await ctx.utils.workers()
     pauses = await list_pauses(ctx.pool, ctx.schema)

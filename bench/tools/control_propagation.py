@@ -12,8 +12,9 @@ on a fresh schema, then, round after round, from this process:
   abort signal), the time from the call of ``cancel_jobs()`` to the moment the handler saw it (the time it
   wrote to its marker file).
 
-Both processes run on this machine, so their clocks are this clock. Prints one line per measurement kind:
-median, p95 and max in milliseconds.
+``--without-notify`` writes the same rows with plain SQL and no NOTIFY, as if every notification were lost: what
+the runners' poll alone takes (bounded by ``--poll-seconds``). Both processes run on this machine, so their
+clocks are this clock. Prints one line per measurement kind: median, p95 and max in milliseconds.
 """
 
 from __future__ import annotations
@@ -40,6 +41,15 @@ from backfill.migrations import migrate_all
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SCHEMA = "bench_control"
+# What pause(), resume() and cancel_jobs() write, without their NOTIFY (a lost notification).
+_SILENT_PAUSE = f"insert into {SCHEMA}.backfill_pauses (kind, name, paused_by) values ('task', 'bench.paused', 'bench')"
+_SILENT_RESUME = f"delete from {SCHEMA}.backfill_pauses where kind = 'task' and name = 'bench.paused'"
+_SILENT_CANCEL = f"""
+    insert into {SCHEMA}.backfill_cancellations
+      (job_id, task_identifier, priority, attempts, max_attempts, state, worker_id, requested_by)
+    select j.id, t.identifier, j.priority, j.attempts, j.max_attempts, 'requested', j.locked_by, 'bench'
+      from {SCHEMA}._private_jobs as j join {SCHEMA}._private_tasks as t on t.id = j.task_id
+     where j.id = $1"""
 
 
 class Runner:
@@ -112,6 +122,11 @@ async def main() -> None:
     parser.add_argument("--database-url", default=os.environ.get("DATABASE_URL"))
     parser.add_argument("--rounds", type=int, default=20)
     parser.add_argument("--poll-seconds", type=float, default=1.0)
+    parser.add_argument(
+        "--without-notify",
+        action="store_true",
+        help="write the pauses and requests with plain SQL, no NOTIFY: the time the poll alone takes",
+    )
     args = parser.parse_args()
     if not args.database_url:
         sys.exit("give --database-url or DATABASE_URL")
@@ -129,7 +144,10 @@ async def main() -> None:
             for round_number in range(args.rounds):
                 for verb, text in (("pause", "pauses in force"), ("resume", "every pause lifted")):
                     started = time.time()
-                    if verb == "pause":
+                    if args.without_notify:  # as if the notification were lost: only the runners' poll sees it
+                        statement = _SILENT_PAUSE if verb == "pause" else _SILENT_RESUME
+                        await pool.execute(statement)
+                    elif verb == "pause":
                         await pause(pool, schema, task="bench.paused", by="bench")
                     else:
                         await resume(pool, schema, task="bench.paused")
@@ -142,7 +160,10 @@ async def main() -> None:
                     started_file = Path(directory, f"{name}.started")
                     await _until(partial(_exists, started_file))
                     asked = time.time()
-                    await cancel_jobs(pool, schema, [job.id], by="bench")
+                    if args.without_notify:
+                        await pool.execute(_SILENT_CANCEL, job.id)
+                    else:
+                        await cancel_jobs(pool, schema, [job.id], by="bench")
                     marker = Path(directory, f"{name}.cancelled")
                     await _until(partial(_exists, marker))
                     seen = float((await asyncio.to_thread(marker.read_text)).split()[0])
@@ -152,7 +173,8 @@ async def main() -> None:
             await runner.stop()
         await pool.execute(f"drop schema if exists {SCHEMA} cascade")
         await pool.close()
-    print(f"propagation across processes, 2 runners, BACKFILL_CONTROL_POLL_SECONDS={args.poll_seconds:g}")
+    how = "poll only (no NOTIFY)" if args.without_notify else "NOTIFY"
+    print(f"propagation across processes, 2 runners, BACKFILL_CONTROL_POLL_SECONDS={args.poll_seconds:g}, {how}")
     for name, values in results.items():
         print(_summary(name, values))
 

@@ -5,10 +5,13 @@ from __future__ import annotations
 import argparse
 from datetime import UTC, datetime
 
+import asyncpg
+
 from backfill.cli.common import Commands, add_database_options, add_json_option, open_connection, open_utils, schema_of
 from backfill.cli.output import age, note, plural, print_json, table
-from backfill.core import DatabaseError, TaskStats
-from backfill.core.extension import CLEANUP_TASKS, DEFAULT_CLEANUP_TASKS
+from backfill.control import list_pauses
+from backfill.core import DatabaseError, SchemaName, TaskStats
+from backfill.core.extension import CLEANUP_TASKS, DEFAULT_CLEANUP_TASKS, Executor
 from backfill.exit_codes import EXIT_OK
 from backfill.jsonable import to_jsonable
 from backfill.lanes.figures import LaneStats, lane_stats, queue_lanes
@@ -77,30 +80,55 @@ def _common(parser: argparse.ArgumentParser, handler: object) -> None:
     parser.set_defaults(handler=handler)
 
 
+async def _paused(connection: Executor, schema: SchemaName) -> set[tuple[str, str]]:
+    """(kind, name) of every pause in force; none in a schema whose control tables are not installed yet."""
+    try:
+        return {(p.kind.value, p.name) for p in await list_pauses(connection, schema)}
+    except DatabaseError as error:
+        if isinstance(error.__cause__, asyncpg.UndefinedTableError):
+            return set()
+        raise
+
+
+def _shown(name: str, paused: bool) -> str:
+    return f"{name} (paused)" if paused else name
+
+
 async def _stats_command(args: argparse.Namespace) -> int:
     async with open_utils(args) as utils:
         tasks = await utils.task_stats()
     async with open_connection(args) as connection:
         lanes = await lane_stats(connection, schema_of(args))
+        paused = await _paused(connection, schema_of(args))
     totals = {state: sum(getattr(task, state) for task in tasks) for state in _STATES}
     totals["total"] = sum(task.total for task in tasks)
     if args.json:
         print_json(
             {
-                "tasks": [_with_total(task) for task in tasks],
-                "lanes": [_lane_with_total(lane) for lane in lanes],
+                "tasks": [{**_with_total(task), "paused": ("task", task.task_identifier) in paused} for task in tasks],
+                "lanes": [{**_lane_with_total(lane), "paused": ("lane", lane.lane) in paused} for lane in lanes],
                 "totals": totals,
             }
         )
         return EXIT_OK
     headers = ("TASK", *(state.upper() for state in _STATES), "TOTAL")
-    rows = [(task.task_identifier, *(getattr(task, state) for state in _STATES), task.total) for task in tasks]
+    rows = [
+        (
+            _shown(task.task_identifier, ("task", task.task_identifier) in paused),
+            *(getattr(task, s) for s in _STATES),
+            task.total,
+        )
+        for task in tasks
+    ]
     rows.append(("(all tasks)", *totals.values()))
     print(table(headers, rows, right=headers[1:]))
     if lanes:
         print()
         lane_headers = ("LANE", *(state.upper() for state in _STATES), "TOTAL")
-        lane_rows = [(lane.lane, *(getattr(lane, state) for state in _STATES), lane.total) for lane in lanes]
+        lane_rows = [
+            (_shown(lane.lane, ("lane", lane.lane) in paused), *(getattr(lane, s) for s in _STATES), lane.total)
+            for lane in lanes
+        ]
         print(table(lane_headers, lane_rows, right=lane_headers[1:]))
     return EXIT_OK
 
@@ -122,14 +150,24 @@ async def _queues_command(args: argparse.Namespace) -> int:
         queues = await utils.queue_stats()
     async with open_connection(args) as connection:
         lanes = await queue_lanes(connection, schema_of(args))
+        paused = await _paused(connection, schema_of(args))
     if args.json:
-        print_json([{**to_jsonable(q), "lanes": list(lanes.get(q.queue_name, ()))} for q in queues])
+        print_json(
+            [
+                {
+                    **to_jsonable(q),
+                    "lanes": list(lanes.get(q.queue_name, ())),
+                    "paused": ("queue", q.queue_name) in paused,
+                }
+                for q in queues
+            ]
+        )
         return EXIT_OK
     headers = ("QUEUE", "LANES", "JOBS", "WAITING", "RUNNING", "LOCKED_BY", "LOCKED", "OLDEST_WAITING")
     now = datetime.now(UTC)
     rows = [
         (
-            q.queue_name,
+            _shown(q.queue_name, ("queue", q.queue_name) in paused),
             ",".join(lanes.get(q.queue_name, ())) or None,
             q.total,
             q.waiting,

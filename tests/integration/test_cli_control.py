@@ -91,3 +91,20 @@ async def test_cancel_needs_a_choice_and_refuses_bad_input(cli: Cli, migrated: a
     assert (code, out) == (EXIT_USAGE, "") and "--by" in err
     code, out, err = await cli("jobs", "cancellations", "--limit", "5000")
     assert (code, out) == (EXIT_USAGE, "") and "limit" in err
+
+
+async def test_stats_and_queues_mark_paused_work(cli: Cli, migrated: asyncpg.Connection[Any]) -> None:
+    await add_job(migrated, "report", {}, queue_name="tenant-7", schema=SCHEMA)
+    await add_job(migrated, "mail", {}, schema=SCHEMA)
+    for option, name in (("--task", "report"), ("--queue", "tenant-7"), ("--lane", "bulk")):
+        assert (await cli("pause", option, name))[0] == EXIT_OK
+
+    stats = await cli.json("stats")
+    assert {t["task_identifier"]: t["paused"] for t in stats["tasks"]} == {"mail": False, "report": True}
+    assert {lane["lane"]: lane["paused"] for lane in stats["lanes"]} == {"bulk": True}
+    code, out, _ = await cli("stats")
+    assert "report (paused)" in out and "bulk (paused)" in out and "mail (paused)" not in out
+    [queue] = await cli.json("queues")
+    assert (queue["queue_name"], queue["paused"]) == ("tenant-7", True)
+    code, out, _ = await cli("queues")
+    assert out.splitlines()[1].startswith("tenant-7 (paused)")

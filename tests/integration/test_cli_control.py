@@ -103,8 +103,8 @@ async def test_stats_and_queues_mark_paused_work(cli: Cli, migrated: asyncpg.Con
     assert {t["task_identifier"]: t["paused"] for t in stats["tasks"]} == {"mail": False, "report": True}
     assert {lane["lane"]: lane["paused"] for lane in stats["lanes"]} == {"bulk": True}
     code, out, _ = await cli("stats")
-    assert "report (paused)" in out and "bulk (paused)" in out and "mail (paused)" not in out
+    assert code == EXIT_OK and "report (paused)" in out and "bulk (paused)" in out and "mail (paused)" not in out
     [queue] = await cli.json("queues")
     assert (queue["queue_name"], queue["paused"]) == ("tenant-7", True)
     code, out, _ = await cli("queues")
-    assert out.splitlines()[1].startswith("tenant-7 (paused)")
+    assert code == EXIT_OK and out.splitlines()[1].startswith("tenant-7 (paused)")

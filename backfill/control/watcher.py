@@ -26,7 +26,7 @@ import asyncpg
 
 from backfill.control.models import Pause, PauseKind
 from backfill.control.queries import CANCEL_REQUESTED, CONTROL_CHANNEL, PAUSES_CHANGED, ControlSql
-from backfill.core import CancelAnswer, Events, FetchPause, SchemaName, Worker
+from backfill.core import CancelAnswer, DatabaseError, Events, FetchPause, SchemaName, Worker
 from backfill.core.extension import (
     ConnectionSource,
     ConsecutiveFailures,
@@ -39,6 +39,8 @@ from backfill.core.extension import (
 logger = logging.getLogger("backfill.control")
 
 DEFAULT_POLL_INTERVAL = 1.0
+# What the watcher's connection is called in pg_stat_activity.
+APPLICATION_NAME = "backfill-control"
 _CONNECTION_ERRORS = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError)
 
 
@@ -111,8 +113,8 @@ class ControlWatcher:
         failures = ConsecutiveFailures(initial=0.1, maximum=self._poll_interval * 5)
         while True:
             try:
-                connection = await connect(self._dsn)
-            except _CONNECTION_ERRORS as error:
+                connection = await connect(self._dsn, server_settings={"application_name": APPLICATION_NAME})
+            except (DatabaseError, *_CONNECTION_ERRORS) as error:  # the database is down: try again, never die
                 await asyncio.sleep(failures.failed(logger, f"control connection to {redact_dsn(self._dsn)}", error))
                 continue
             try:
@@ -125,7 +127,7 @@ class ControlWatcher:
                         await self._wait()
                     if connection.is_closed():
                         raise ConnectionError("the control connection was closed")
-            except _CONNECTION_ERRORS as error:
+            except Exception as error:  # a lost connection above all; whatever it is, a dead watcher would be silent
                 await asyncio.sleep(failures.failed(logger, "watching pauses and cancellations", error))
             finally:
                 connection.terminate()

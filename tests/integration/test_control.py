@@ -8,6 +8,7 @@ after it (and claimable by the same fetch) has finished, plus two more watcher r
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 import time
 from collections.abc import AsyncIterator
@@ -21,6 +22,7 @@ from backfill.client.sync_client import SyncBackfillClient
 from backfill.control import (
     CancelOutcome,
     CancelState,
+    ControlWatcher,
     PauseKind,
     cancel_jobs,
     cancellations,
@@ -348,3 +350,42 @@ async def test_the_clients_offer_the_same_controls(migrated: str, pool: asyncpg.
             assert sync.cancellations(state="cancelled", limit=1)[0].job_id == queued.id
 
     await asyncio.to_thread(blocking)
+
+
+async def test_the_watcher_reconnects_when_its_connection_dies(
+    runner: WorkerRunner, pool: asyncpg.Pool[Any], ledger: Ledger
+) -> None:
+    """Its backend terminated (a failover, an idle-session killer): it connects again and reads everything."""
+    watcher = "select pid from pg_stat_activity where application_name = 'backfill-control'"
+    [row] = await wait_for(lambda: pool.fetch(watcher))
+    await pool.execute("select pg_terminate_backend($1)", row["pid"])
+    await pause(pool, SCHEMA, task="control.quick", by=BY)
+    await _applied(runner, "bulk", tasks=frozenset({"control.quick"}))
+    [again] = await pool.fetch(watcher)
+    assert again["pid"] != row["pid"]
+
+
+async def test_run_once_leaves_paused_work_queued(migrated: str, pool: asyncpg.Pool[Any], ledger: Ledger) -> None:
+    await pause(pool, SCHEMA, task="control.quick", by=BY)
+    client = BackfillClient(pool)
+    held = await client.enqueue_bulk("control.quick", {"name": "held"})
+    await client.enqueue_bulk("control.other", {"name": "free"})
+    settings = BackfillSettings.load(env_file=None, database_url=migrated, dlq_sweep_interval_seconds=0.2)
+    summary = await WorkerRunner(settings, tasks=_registry(ledger)).run_once()
+    assert (summary.succeeded, ledger.finished) == (1, ["free"])
+    assert await _job_row(pool, held.id) is not None
+
+
+async def test_the_watcher_outlives_a_database_it_cannot_reach(caplog: pytest.LogCaptureFixture) -> None:
+    """An outage at connect is retried with backoff: a watcher that died of it would leave pauses unapplied."""
+    caplog.set_level("WARNING", logger="backfill.control")
+    watcher = ControlWatcher("postgresql://postgres@127.0.0.1:1/nowhere", SCHEMA, dict, poll_interval=0.05)
+    task = asyncio.create_task(watcher.run())
+    try:
+        await wait_for(lambda: _true_when(any("control connection" in r.getMessage() for r in caplog.records)))
+        assert not task.done(), task
+        assert "nowhere" in caplog.text and "postgres@" not in caplog.text.replace("postgres@127", "")
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task

@@ -12,20 +12,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import heapq
 import logging
 import time
 from datetime import UTC, datetime
-from typing import Any
 
 from backfill.core import Events, Job, TaskRegistry
-from backfill.core.hooks import Hooks
-from backfill.core.run.local_queue import LocalQueue
 from backfill.core.run.options import RunSummary, WorkerOptions
-from backfill.core.run.slots import Slots, plain_async_handlers
 from backfill.metrics import BackfillMetrics
 from backfill.runner.success_log import log_successes
-from tests.support.memory_claims import MemoryClaims
+from tests.support.slots import slots_over
 
 FLAGS = frozenset({"backfill:retry=default"})
 
@@ -37,31 +32,15 @@ async def microseconds_per_job(jobs: int, *, layer: bool) -> float:
     async def noop(payload: dict[str, int]) -> None:
         return None
 
-    options = WorkerOptions(concurrency=24)
-    events, summary, wake = Events(), RunSummary(), asyncio.Event()
-    queue = LocalQueue(MemoryClaims(), options, summary=summary, events=events, wake=wake)
-    nothing: Any = None  # pool and queries: the fast path never reaches the database
-    slots = Slots(
-        queue,
-        options,
-        pool=nothing,
-        queries=nothing,
-        registry=registry,
-        plain_async=plain_async_handlers(registry),
-        summary=summary,
-        events=events,
-        hooks=Hooks(),
-        wake=wake,
-    )
+    now = datetime.now(UTC)
+    queued = [
+        Job(i, "noop", {"i": i}, None, 5, now, 1, 25, None, now, now, None, now, "w", 0, FLAGS) for i in range(jobs)
+    ]
+    events, summary = Events(), RunSummary()
+    slots = slots_over(registry, queued, options=WorkerOptions(concurrency=24), events=events, summary=summary)
     if layer:
         BackfillMetrics(tasks=["noop"]).observe_worker(events, "bulk", busy_slots=lambda: slots.running, slots=24)
         log_successes(events, level="info", sample_rate=1.0)  # filtered by level, as in a quiet runner
-    now = datetime.now(UTC)
-    queue.heap = [
-        (5, now, i, Job(i, "noop", {"i": i}, None, 5, now, 1, 25, None, now, now, None, now, "w", 0, FLAGS))
-        for i in range(jobs)
-    ]
-    heapq.heapify(queue.heap)
     before = time.process_time()
     slots.start()
     await asyncio.gather(*slots.tasks)

@@ -4,43 +4,21 @@ every attempt: the slots with their local queue filled by hand, no database (the
 from __future__ import annotations
 
 import asyncio
-import heapq
 from datetime import UTC, datetime
-from typing import Any
 
 import pytest
 
 from backfill.core import Event, Events, Job, TaskRegistry
-from backfill.core.hooks import Hooks
-from backfill.core.run.local_queue import LocalQueue
 from backfill.core.run.options import RunSummary, WorkerOptions
-from backfill.core.run.slots import Slots, plain_async_handlers
+from backfill.core.run.slots import Slots
 from backfill.metrics import BackfillMetrics
-from tests.support.memory_claims import MemoryClaims
+from tests.support.slots import slots_over
 
 NOW = datetime.now(UTC)
 
 
 def _slots(events: Events, summary: RunSummary, registry: TaskRegistry, jobs: list[Job]) -> Slots:
-    options = WorkerOptions(concurrency=4)
-    wake = asyncio.Event()
-    queue = LocalQueue(MemoryClaims(), options, summary=summary, events=events, wake=wake)
-    queue.heap = [(job.priority, job.run_at, job.id, job) for job in jobs]
-    heapq.heapify(queue.heap)
-    pool: Any = None  # the fast path never reaches the database; the completer only queues results here
-    queries: Any = None
-    return Slots(
-        queue,
-        options,
-        pool=pool,
-        queries=queries,
-        registry=registry,
-        plain_async=plain_async_handlers(registry),
-        summary=summary,
-        events=events,
-        hooks=Hooks(),
-        wake=wake,
-    )
+    return slots_over(registry, jobs, options=WorkerOptions(concurrency=4), events=events, summary=summary)
 
 
 async def test_metrics_count_every_attempt_without_sending_jobs_down_the_observed_path(

@@ -4,7 +4,6 @@ results here), so what a cancel does to a running or waiting job is seen directl
 from __future__ import annotations
 
 import asyncio
-import heapq
 import threading
 import time
 from datetime import UTC, datetime
@@ -13,11 +12,9 @@ from typing import Any
 import pytest
 
 from backfill.core import CancelAnswer, Event, Events, Job, JobContext, TaskRegistry
-from backfill.core.hooks import Hooks
-from backfill.core.run.local_queue import LocalQueue
 from backfill.core.run.options import RunSummary, WorkerOptions
-from backfill.core.run.slots import Slots, plain_async_handlers
-from tests.support.memory_claims import MemoryClaims
+from backfill.core.run.slots import Slots
+from tests.support.slots import slots_over
 
 NOW = datetime.now(UTC)
 
@@ -35,25 +32,7 @@ def _slots(
     cancelled: list[Event] = []
     events.on("job:cancelled", cancelled.append)
     options = WorkerOptions(concurrency=concurrency, cancel_grace_period=0.2)
-    wake = asyncio.Event()
-    queue = LocalQueue(MemoryClaims(), options, summary=summary, events=events, wake=wake)
-    queue.heap = [(job.priority, job.run_at, job.id, job) for job in jobs]
-    heapq.heapify(queue.heap)
-    pool: Any = None  # never reached: the completer only queues results in these tests
-    queries: Any = None
-    slots = Slots(
-        queue,
-        options,
-        pool=pool,
-        queries=queries,
-        registry=registry,
-        plain_async=plain_async_handlers(registry),
-        summary=summary,
-        events=events,
-        hooks=Hooks(),
-        wake=wake,
-    )
-    return slots, summary, cancelled
+    return slots_over(registry, jobs, options=options, events=events, summary=summary), summary, cancelled
 
 
 def _completed_ids(slots: Slots) -> list[int]:

@@ -356,7 +356,10 @@ async def test_the_watcher_reconnects_when_its_connection_dies(
     runner: WorkerRunner, pool: asyncpg.Pool[Any], ledger: Ledger
 ) -> None:
     """Its backend terminated (a failover, an idle-session killer): it connects again and reads everything."""
-    watcher = "select pid from pg_stat_activity where application_name = 'backfill-control'"
+    # This database's only: other tests' runners (other databases, other processes) have watchers too.
+    watcher = (
+        "select pid from pg_stat_activity where application_name = 'backfill-control' and datname = current_database()"
+    )
     [row] = await wait_for(lambda: pool.fetch(watcher))
     await pool.execute("select pg_terminate_backend($1)", row["pid"])
     await pause(pool, SCHEMA, task="control.quick", by=BY)

@@ -59,28 +59,26 @@ class Claims:
         # The flag arrays follow worker id, identifiers and limit (fetch.sql numbers them).
         self._flag_arguments = fetch_filter_arguments(forbidden_flags, required_flags)
         self._task_names: dict[int, str] = {}  # task_id -> identifier, for the tasks we run
-        # What the claim and its check run with now: the statements, the identifiers and the arguments after
-        # the limit (flag arrays, then paused queue names while any are paused). set_pause changes them.
+        # What the claim and its check run with now (set_pause sets them): the statements, the identifiers, and
+        # the arguments after the limit (flag arrays, then paused queue names while any are paused); ``paused``:
+        # nothing may be claimed (the worker, or every task of it, is paused).
         self._fetch_jobs, self._runnable_exists = queries.fetch_jobs, queries.runnable_exists
-        self._claimed_identifiers = self._identifiers
-        self._tail: list[Any] = list(self._flag_arguments)
-        self.paused = False  # nothing may be claimed (the worker, or every task of it, is paused)
+        self._claimed_identifiers: list[str] = []
+        self._tail: list[Any] = []
+        self.paused = False
+        self.set_pause(NO_PAUSE)
 
     def set_pause(self, pause: FetchPause) -> None:
         """Claim none of the work ``pause`` holds from the next claim on (see backfill.core.run.pause)."""
-        if pause is NO_PAUSE or not pause.active:
-            pause = NO_PAUSE
         self._claimed_identifiers = [i for i in self._identifiers if i not in pause.tasks]
         self.paused = pause.everything or not self._claimed_identifiers
+        queries = self._queries
         if pause.queues:
-            queries = self._queries
-            self._fetch_jobs, self._runnable_exists = (
-                queries.fetch_jobs_pausing_queues,
-                queries.runnable_exists_pausing_queues,
-            )
+            self._fetch_jobs = queries.fetch_jobs_pausing_queues
+            self._runnable_exists = queries.runnable_exists_pausing_queues
             self._tail = [*self._flag_arguments, sorted(pause.queues)]
         else:
-            self._fetch_jobs, self._runnable_exists = self._queries.fetch_jobs, self._queries.runnable_exists
+            self._fetch_jobs, self._runnable_exists = queries.fetch_jobs, queries.runnable_exists
             self._tail = list(self._flag_arguments)
 
     async def load_task_names(self, connection: Any) -> None:

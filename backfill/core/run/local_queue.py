@@ -232,7 +232,10 @@ class LocalQueue:
             heapq.heapify(self.heap)
 
     def _without_paused(self, jobs: list[Job], pause: FetchPause) -> list[Job]:
-        held = [job for job in jobs if pause.holds(job)]
+        kept: list[Job] = []
+        held: list[Job] = []
+        for job in jobs:
+            (held if pause.holds(job) else kept).append(job)
         if not held:
             return jobs
         self.reconcile_needed = True
@@ -243,7 +246,7 @@ class LocalQueue:
             len(held),
             [job.id for job in held[:20]],
         )
-        return [job for job in jobs if not pause.holds(job)]
+        return kept
 
     def take(self, job_id: int) -> Job | None:
         """Remove the claimed, unstarted job ``job_id`` from the queue (to cancel it); ``None`` if not here."""

@@ -35,7 +35,7 @@ from backfill.core.run.attempt_log import AttemptLog
 from backfill.core.run.completer import Completer, Failure
 from backfill.core.run.context import JobContext, job_logger
 from backfill.core.run.current import current_job
-from backfill.core.run.execution import AttemptRunner, Outcome, is_batch_result, settle_batch
+from backfill.core.run.execution import AttemptRunner, is_batch_result, settle_batch
 from backfill.core.run.local_queue import LocalQueue
 from backfill.core.run.loop_share import LoopShare
 from backfill.core.run.options import RunSummary, WorkerOptions
@@ -254,10 +254,8 @@ class Slots:
                     except (Exception, asyncio.CancelledError) as error:
                         recorder.error(job, error, monotonic() - started)
                     else:
-                        if is_batch_result(job.payload, value):
+                        if is_batch_result(job.payload, value) or (cancels and job.id in cancels):
                             recorder.outcome(job, await settle_batch(job, value), monotonic() - started)
-                        elif cancels and job.id in cancels:
-                            recorder.outcome(job, Outcome(value=value), monotonic() - started)
                         else:
                             self._summary.succeeded += 1
                             record_success((job, monotonic() - started))

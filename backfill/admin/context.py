@@ -37,17 +37,16 @@ class AdminContext:
     ) -> None:
         """Record an action: who, what (ids or a filter, never a payload), how many rows, when (the insert's
         time). Logged too. A failed insert is logged as an error and does not undo the action, which committed."""
+        actor, target_json = caller.describe(), json.dumps(target, default=str)
         logger.info(
             "admin %s by %s: %s row(s)%s, target %s",
             action,
-            caller.describe(),
+            actor,
             count,
             " (dry run)" if dry_run else "",
-            json.dumps(target, default=str)[:500],
+            target_json[:500],
         )
         try:
-            await self.pool.execute(
-                self.sql.record_audit, caller.describe(), action, json.dumps(target, default=str), count, dry_run
-            )
+            await self.pool.execute(self.sql.record_audit, actor, action, target_json, count, dry_run)
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
-            logger.error("admin %s by %s could not be written to the audit table: %s", action, caller.describe(), error)
+            logger.error("admin %s by %s could not be written to the audit table: %s", action, actor, error)

@@ -34,6 +34,7 @@ class ControlSql(Statements, file=("backfill.control.sql", "control.sql")):
     resolve_cancellations: str
     declared_lanes: str
     record_throughput: str
+    notify_cancel_requested: str
 
 
 @asynccontextmanager

@@ -78,11 +78,6 @@ class ControlWatcher:
         self._cancelled: list[int] = []  # jobs our workers cancelled and completed, to mark in the table
         self.rounds = 0
 
-    @property
-    def pauses(self) -> list[Pause]:
-        """The pauses in force as last read (empty before the first read)."""
-        return list(self._pauses or ())
-
     def observe(self, events: Events) -> None:
         """Mark in the table the jobs the worker of ``events`` cancels, once their completion is committed (a
         completion fenced out, because the job was taken from the worker, leaves the request open: the
@@ -168,7 +163,7 @@ class ControlWatcher:
             self._resolve_due = False
             row = await connection.fetchrow(self._sql.resolve_cancellations)
             if row is not None and row["moved"]:
-                await connection.execute("select pg_notify($1::text, $2::text)", CONTROL_CHANNEL, CANCEL_REQUESTED)
+                await connection.execute(self._sql.notify_cancel_requested)
 
     async def _carry_out_cancels(self, connection: Executor) -> None:
         lanes = self._lanes()

@@ -23,8 +23,8 @@ async def overview(request: Request, ctx: AdminContext) -> dict[str, Any]:
         ready = await connection.fetch(sql.ready_by)
         throughput = {row["lane"]: row for row in await connection.fetch(sql.throughput)}
         by_state = {stats.lane: stats for stats in await lane_stats(connection, ctx.schema)}
+        pauses = await list_pauses(connection, ctx.schema)
     workers = await ctx.utils.workers()
-    pauses = await list_pauses(ctx.pool, ctx.schema)
     paused = {(p.kind, p.name) for p in pauses}
     ready_of: dict[str, dict[str, Any]] = defaultdict(dict)
     for row in ready:

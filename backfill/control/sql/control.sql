@@ -170,3 +170,7 @@ select date_trunc('minute', now()), counts.lane, counts.succeeded, counts.failed
   from unnest($1::text[], $2::bigint[], $3::bigint[]) as counts(lane, succeeded, failed)
 on conflict (minute, lane) do update
    set succeeded = t.succeeded + excluded.succeeded, failed = t.failed + excluded.failed
+
+-- name: notify_cancel_requested
+-- After resolve_cancellations moved requests to the workers now holding their jobs: tell the runners.
+select pg_notify('backfill:control', 'cancel')

@@ -11,13 +11,15 @@ requested, 3 when none was.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import getpass
 import socket
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
-from backfill.cli.bulk import Noun, add_bulk_options, batch_size_of, confirmed, needs_confirmation, walk
+from backfill.cli.bulk import Noun, batch_size_of, confirmed, needs_confirmation, walk
 from backfill.cli.common import Commands, add_database_options, add_json_option, open_connection, open_utils, schema_of
+from backfill.cli.job_actions import choice_options, id_pages, selection
 from backfill.cli.output import age, note, print_json, table
 from backfill.control import (
     CancelOutcome,
@@ -29,8 +31,7 @@ from backfill.control import (
     pause,
     resume,
 )
-from backfill.core import ConfigurationError, JobState, WorkerUtils
-from backfill.core.extension import JobFilter
+from backfill.core import ConfigurationError
 from backfill.exit_codes import EXIT_FAILURE, EXIT_NOT_FOUND, EXIT_OK
 
 _JOB = Noun("job", "jobs")
@@ -66,11 +67,7 @@ def register_job_commands(actions: Commands) -> None:
         description="Cancel jobs: a queued job is deleted and never runs; a running one is cancelled by the "
         "backfill worker running it. Never retried, never dead-lettered; recorded with who and when.",
     )
-    cancel.add_argument("ids", type=int, nargs="*", metavar="ID", help="job ids (or use filters, or --all)")
-    cancel.add_argument("--task", metavar="T", help="task identifier")
-    cancel.add_argument("--queue", metavar="Q", help="queue name")
-    cancel.add_argument("--state", choices=[state.value for state in JobState], help="derived state (see docs)")
-    add_bulk_options(cancel, verb="cancel", noun=_JOB)
+    choice_options(cancel, "cancel")
     cancel.add_argument("--reason", metavar="TEXT", help="why, recorded with each cancellation")
     cancel.add_argument("--by", metavar="WHO", help="who cancels (default: user@host)")
     _common(cancel, _cancel_command)
@@ -159,18 +156,10 @@ async def _pauses_command(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _selection(args: argparse.Namespace) -> JobFilter:
-    filtering = args.task is not None or args.queue is not None or args.state is not None
-    if args.ids and (filtering or args.all):
-        raise ConfigurationError("jobs cancel: give job ids or filters (or --all), not both")
-    if not args.ids and not filtering and not args.all and not args.dry_run:
-        raise ConfigurationError("jobs cancel: give job ids, or filters, or --all to cancel every job")
-    state = None if args.state is None else JobState(args.state)
-    return JobFilter(task=args.task, queue=args.queue, state=state, ids=list(args.ids) or None)
-
-
 async def _cancel_command(args: argparse.Namespace) -> int:
-    which = _selection(args)
+    which = selection(args, "cancel")
+    if which.ids is not None:  # each id answered once, in ascending order, however often it was given
+        which = dataclasses.replace(which, ids=sorted(set(which.ids)))
     batch_size = batch_size_of(args)
     who = _who(args)
     ask = needs_confirmation(args, "cancel")  # before connecting: a refusal never touches the database
@@ -187,7 +176,7 @@ async def _cancel_command(args: argparse.Namespace) -> int:
             return EXIT_FAILURE
 
         async def pages() -> AsyncIterator[list[CancelResult]]:
-            async for ids in _id_pages(utils, which, batch_size):
+            async for ids in id_pages(utils, which, batch_size):
                 yield await cancel_jobs(connection, schema_of(args), ids, by=who, reason=args.reason)
 
         def failed(done: list[list[CancelResult]]) -> None:
@@ -197,20 +186,6 @@ async def _cancel_command(args: argparse.Namespace) -> int:
     answers = [answer for page in done for answer in page]
     _report(args, answers)
     return EXIT_OK if any(answer.outcome in _ACTED for answer in answers) else EXIT_NOT_FOUND
-
-
-async def _id_pages(utils: WorkerUtils, which: JobFilter, size: int) -> AsyncIterator[list[int]]:
-    if which.ids is not None:
-        ids = sorted(set(which.ids))
-        for start in range(0, len(ids), size):
-            yield ids[start : start + size]
-        return
-    after = 0
-    while page := await utils.job_id_page(which, after=after, limit=size):
-        yield page
-        if len(page) < size:
-            return
-        after = page[-1]
 
 
 def _report(args: argparse.Namespace, answers: list[CancelResult]) -> None:

@@ -43,20 +43,20 @@ Batch = tuple[list[int], list[Job]]  # the ids asked for, and the jobs the funct
 
 def register_actions(actions: Commands) -> None:
     complete = actions.add_parser("complete", help="delete jobs as done", description="Mark jobs done (deletes them).")
-    _choice_options(complete, "complete")
+    choice_options(complete, "complete")
     _common(complete, _complete_command)
 
     fail = actions.add_parser(
         "fail", help="fail jobs for good", description="Fail jobs permanently: attempts = max_attempts."
     )
-    _choice_options(fail, "fail")
+    choice_options(fail, "fail")
     fail.add_argument("--reason", required=True, metavar="TEXT", help="stored as the job's last_error")
     _common(fail, _fail_command)
 
     reschedule = actions.add_parser(
         "reschedule", help="change when and how jobs run", description="Change the given fields of jobs."
     )
-    _choice_options(reschedule, "reschedule")
+    choice_options(reschedule, "reschedule")
     add_run_at_options(reschedule)
     reschedule.add_argument("--priority", type=int, metavar="N")
     reschedule.add_argument("--attempts", type=int, metavar="N", help="e.g. 0 to give a failed job a fresh start")
@@ -70,7 +70,8 @@ def _common(parser: argparse.ArgumentParser, handler: object) -> None:
     parser.set_defaults(handler=handler)
 
 
-def _choice_options(parser: argparse.ArgumentParser, verb: str) -> None:
+def choice_options(parser: argparse.ArgumentParser, verb: str) -> None:
+    """Ids, or the filters (task, queue, state) with the bulk options: how every job action chooses."""
     parser.add_argument("ids", type=int, nargs="*", metavar="ID", help="job ids (or use filters, or --all)")
     parser.add_argument("--task", metavar="T", help="task identifier")
     parser.add_argument("--queue", metavar="Q", help="queue name")
@@ -78,7 +79,7 @@ def _choice_options(parser: argparse.ArgumentParser, verb: str) -> None:
     add_bulk_options(parser, verb=verb, noun=_JOB)
 
 
-def _selection(args: argparse.Namespace, verb: str) -> JobFilter:
+def selection(args: argparse.Namespace, verb: str) -> JobFilter:
     """Ids, or filters (``--all`` for none): exactly one way of choosing, as for dead-letter entries."""
     filtering = args.task is not None or args.queue is not None or args.state is not None
     if args.ids and (filtering or args.all):
@@ -89,24 +90,28 @@ def _selection(args: argparse.Namespace, verb: str) -> JobFilter:
     return JobFilter(task=args.task, queue=args.queue, state=state, ids=list(args.ids) or None)
 
 
-async def _batches(utils: WorkerUtils, which: JobFilter, batch_size: int, action: Action) -> AsyncIterator[Batch]:
+async def id_pages(utils: WorkerUtils, which: JobFilter, batch_size: int) -> AsyncIterator[list[int]]:
+    """The chosen job ids, ``batch_size`` at a time: the given ids in chunks, or the filter's matches by
+    ascending id, a page read only once the previous page was acted on."""
     if which.ids is not None:
         for chunk in chunks(which.ids, batch_size):
-            yield chunk, await action(utils, chunk)
+            yield chunk
         return
     after = 0
-    while True:
-        page = await utils.job_id_page(which, after=after, limit=batch_size)
-        if not page:
-            return
-        yield page, await action(utils, page)
+    while page := await utils.job_id_page(which, after=after, limit=batch_size):
+        yield page
         if len(page) < batch_size:
             return
         after = page[-1]
 
 
+async def _batches(utils: WorkerUtils, which: JobFilter, batch_size: int, action: Action) -> AsyncIterator[Batch]:
+    async for ids in id_pages(utils, which, batch_size):
+        yield ids, await action(utils, ids)
+
+
 async def _act(args: argparse.Namespace, verb: str, done_verb: str, action: Action) -> int:
-    which = _selection(args, verb)
+    which = selection(args, verb)
     batch_size = batch_size_of(args)
     ask = needs_confirmation(args, verb)  # before connecting: a refusal never touches the database
     async with open_utils(args) as utils:

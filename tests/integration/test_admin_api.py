@@ -171,6 +171,63 @@ async def test_jobs_list_pages_by_id_without_repeats_and_filters(
     assert [job["task_identifier"] for job in scheduled["jobs"]] == ["api.other"]
 
 
+async def test_jobs_list_filters_by_error_text_creation_time_and_lane(
+    api: httpx.AsyncClient, pool: asyncpg.Pool[Any]
+) -> None:
+    client = BackfillClient(pool)
+    # An hour away, so the runner leaves them alone while they are listed.
+    fast = await client.enqueue_fast("api.find", {}, delay=3600)
+    bulk = await client.enqueue_bulk("api.find", {}, delay=3600)
+    custom = await client.enqueue("api.find", {}, lane="reports", delay=3600)
+    old = await client.enqueue_bulk("api.find", {}, delay=3600)
+    await pool.execute(f"update {JOBS} set last_error = 'Timeout: 100% of the Budget_A used' where id = $1", fast.id)
+    await pool.execute(f"update {JOBS} set last_error = 'timeout: budget a' where id = $1", bulk.id)
+    base = datetime(2024, 5, 1, 12, tzinfo=UTC)
+    await pool.execute(f"update {JOBS} set created_at = $2 where id = $1", old.id, base)
+    await pool.execute(f"update {JOBS} set created_at = $2 where id = $1", custom.id, base + timedelta(hours=1))
+
+    async def listed(**params: Any) -> list[int]:
+        page = await _ok(await api.get("/api/jobs", params={"task": "api.find", **params}))
+        return [job["id"] for job in page["jobs"]]
+
+    assert await listed() == [fast.id, bulk.id, custom.id, old.id]
+    # Any case, and literally: "%" and "_" are characters to find, not wildcards.
+    assert await listed(error="TIMEOUT") == [fast.id, bulk.id]
+    assert await listed(error="100% of") == [fast.id]
+    assert await listed(error="budget_a") == [fast.id]
+    assert await listed(error="budget%a") == []
+    # After is inclusive, before exclusive; the offset is honoured (14:00+02:00 is 12:00 UTC).
+    assert await listed(created_after=base.isoformat(), created_before=(base + timedelta(hours=1)).isoformat()) == [
+        old.id
+    ]
+    assert await listed(created_before="2024-05-01T14:00:00+02:00") == []
+    assert await listed(created_after="2024-05-01T14:00:01+02:00") == [fast.id, bulk.id, custom.id]
+    assert await listed(created_after=base.isoformat(), created_before=(base + timedelta(days=1)).isoformat()) == [
+        custom.id,
+        old.id,
+    ]
+    # A lane is what its workers fetch: a custom lane's jobs are in neither built-in lane.
+    assert await listed(lane="fast") == [fast.id]
+    assert await listed(lane="bulk") == [bulk.id, old.id]
+    assert await listed(lane="reports") == [custom.id]
+    assert await listed(lane="nobody-uses-this") == []
+    assert await listed(lane="bulk", error="timeout", created_after=base.isoformat()) == [bulk.id]
+
+    for name, value, problem in (
+        ("created_after", "not-a-time", "ISO 8601"),
+        ("created_before", "2024-05-01T12:00:00", "UTC offset"),
+        ("lane", "x" * 129, "lane"),
+        ("lane", "Not A Lane!", "lane"),  # no lane can have this name: a typo, said so rather than an empty list
+        ("error", "a\x00b", "NUL"),
+    ):
+        refused = await api.get("/api/jobs", params={name: value})
+        assert refused.status_code == 400, (name, refused.text)
+        assert refused.json()["error"]["field"] == name and problem in refused.json()["error"]["message"]
+    document = await _ok(await api.get("/api/openapi.json"))
+    described = {param["name"] for param in document["paths"]["/api/jobs"]["get"]["parameters"]}
+    assert {"error", "created_after", "created_before", "lane"} <= described
+
+
 async def test_a_job_shows_its_error_history(api: httpx.AsyncClient, pool: asyncpg.Pool[Any]) -> None:
     job = await BackfillClient(pool).enqueue_bulk("api.broken", {}, max_attempts=5)
     await wait_for(

@@ -319,6 +319,36 @@ async def test_list_jobs_refuses_an_unknown_state_and_a_bad_limit(utils: WorkerU
         await utils.list_jobs(limit=0)
 
 
+async def test_list_jobs_refuses_a_non_string_error_and_times_without_an_offset(utils: WorkerUtils) -> None:
+    with pytest.raises(ConfigurationError, match=r"^error must be a string, not int"):
+        await utils.list_jobs(error=42)  # type: ignore[arg-type]
+    # A naive time would be read in the database server's zone, whatever the caller meant.
+    with pytest.raises(ConfigurationError, match=r"^created_after must be timezone-aware"):
+        await utils.list_jobs(created_after=datetime(2024, 5, 1))
+    with pytest.raises(ConfigurationError, match=r"^created_before must be a datetime, not str"):
+        await utils.list_jobs(created_before="2024-05-01T00:00:00Z")  # type: ignore[arg-type]
+
+
+async def test_list_jobs_filters_by_error_text_and_creation_time(
+    utils: WorkerUtils, pool: asyncpg.Pool[Any], conn: asyncpg.Connection[Any]
+) -> None:
+    a, b, c = [await add_job(pool, "t") for _ in range(3)]
+    await conn.execute(f"update {JOBS_TABLE} set last_error = 'Disk 90% FULL' where id = $1", a.id)
+    await conn.execute(f"update {JOBS_TABLE} set last_error = 'disk 90 full' where id = $1", b.id)
+    start = datetime(2024, 5, 1, tzinfo=UTC)
+    for job, hours in ((a, 0), (b, 1), (c, 2)):
+        await conn.execute(
+            f"update {JOBS_TABLE} set created_at = $2 where id = $1", job.id, start + timedelta(hours=hours)
+        )
+
+    assert [job.id for job in await utils.list_jobs(error="disk")] == [a.id, b.id]
+    assert [job.id for job in await utils.list_jobs(error="90% full")] == [a.id]  # "%" is no wildcard
+    hour = timedelta(hours=1)
+    assert [job.id for job in await utils.list_jobs(created_after=start + hour)] == [b.id, c.id]
+    assert [job.id for job in await utils.list_jobs(created_before=start + hour)] == [a.id]
+    assert [job.id for job in await utils.list_jobs(error="disk", created_after=start + hour)] == [b.id]
+
+
 async def test_task_stats_count_each_state_per_task(
     utils: WorkerUtils, pool: asyncpg.Pool[Any], conn: asyncpg.Connection[Any]
 ) -> None:

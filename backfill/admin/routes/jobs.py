@@ -28,13 +28,16 @@ from backfill.admin.params import (
     query_enum,
     query_int,
     query_text,
+    query_time,
     to_enum,
 )
 from backfill.admin.queries import AdminSql
 from backfill.control import CancelOutcome, cancel_jobs, cancellations
-from backfill.core import JobInfo, JobState
+from backfill.control.models import MAX_NAME_LENGTH
+from backfill.core import ConfigurationError, JobInfo, JobSlice, JobState
 from backfill.core.extension import BIGINT_MAX, SMALLINT_MAX, JobFilter
 from backfill.jsonable import to_jsonable
+from backfill.lanes.lane import Lane
 
 _STATE_VALUES = [state.value for state in JobState]
 
@@ -48,6 +51,7 @@ def _job(job: JobInfo, *, payload: bool) -> dict[str, Any]:
 
 async def list_jobs(request: Request, ctx: AdminContext) -> dict[str, Any]:
     limit = page_size(request)
+    lane = _lane_slice(request)
     jobs = await ctx.utils.list_jobs(
         task=query_text(request, "task"),
         queue=query_text(request, "queue"),
@@ -55,8 +59,16 @@ async def list_jobs(request: Request, ctx: AdminContext) -> dict[str, Any]:
         key=query_text(request, "key"),
         locked_by=query_text(request, "locked_by"),
         exception_type=query_text(request, "exception_type"),
+        error=query_text(request, "error"),
+        created_after=query_time(request, "created_after"),
+        created_before=query_time(request, "created_before"),
         after_id=query_int(request, "after", default=None, low=0, high=BIGINT_MAX),
         limit=limit + 1,
+        min_priority=None if lane is None else lane.min_priority,
+        max_priority=None if lane is None else lane.max_priority,
+        # An empty list is not "no filter" to the query: required_flags=[] would match no job at all.
+        required_flags=list(lane.required_flags) if lane is not None and lane.required_flags else None,
+        forbidden_flags=list(lane.forbidden_flags) if lane is not None and lane.forbidden_flags else None,
     )
     payload = query_bool(request, "include_payload")
     page = jobs[:limit]
@@ -65,6 +77,18 @@ async def list_jobs(request: Request, ctx: AdminContext) -> dict[str, Any]:
         # Pages by ascending id: a job added meanwhile appears on a later page, never shifts this one.
         "next_after": page[-1].id if len(jobs) > limit else None,
     }
+
+
+def _lane_slice(request: Request) -> JobSlice | None:
+    """``lane``: the slice of the jobs table that lane's workers fetch (fast, bulk, or a custom lane's). A lane no
+    runner declared is an empty one (the API cannot know every runner's lanes); a name no lane can have is a 400."""
+    name = query_text(request, "lane")
+    if name is None:
+        return None
+    try:
+        return Lane(name, 1).job_slice
+    except ConfigurationError:
+        raise bad_request("lane", f"no lane can be called {name[:40]!r} (see backfill.lanes.check_lane_name)") from None
 
 
 async def show_job(request: Request, ctx: AdminContext) -> dict[str, Any]:
@@ -243,6 +267,14 @@ ENDPOINTS = (
             Param("key", STRING, "job key"),
             Param("locked_by", STRING, "worker id holding the job"),
             Param("exception_type", STRING, "type of the exception that failed the last attempt"),
+            Param("error", STRING, "text in the last error, in any case (taken literally, no wildcards)"),
+            Param("created_after", TIME, "created at or after this time (ISO 8601 with a UTC offset)"),
+            Param("created_before", TIME, "created before this time (ISO 8601 with a UTC offset)"),
+            Param(
+                "lane",
+                {"type": "string", "maxLength": MAX_NAME_LENGTH},
+                "the lane whose workers would run the job: fast, bulk or a custom lane's name",
+            ),
             Param("after", INTEGER, "the previous page's next_after"),
             LIMIT,
             _PAYLOAD,

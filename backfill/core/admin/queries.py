@@ -8,6 +8,7 @@ wraps them). The statements are in core/sql/inspect.sql, loaded once per schema.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 
 from backfill.core.admin.models import JobInfo, JobState, QueueStats, TaskStats, WorkerInfo
 from backfill.core.catalog import column_exists, table_exists
@@ -68,6 +69,9 @@ async def list_jobs(
     max_priority: int | None = None,
     required_flags: Sequence[str] | None = None,
     forbidden_flags: Sequence[str] | None = None,
+    error: str | None = None,
+    created_after: datetime | None = None,
+    created_before: datetime | None = None,
 ) -> list[JobInfo]:
     sql = InspectSql.for_schema(schema)
     history = await has_exception_types(connection, schema)
@@ -85,6 +89,9 @@ async def list_jobs(
         max_priority,
         None if required_flags is None else list(required_flags),
         None if forbidden_flags is None else list(forbidden_flags),
+        error,
+        created_after,
+        created_before,
     )
     return [JobInfo.from_record(row) for row in rows]
 

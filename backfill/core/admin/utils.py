@@ -26,7 +26,7 @@ from backfill.core.admin import job_selection
 from backfill.core.admin import queries as admin_queries
 from backfill.core.admin.job_selection import JobFilter
 from backfill.core.admin.models import CleanupReport, JobInfo, JobState, QueueStats, TaskStats, WorkerInfo
-from backfill.core.checks import BIGINT_MAX, SMALLINT_MAX, SMALLINT_MIN, check_int, check_name, is_aware
+from backfill.core.checks import BIGINT_MAX, SMALLINT_MAX, SMALLINT_MIN, check_aware, check_int, check_name, is_aware
 from backfill.core.db import Executor, LazyPool
 from backfill.core.enqueue import add_job_spec, add_jobs
 from backfill.core.errors import ConfigurationError, JobSpecError
@@ -274,12 +274,18 @@ class WorkerUtils:
         max_priority: int | None = None,
         required_flags: Sequence[str] | None = None,
         forbidden_flags: Sequence[str] | None = None,
+        error: str | None = None,
+        created_after: datetime | None = None,
+        created_before: datetime | None = None,
     ) -> list[JobInfo]:
         """Jobs matching every filter given, by ascending id; pass the last id seen as ``after_id`` for the
         next page. ``exception_type`` ("KeyError") matches the type of the exception that failed a job's
         last attempt, as backfill's error history recorded it. ``min_priority``/``max_priority`` (inclusive),
         ``required_flags`` (any of) and ``forbidden_flags`` (none of) select what a worker with those
-        :class:`~backfill.core.run.options.WorkerOptions` fetches: a lane, in backfill's runner."""
+        :class:`~backfill.core.run.options.WorkerOptions` fetches: a lane, in backfill's runner.
+        ``error`` matches jobs whose ``last_error`` contains that text in any case (taken literally: ``%``
+        and ``_`` are not wildcards); ``created_after`` (inclusive) and ``created_before`` (exclusive) bound
+        ``created_at`` and must be timezone-aware."""
         if state is not None:
             try:
                 state = JobState(state)
@@ -287,9 +293,11 @@ class WorkerUtils:
                 known = ", ".join(s.value for s in JobState)
                 raise ConfigurationError(f"unknown job state {state!r}; known: {known}") from None
         strings = (("task", task), ("queue", queue), ("locked_by", locked_by), ("key", key))
-        for name, value in (*strings, ("exception_type", exception_type)):
+        for name, value in (*strings, ("exception_type", exception_type), ("error", error)):
             if value is not None and not isinstance(value, str):
                 raise ConfigurationError(f"{name} must be a string, not {type(value).__name__}")
+        for name, moment in (("created_after", created_after), ("created_before", created_before)):
+            check_aware(name, moment, optional=True)
         check_int("limit", limit, 1, 2**31 - 1, optional=True)
         check_int("after_id", after_id, 0, BIGINT_MAX, optional=True)
         for name, bound in (("min_priority", min_priority), ("max_priority", max_priority)):
@@ -313,6 +321,9 @@ class WorkerUtils:
                 max_priority=max_priority,
                 required_flags=required_flags,
                 forbidden_flags=forbidden_flags,
+                error=error,
+                created_after=created_after,
+                created_before=created_before,
             )
 
     async def queue_stats(self) -> list[QueueStats]:

@@ -45,7 +45,8 @@ select * from (
 
 -- part: listed_jobs
 -- $1 task, $2 queue, $3 state, $4 locked_by, $5 key, $6 after this id, $9/$10 priority bounds, $11 required flags
--- (any of), $12 forbidden flags (none of); each filter is skipped when its parameter is null.
+-- (any of), $12 forbidden flags (none of), $13 text in last_error, $14/$15 created_at bounds; each filter is
+-- skipped when its parameter is null.
   from @schema@._private_jobs as j
   @part:job_name_joins@
  where @part:task_queue_state_filter@
@@ -57,6 +58,12 @@ select * from (
    and ($10::int is null or j.priority <= $10::int)
    and ($11::text[] is null or j.flags ?| $11::text[])
    and ($12::text[] is null or (j.flags ?| $12::text[]) is not true)
+   -- strpos, not like/ilike: the text is searched for as given, so an error mentioning "100%" or "a_b" is found
+   -- without escaping. lower() on both sides for any case; a job that never failed (null) is left out.
+   and ($13::text is null or strpos(lower(j.last_error), lower($13::text)) > 0)
+   -- A half-open range [$14, $15): consecutive windows neither share nor lose a job.
+   and ($14::timestamptz is null or j.created_at >= $14::timestamptz)
+   and ($15::timestamptz is null or j.created_at < $15::timestamptz)
 
 -- part: listing_page
 -- $8 exception type (null: any), $7 limit. Ordered by id, and resumed with id > after_id ($6), so pages neither

@@ -30,6 +30,7 @@ from starlette.routing import Route
 from backfill.admin.context import AdminContext
 from backfill.admin.endpoints import Endpoint, openapi
 from backfill.admin.errors import ApiError
+from backfill.admin.live import LiveFigures
 from backfill.admin.queries import AdminSql
 from backfill.admin.routes import ENDPOINTS
 from backfill.admin.security import AccessPolicy, AdminGuard, Receive, Scope, Send
@@ -93,6 +94,7 @@ class AdminApi:
                 utils=WorkerUtils(pool, schema=self.schema),
                 dlq=DeadLetterQueue(pool, schema=self.schema),
                 sql=AdminSql.for_schema(self.schema),
+                live=LiveFigures(pool, self.schema),
                 runner=self._runner,
             )
         return self._context
@@ -102,6 +104,8 @@ class AdminApi:
             try:
                 context = await self._context_now()
                 value = await endpoint.handler(request, context)
+                if endpoint.writes:
+                    context.live.forget()  # the next overview shows what this changed
             except ApiError as error:
                 return JSONResponse(error.body(), status_code=error.status)
             except (ConfigurationError, JobSpecError) as error:  # the APIs below name the value at fault

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import asyncpg
 
+from backfill.admin.live import LiveFigures
 from backfill.admin.queries import AdminSql
 from backfill.admin.security import Caller
 from backfill.core import SchemaName, WorkerUtils
@@ -30,6 +31,7 @@ class AdminContext:
     utils: WorkerUtils
     dlq: DeadLetterQueue
     sql: AdminSql
+    live: LiveFigures
     runner: WorkerRunner | None = None
 
     async def audit(

@@ -10,8 +10,12 @@ class AdminSql(Statements, file=("backfill.admin.sql", "admin.sql")):
     """The overview's figures, a job's error history, cron, the audit trail (see admin.sql)."""
 
     includes = (LaneSql, JobSql)
-    ready_by: str
-    throughput: str
+    ready_sample: str
+    scheduled_sample: str
+    throughput_minutes: str
+    worker_registry: str
+    dead_letters: str
+    database_now: str
     job_errors: str
     known_crontabs: str
     record_audit: str

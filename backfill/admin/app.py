@@ -9,6 +9,9 @@
 request first passes the :class:`~backfill.admin.security.AdminGuard`; handlers answer JSON, and errors are
 ``{"error": {"status", "message", "field"}}`` with a 4xx (nothing changed) or a 503 (the database failed).
 
+The dashboard (:mod:`backfill.dashboard`) is served from the same app, under the same guard: its pages at ``/``,
+the JSON API at ``/api``.
+
 Starlette (an optional extra, ``backfill[admin]``) does the routing and the request/response plumbing: a small,
 well-kept ASGI toolkit that FastAPI is built on, so the API mounts in the frameworks Python services use.
 """
@@ -25,7 +28,7 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 
 from backfill.admin.context import AdminContext
 from backfill.admin.endpoints import Endpoint, openapi
@@ -49,8 +52,9 @@ OPENAPI_PATH = "/api/openapi.json"
 
 
 class AdminApi:
-    """The admin API over one schema. ``token``: required of every request (else loopback requests only);
-    ``read_only``: refuse every change; ``runner``: the runner serving it, for its crontab."""
+    """The admin API over one schema, and the web dashboard beside it (``dashboard=False``: the JSON API only).
+    ``token``: required of every request (else loopback requests only); ``read_only``: refuse every change;
+    ``runner``: the runner serving it, for its crontab."""
 
     def __init__(
         self,
@@ -60,6 +64,7 @@ class AdminApi:
         token: str | None = None,
         read_only: bool = False,
         runner: WorkerRunner | None = None,
+        dashboard: bool = True,
     ) -> None:
         if not isinstance(database, (str, asyncpg.Pool)) or database == "":
             raise ConfigurationError("AdminApi needs a database URL or an asyncpg.Pool")
@@ -73,8 +78,12 @@ class AdminApi:
         self._context: AdminContext | None = None
         self.endpoints: tuple[Endpoint, ...] = ENDPOINTS
         self.openapi = openapi(ENDPOINTS, title="backfill admin API", version=_version())
-        routes = [Route(e.path, self._route(e), methods=[e.method]) for e in ENDPOINTS]
+        routes: list[BaseRoute] = [Route(e.path, self._route(e), methods=[e.method]) for e in ENDPOINTS]
         routes.append(Route(OPENAPI_PATH, self._openapi, methods=["GET"]))
+        if dashboard:
+            from backfill.dashboard import dashboard_routes  # Jinja2: only when the pages are served
+
+            routes += dashboard_routes(self._context_now, self.policy)
         app = Starlette(routes=routes, exception_handlers={HTTPException: _http_error})  # type: ignore[dict-item]
         self._app = AdminGuard(app, self.policy)
 

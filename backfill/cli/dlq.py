@@ -115,6 +115,9 @@ def _filter_options(parser: argparse.ArgumentParser, *, state: bool) -> None:
     parser.add_argument("--since", metavar="ISO", help="failed at or after this time (with offset)")
     parser.add_argument("--until", metavar="ISO", help="failed before this time (with offset)")
     parser.add_argument("--error", metavar="TEXT", help="any of the errors contains TEXT (any case)")
+    parser.add_argument(
+        "--exception-type", metavar="E", help="the last attempt raised exactly this type (KeyError, myapp.Error)"
+    )
     if state:
         parser.add_argument("--state", choices=[s.value for s in EntryState], help="dead or requeued")
 
@@ -127,6 +130,7 @@ def _filter_from(args: argparse.Namespace) -> DeadLetterFilter:
         until=None if args.until is None else parse_time("--until", args.until),
         error=args.error,
         state=getattr(args, "state", None),
+        exception_type=args.exception_type,
     )
 
 

@@ -27,6 +27,9 @@ from backfill.core.extension import (
 # same entry; when it succeeds the entry is deleted. The prefix by name for the SQL that needs it.
 DLQ = register_flag("dlq", owner=__name__)
 DLQ_FLAG_PREFIX = DLQ.prefix
+# The longest exception type a filter takes (the admin API's bound on a filter's text; a dotted Python name is
+# far shorter).
+MAX_EXCEPTION_TYPE = 1000
 
 
 @per_flag_set  # asked of every job a runner completes, by the mover
@@ -146,7 +149,9 @@ class DeadLetterFilter:
     """Which entries: every field given must hold (``None`` matches anything).
 
     ``since``/``until`` bound ``failed_at`` (``since <= failed_at < until``); ``error`` is a case-insensitive
-    substring of any of the entry's errors.
+    substring of any of the entry's errors; ``exception_type`` is the last attempt's exception type, exactly
+    (case-sensitive, as Python names it: ``KeyError``, ``myapp.errors.Upstream``). Entries with no recorded type
+    (``"(unknown)"`` in the stats: a Node worker's) are never matched by it: leave it out to include them.
     """
 
     task: str | None = None
@@ -155,11 +160,21 @@ class DeadLetterFilter:
     until: datetime | None = None
     error: str | None = None
     state: EntryState | str | None = None  # a string is checked and turned into an EntryState
+    exception_type: str | None = None
 
     def __post_init__(self) -> None:
         for name in ("task", "queue", "error"):
             value = getattr(self, name)
             check_name(f"filter {name}", value, must="a non-empty string", optional=True)
+        check_name(
+            "filter exception_type",
+            self.exception_type,
+            MAX_EXCEPTION_TYPE,
+            must=f"a non-empty string of at most {MAX_EXCEPTION_TYPE} characters",
+            optional=True,
+        )
+        if self.exception_type is not None and "\x00" in self.exception_type:
+            raise ConfigurationError("filter exception_type must not contain NUL characters")
         for name in ("since", "until"):
             value = getattr(self, name)
             check_aware(f"filter {name}", value, must="a timezone-aware datetime", optional=True)
@@ -173,7 +188,10 @@ class DeadLetterFilter:
     @property
     def is_empty(self) -> bool:
         """Matches every entry: acting on it needs ``all=True``."""
-        return all(getattr(self, name) is None for name in ("task", "queue", "since", "until", "error", "state"))
+        return all(getattr(self, name) is None for name in _FILTER_FIELDS)
+
+
+_FILTER_FIELDS = ("task", "queue", "since", "until", "error", "state", "exception_type")
 
 
 @dataclass(frozen=True, slots=True)

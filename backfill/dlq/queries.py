@@ -48,9 +48,9 @@ class EntrySql(Statements, file=("backfill.dlq.sql", "entries.sql")):
 
 
 def filter_arguments(where: DeadLetterFilter) -> tuple[Any, ...]:
-    """The six parameters of the ``entry_filter`` part (``$1..$6``, see entries.sql) for ``where``."""
+    """The seven parameters of the ``entry_filter`` part (``$1..$7``, see entries.sql) for ``where``."""
     state = None if where.state is None else EntryState(where.state).value
-    return (where.task, where.queue, where.since, where.until, where.error, state)
+    return (where.task, where.queue, where.since, where.until, where.error, state, where.exception_type)
 
 
 def encode_cursor(failed_at: datetime, entry_id: int) -> str:

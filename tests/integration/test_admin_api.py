@@ -349,6 +349,71 @@ async def test_dead_letter_entries_listed_shown_requeued_and_deleted(
     assert bad_cursor.status_code == 400 and bad_cursor.json()["error"]["field"] == "after"
 
 
+async def test_dead_letter_entries_filtered_by_exception_type_in_the_query_and_the_body(
+    api: httpx.AsyncClient, pool: asyncpg.Pool[Any]
+) -> None:
+    client = BackfillClient(pool)
+    dead = [await client.enqueue_bulk("api.broken", {"n": i}, max_attempts=1) for i in range(3)]
+    await wait_for(lambda: pool.fetchval("select count(*) = 3 from graphile_worker.backfill_dlq"))
+    rows = await pool.fetch("select id, job_id from graphile_worker.backfill_dlq where exception_type = 'KeyError'")
+    ids = {row["job_id"]: row["id"] for row in rows}
+    key_error, upstream, node = (ids[job.id] for job in dead)
+    # One entry of another type (its error text does not name it), one a Node worker made (no type recorded).
+    await pool.execute(
+        "update graphile_worker.backfill_dlq set exception_type = 'myapp.errors.Upstream', last_error = 'gone'"
+        " where id = $1",
+        upstream,
+    )
+    await pool.execute("update graphile_worker.backfill_dlq set exception_type = null where id = $1", node)
+
+    async def listed(**params: Any) -> set[int]:
+        return {e["id"] for e in (await _ok(await api.get("/api/dlq", params=params)))["entries"]}
+
+    assert await listed(exception_type="KeyError") == {key_error}
+    assert await listed(exception_type="myapp.errors.Upstream") == {upstream}
+    assert await listed(exception_type="myapp.errors.Upstream", task="api.other") == set()
+    assert await listed(exception_type="keyerror") == set()
+    assert await listed(exception_type="(unknown)") == set()
+    assert await listed(exception_type="") == {key_error, upstream, node}  # empty: no filter, as for the others
+    by_type = {g["value"]: g["count"] for g in (await _ok(await api.get("/api/dlq/stats")))["by_exception_type"]}
+    assert by_type == {"KeyError": 1, "myapp.errors.Upstream": 1, "(unknown)": 1}
+
+    body = {"filter": {"exception_type": "myapp.errors.Upstream"}, "dry_run": True}
+    dry = await _ok(await api.post("/api/dlq/requeue", json=body))
+    assert dry["dry_run"] is True and [r["entry_id"] for r in dry["requeued"]] == [upstream]
+    dry = await _ok(await api.post("/api/dlq/delete", json={"filter": {"exception_type": "KeyError"}, "dry_run": True}))
+    assert dry["deleted"] == [key_error]
+    assert await pool.fetchval("select count(*) from graphile_worker.backfill_dlq where state = 'dead'") == 3
+    removed = await _ok(await api.post("/api/dlq/delete", json={"filter": {"exception_type": "KeyError"}}))
+    assert removed["deleted"] == [key_error]
+    [audited, *_] = await _audit(api)
+    assert (audited["action"], audited["target"]) == ("dlq.delete", {"filter": {"exception_type": "KeyError"}})
+    assert await listed() == {upstream, node}
+
+    for name, value, problem in (("exception_type", "Key\x00Error", "NUL"), ("exception_type", "E" * 1001, "1000")):
+        refused = await api.get("/api/dlq", params={name: value})
+        assert refused.status_code == 400, (name, refused.text)
+        assert refused.json()["error"]["field"] == name and problem in refused.json()["error"]["message"]
+    for path in ("/api/dlq/requeue", "/api/dlq/delete"):
+        bad: tuple[tuple[object, str], ...] = (("Key\x00Error", "NUL"), ("E" * 1001, "1000"), (7, "string"))
+        for given, problem in bad:
+            refused = await api.post(path, json={"filter": {"exception_type": given}, "dry_run": True})
+            assert refused.status_code == 400, (path, refused.text)
+            error = refused.json()["error"]
+            assert error["field"] == "filter.exception_type" and problem in error["message"], (path, error)
+    # The NUL check holds for the body filter's other text fields too (they reached the database before).
+    refused = await api.post("/api/dlq/delete", json={"filter": {"task": "a\x00b"}, "dry_run": True})
+    assert refused.status_code == 400 and refused.json()["error"]["field"] == "filter.task"
+    assert await pool.fetchval("select count(*) from graphile_worker.backfill_dlq") == 2
+
+    document = await _ok(await api.get("/api/openapi.json"))
+    described = {param["name"] for param in document["paths"]["/api/dlq"]["get"]["parameters"]}
+    assert "exception_type" in described
+    for path in ("/api/dlq/requeue", "/api/dlq/delete"):
+        schema = document["paths"][path]["post"]["requestBody"]["content"]["application/json"]["schema"]
+        assert "exception_type" in schema["properties"]["filter"]["properties"]
+
+
 async def test_workers_and_cron(api: httpx.AsyncClient, runner: WorkerRunner) -> None:
     workers = (await _ok(await api.get("/api/workers")))["workers"]
     assert sorted(w["lane"] for w in workers if w["registered"]) == ["bulk", "fast"]

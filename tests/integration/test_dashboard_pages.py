@@ -796,12 +796,6 @@ async def test_an_exception_type_group_links_to_its_entries(
     assert len(await _exception_type_link(browser, pool, "dash.broken")) == 1
 
 
-@pytest.mark.xfail(
-    reason="templates/dlq.html: the 'By exception type' link filters by error text (?error=<type>), but a "
-    "BackfillError's last_error is its message alone (core/error_text.error_message), so the link to the "
-    "PermanentFailure group lists nothing; the DLQ needs an exception_type filter to link to",
-    strict=True,
-)
 async def test_the_permanent_failure_group_links_to_its_entries(
     browser: httpx.AsyncClient, pool: asyncpg.Pool[Any]
 ) -> None:

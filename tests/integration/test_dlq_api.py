@@ -84,6 +84,74 @@ async def test_filters_match_task_queue_time_range_error_text_and_state(dlq_pool
         DeadLetterFilter(since=at.replace(tzinfo=None))
 
 
+async def test_the_exception_type_filter_tells_types_apart_for_list_count_and_requeue(
+    dlq_pool: asyncpg.Pool[Any],
+) -> None:
+    # A PermanentFailure stores its message alone: the error-text filter cannot find it by its type's name.
+    permanent = "backfill.core.errors.PermanentFailure"
+    upstream = await make_dead(dlq_pool, "mail", ["card declined"], permanent=True, exception_type=permanent)
+    timeout = await make_dead(dlq_pool, "mail", ["TimeoutError: smtp"], exception_type="TimeoutError")
+    timeout_sms = await make_dead(dlq_pool, "sms", ["TimeoutError: gateway"], exception_type="TimeoutError")
+    node = await make_dead(dlq_pool, "mail", ["TimeoutError: from a Node worker"])  # no type recorded
+    await move(dlq_pool)
+    ids = {job: await entry_of(dlq_pool, job) for job in (upstream, timeout, timeout_sms, node)}
+
+    async with DeadLetterQueue(dlq_pool) as dlq:
+
+        async def matching(**fields: Any) -> set[int]:
+            return {entry.id for entry in (await dlq.list(DeadLetterFilter(**fields))).entries}
+
+        assert await matching(error="PermanentFailure") == set()
+        assert await matching(exception_type=permanent) == {ids[upstream]}
+        assert await matching(exception_type="TimeoutError") == {ids[timeout], ids[timeout_sms]}
+        assert await matching(error="TimeoutError") == {ids[timeout], ids[timeout_sms], ids[node]}
+        assert await matching(exception_type="TimeoutError", task="mail") == {ids[timeout]}
+        # Exact and case-sensitive, as Python names types; "(unknown)" is the stats' label, not a type.
+        assert await matching(exception_type="timeouterror") == set()
+        assert await matching(exception_type="Timeout") == set()
+        assert await matching(exception_type="(unknown)") == set()
+        page = await dlq.list(DeadLetterFilter(exception_type="TimeoutError"), limit=1)
+        rest = await dlq.list(DeadLetterFilter(exception_type="TimeoutError"), limit=1, after=page.next_cursor)
+        assert {page.entries[0].id, rest.entries[0].id} == {ids[timeout], ids[timeout_sms]}
+        assert rest.next_cursor is None
+
+        assert await dlq.count(DeadLetterFilter(exception_type="TimeoutError")) == 2
+        assert await dlq.count(DeadLetterFilter(exception_type=permanent), dead_only=True) == 1
+        assert await dlq.count(DeadLetterFilter(exception_type="KeyError")) == 0
+
+        preview = await dlq.requeue(filter=DeadLetterFilter(exception_type="TimeoutError"), dry_run=True)
+        assert preview.dry_run and {r.entry_id for r in preview.requeued} == {ids[timeout], ids[timeout_sms]}
+        batched = [
+            batch
+            async for batch in dlq.requeue_batches(
+                filter=DeadLetterFilter(exception_type="TimeoutError"), dry_run=True, batch_size=1
+            )
+        ]
+        assert [r.entry_id for batch in batched for r in batch.requeued] == sorted([ids[timeout], ids[timeout_sms]])
+        assert await dlq_pool.fetchval(f"select count(*) from {DLQ} where state = 'dead'") == 4
+
+        done = await dlq.requeue(filter=DeadLetterFilter(exception_type=permanent))
+        assert [r.entry_id for r in done.requeued] == [ids[upstream]]
+        # Requeued, it is no longer dead: a requeue by the same filter finds nothing, a listing still does.
+        assert await dlq.count(DeadLetterFilter(exception_type=permanent), dead_only=True) == 0
+        assert await matching(exception_type=permanent, state="requeued") == {ids[upstream]}
+
+        gone = await dlq.delete(filter=DeadLetterFilter(exception_type="TimeoutError", task="sms"), dry_run=True)
+        assert gone.deleted == (ids[timeout_sms],)
+        gone = await dlq.delete(filter=DeadLetterFilter(exception_type="TimeoutError", task="sms"))
+        assert gone.deleted == (ids[timeout_sms],)
+        assert await matching() == {ids[upstream], ids[timeout], ids[node]}
+
+
+def test_the_exception_type_filter_is_checked_and_counts_as_a_condition() -> None:
+    assert not DeadLetterFilter(exception_type="KeyError").is_empty
+    assert DeadLetterFilter().is_empty
+    assert DeadLetterFilter(exception_type="x" * 1000).exception_type == "x" * 1000
+    for bad in ("", "x" * 1001, 42, "Key\x00Error"):
+        with pytest.raises(ConfigurationError, match="filter exception_type"):
+            DeadLetterFilter(exception_type=bad)  # type: ignore[arg-type]
+
+
 async def test_pages_neither_repeat_nor_skip_while_new_entries_arrive(dlq_pool: asyncpg.Pool[Any]) -> None:
     for n in range(7):
         await make_dead(dlq_pool, "mail", [f"error {n}"])

@@ -180,6 +180,34 @@ async def test_delete_note_and_stats(cli: Cli, dead: dict[str, int], pool: async
     assert await pool.fetchval(f"select count(*) from {DLQ}") == 0
 
 
+async def test_exception_type_filters_list_requeue_and_delete(
+    cli: Cli, dead: dict[str, int], pool: asyncpg.Pool[Any]
+) -> None:
+    smtp = "smtplib.SMTPResponseException"
+    listed = await cli.json("dlq", "list", "--exception-type", smtp)
+    assert [entry["id"] for entry in listed["entries"]] == [dead["mail2"], dead["mail1"]]
+    assert all(entry["exception_type"] == smtp for entry in listed["entries"])
+    listed = await cli.json("dlq", "list", "--exception-type", smtp, "--error", "timeout")
+    assert [entry["id"] for entry in listed["entries"]] == [dead["mail1"]]
+    # Exact: neither another case, nor a part of the name, nor the stats' "(unknown)" label.
+    for other in ("SMTPResponseException", smtp.lower(), "(unknown)"):
+        assert (await cli.json("dlq", "list", "--exception-type", other))["entries"] == []
+
+    code, out, err = await cli("dlq", "requeue", "--exception-type", smtp, "--dry-run")
+    assert code == EXIT_OK, err
+    assert f"would requeue 2 entries: {', '.join(map(str, sorted([dead['mail1'], dead['mail2']])))}" in out
+    code, out, err = await cli("dlq", "delete", "--exception-type", "KeyError", "--dry-run")
+    assert code == EXIT_NOT_FOUND and "no entry matched" in err
+    code, out, err = await cli("dlq", "requeue", str(dead["sms"]), "--exception-type", smtp)
+    assert code == EXIT_USAGE and "not both" in err
+    code, out, err = await cli("dlq", "list", "--exception-type", "")
+    assert code == EXIT_USAGE and "exception_type" in err
+
+    deleted = await cli.json("dlq", "delete", "--exception-type", smtp, "--task", "mail", "--yes")
+    assert sorted(deleted["deleted"]) == sorted([dead["mail1"], dead["mail2"]])
+    assert [entry.id for entry in await entries(pool)] == [dead["sms"]]
+
+
 async def test_a_database_without_the_table_exits_1_saying_how_to_install_it(cli: Cli) -> None:
     code, out, err = await cli("dlq", "list")
     assert (code, out) == (EXIT_FAILURE, "") and "dlq_schema.sql" in err

@@ -18,6 +18,7 @@ from backfill.admin.params import (
     body_object,
     body_priority,
     body_text,
+    check_text,
     json_body,
     known_fields,
     page_size,
@@ -43,6 +44,7 @@ def _query_filter(request: Request) -> DeadLetterFilter:
         until=query_time(request, "until"),
         error=query_text(request, "error"),
         state=query_enum(request, "state", EntryState),
+        exception_type=query_text(request, "exception_type"),
     )
 
 
@@ -70,13 +72,13 @@ async def stats(request: Request, ctx: AdminContext) -> Any:
 def _body_filter(raw: dict[str, Any] | None) -> DeadLetterFilter | None:
     if raw is None:
         return None
-    known_fields(raw, {"task", "queue", "since", "until", "error", "state"})
+    known_fields(raw, {"task", "queue", "since", "until", "error", "state", "exception_type"})
     values: dict[str, Any] = {}
-    for name in ("task", "queue", "error"):
+    for name in ("task", "queue", "error", "exception_type"):
         value = raw.get(name)
         if value is not None and not isinstance(value, str):
             raise bad_request(f"filter.{name}", "must be a string")
-        values[name] = value or None
+        values[name] = check_text(f"filter.{name}", value) if value else None
     for name in ("since", "until"):
         value = raw.get(name)
         if value is not None and not isinstance(value, str):
@@ -142,6 +144,7 @@ _FILTER = {
         "until": TIME,
         "error": STRING,
         "state": {"enum": _STATES},
+        "exception_type": STRING,
     },
 }
 ENDPOINTS = (
@@ -158,6 +161,7 @@ ENDPOINTS = (
             Param("until", TIME, "failed before"),
             Param("error", STRING, "text in any recorded error (case-insensitive)"),
             Param("state", {"enum": _STATES}, "dead or requeued"),
+            Param("exception_type", STRING, "the last attempt's exception type, exactly (KeyError, myapp.Error)"),
             Param("after", STRING, "the previous page's next_cursor"),
             LIMIT,
         ),

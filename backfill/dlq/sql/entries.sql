@@ -9,11 +9,12 @@ d.created_at, d.run_at, d.failed_at, d.requeue_count, d.requeued_at, d.requeued_
 d.updated_at, d.exception_type, d.traceback
 
 -- part: entry_filter
--- A DeadLetterFilter over an entry aliased d. Its parameters are always $1..$6, in the order
+-- A DeadLetterFilter over an entry aliased d. Its parameters are always $1..$7, in the order
 -- filter_arguments (backfill/dlq/queries.py) gives them, and every statement that includes it numbers its own
--- parameters from $7; each condition is skipped when its parameter is null:
+-- parameters from $8; each condition is skipped when its parameter is null:
 --   $1 task identifier, $2 queue name, $3 failed at or after, $4 failed before,
---   $5 text in the last error or any recorded error, $6 state ('dead' or 'requeued').
+--   $5 text in the last error or any recorded error, $6 state ('dead' or 'requeued'),
+--   $7 the last attempt's exception type, exactly (an entry with none recorded never matches it).
 -- The error text is matched with strpos, not LIKE, so '%' and '_' in what a person pasted are plain characters.
 ($1::text is null or d.task_identifier = $1::text)
 and ($2::text is null or d.queue_name = $2::text)
@@ -26,6 +27,7 @@ and ($5::text is null
         where strpos(lower(coalesce(e->>'error', '')), lower($5::text)) > 0
      ))
 and ($6::text is null or d.state = $6::text)
+and ($7::text is null or d.exception_type = $7::text)
 
 -- part: note_stamp
 -- A note is appended on a line of its own after this stamp (UTC), so the notes read as a log of what was done:
@@ -39,23 +41,23 @@ select @part:entry_columns@
  where d.id = $1::bigint
 
 -- name: list
--- $1..$6 the filter, $7 and $8 the cursor's (failed_at, id) or nulls for the first page, $9 the page size.
+-- $1..$7 the filter, $8 and $9 the cursor's (failed_at, id) or nulls for the first page, $10 the page size.
 -- Newest failure first; resumed strictly after the cursor's (failed_at, id), so pages neither repeat nor skip an
 -- entry whatever is moved in between (new failures land before the first page). An entry that dies again after
 -- a requeue gets a new failed_at, and moves to the front.
 select @part:entry_columns@
   from @schema@.backfill_dlq as d
  where @part:entry_filter@
-   and ($7::timestamptz is null or (d.failed_at, d.id) < ($7::timestamptz, $8::bigint))
+   and ($8::timestamptz is null or (d.failed_at, d.id) < ($8::timestamptz, $9::bigint))
  order by d.failed_at desc, d.id desc
- limit $9::int
+ limit $10::int
 
 -- name: delete_ids
 -- $1 entry ids.
 delete from @schema@.backfill_dlq as d where d.id = any($1::bigint[]) returning d.id
 
 -- name: delete_filtered
--- $1..$6 the filter.
+-- $1..$7 the filter.
 delete from @schema@.backfill_dlq as d where @part:entry_filter@ returning d.id
 
 -- name: annotate

@@ -29,7 +29,7 @@ select @part:locked_entry_columns@
    for update
 
 -- name: lock_filtered
--- $1..$6 the filter (the entry_filter part of entries.sql); only dead entries.
+-- $1..$7 the filter (the entry_filter part of entries.sql); only dead entries.
 select @part:locked_entry_columns@
   from @schema@.backfill_dlq as d
  where @part:entry_filter@

@@ -6,8 +6,8 @@ The dashboard polls them and ``GET /api/overview`` answers them, so their cost m
   seconds old, and one refresh runs at a time (the others wait for it): ten open dashboards cost what one does.
 * **Bounded reads on every refresh** (``sql/admin.sql``): ready and scheduled jobs are counted over at most
   ``count_cap`` jobs per priority, read from Graphile's ``(priority, run_at)`` index (a count at the cap is shown
-  as "at least"); the oldest ready job's age stays exact; throughput is at most 60 rows per lane of
-  ``backfill_throughput``; the worker registry, the pauses and a capped dead-letter count are small.
+  as "at least"); the oldest ready job's age stays exact for the built-in lanes; throughput is at most 60 rows
+  per lane of ``backfill_throughput``; the worker registry, the pauses and a capped dead-letter count are small.
 * **Spaced full counts.** Two figures can only be had by reading the whole jobs table: the jobs each worker holds
   (Graphile has no index on ``locked_by``) and the jobs by state. They are counted again only once
   :data:`FULL_COUNT_SHARE` of the time since the last count started has passed (the queue gauges' rule,
@@ -35,7 +35,10 @@ from backfill.metrics.scheduled_count import CountSpacing
 
 T = TypeVar("T")
 
-COUNT_CAP = 10_000  # jobs read per priority for a ready or scheduled count: a few ms, whatever the backlog
+# Jobs read per priority for a ready or scheduled count. Each read job is one heap visit (its flags say its
+# lane): over a million jobs in six priorities, 10,000 cost 160-240 ms a sample, 1,000 cost 11-35 ms
+# (bench.tools.dashboard_cost). Beyond it the page says "1,000+": enough to know a lane is backed up.
+COUNT_CAP = 1_000
 MAX_AGE_SECONDS = 2.0  # a snapshot is shared this long
 FULL_COUNT_SHARE = 0.01  # the full-table counts take at most this share of the time
 WINDOWS = {"1m": 1, "5m": 5, "15m": 15, "60m": 60}
@@ -107,6 +110,7 @@ class LiveFigures:
             self._pool.acquire() as connection,
             connection.transaction(isolation="repeatable_read", readonly=True),
         ):
+            await connection.execute(sql.without_jit)
             now: datetime = await connection.fetchval(sql.database_now)
             ready = _by_kind(await connection.fetch(sql.ready_sample, cap))
             scheduled = _by_kind(await connection.fetch(sql.scheduled_sample, cap))

@@ -16,6 +16,8 @@ class AdminSql(Statements, file=("backfill.admin.sql", "admin.sql")):
     worker_registry: str
     dead_letters: str
     database_now: str
+    without_jit: str
+    lanes_seen: str
     job_errors: str
     known_crontabs: str
     record_audit: str

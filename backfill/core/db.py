@@ -103,7 +103,16 @@ class LazyPool:
     """The pool behind an API object: the caller's (used as is, never closed), or one opened from a DSN on first
     use and closed by :meth:`close` (after which the next use opens a new one)."""
 
-    def __init__(self, database: str | asyncpg.Pool[Any], *, max_size: int, prepared_statements: bool = True) -> None:
+    def __init__(
+        self,
+        database: str | asyncpg.Pool[Any],
+        *,
+        max_size: int,
+        prepared_statements: bool = True,
+        server_settings: dict[str, str] | None = None,
+    ) -> None:
+        """``server_settings``: PostgreSQL settings for the connections of a pool opened here (not the caller's)."""
+        self._server_settings = server_settings
         self._dsn = database if isinstance(database, str) else None
         if self._dsn is not None:
             remember_dsn(self._dsn)
@@ -134,6 +143,7 @@ class LazyPool:
                     statement_cache_size=self._statement_cache_size,
                     connection_class=StatelessReleaseConnection,
                     reset=reset_unless_stateless,
+                    **({"server_settings": self._server_settings} if self._server_settings else {}),
                 )
             return self._pool
 

@@ -93,7 +93,7 @@ async def test_ready_counts_are_exact_under_the_cap(client: BackfillClient, pool
     for i in range(2):
         await client.enqueue_fast("live.fast", {"i": i})
     snapshot = await _figures(pool).overview()
-    assert snapshot["count_cap"] == 10_000
+    assert snapshot["count_cap"] == live.COUNT_CAP
     assert {lane["name"] for lane in snapshot["lanes"]} == {"fast", "bulk"}  # the built-in lanes, always listed
     bulk, fast = _lane(snapshot, "bulk"), _lane(snapshot, "fast")
     assert (bulk["ready"], bulk["ready_capped"]) == (4, False)

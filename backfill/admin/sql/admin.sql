@@ -94,6 +94,15 @@ select count(*)::bigint as dead, count(*) >= $1::int as capped
 -- name: database_now
 select now()
 
+-- name: without_jit
+-- In the snapshot's transaction. Its statements are bounded, so compiling them is pure cost: the planner's
+-- estimate for the samples over a million jobs is above jit_above_cost, and JIT took 30 ms of each.
+set local jit = off
+
+-- name: lanes_seen
+-- The lanes of the registered workers (a small table): with the built-in ones, the lanes a job list can filter by.
+select distinct lane from @schema@.backfill_workers where lane is not null order by lane
+
 -- name: job_errors
 -- $1 job id: its error history (backfill_job_errors), oldest first.
 select attempt, error, permanent, failed_at, exception_type, traceback

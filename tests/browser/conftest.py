@@ -25,7 +25,7 @@ from playwright.async_api import Browser, ConsoleMessage, Dialog, Page, async_pl
 from backfill.core import SchemaName, TaskRegistry
 from backfill.migrations import migrate_all
 from backfill.runner import WorkerRunner
-from backfill.settings import BackfillSettings
+from tests.support.admin import runner_settings
 
 SCHEMA = SchemaName("graphile_worker")
 TOKEN = "browser-test-token-0123456789"
@@ -135,14 +135,9 @@ async def serve(migrated: str) -> AsyncIterator[ServeFactory]:
 
     async def start(*, host: str = "127.0.0.1", token: str | None = None, read_only: bool = False) -> Served:
         handlers = Handlers()
-        settings = BackfillSettings.load(
-            env_file=None,
-            database_url=migrated,
-            fast_queue_concurrency=2,
+        settings = runner_settings(
+            migrated,
             bulk_queue_concurrency=2,
-            shutdown_grace_seconds=2.0,
-            control_poll_seconds=0.2,
-            dlq_sweep_interval_seconds=0.2,
             admin_port=0,
             admin_host=host,
             admin_token=token,

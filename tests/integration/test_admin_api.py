@@ -21,7 +21,7 @@ from backfill.client.async_client import BackfillClient
 from backfill.core import SchemaName, TaskRegistry, cron_item
 from backfill.migrations import migrate_all
 from backfill.runner import WorkerRunner
-from backfill.settings import BackfillSettings
+from tests.support.admin import runner_settings
 from tests.support.waiting import wait_for
 
 SCHEMA = SchemaName("graphile_worker")
@@ -71,15 +71,7 @@ def handlers() -> Handlers:
 
 @pytest.fixture
 async def runner(migrated: str, handlers: Handlers) -> AsyncIterator[WorkerRunner]:
-    settings = BackfillSettings.load(
-        env_file=None,
-        database_url=migrated,
-        fast_queue_concurrency=2,
-        bulk_queue_concurrency=3,
-        shutdown_grace_seconds=2.0,
-        control_poll_seconds=0.2,
-        dlq_sweep_interval_seconds=0.2,
-    )
+    settings = runner_settings(migrated)
     crontab = [cron_item("*/5 * * * *", "api.ok", identifier="every-five", fill=timedelta(hours=1))]
     runner = WorkerRunner(settings, tasks=_registry(handlers), crontab=crontab)
     async with runner:

@@ -113,7 +113,11 @@ async function refresh() {
   const updated = document.querySelector("[data-updated]");
   try {
     const response = await fetch(location.href, { headers: { "X-Backfill-Live": "1" }, credentials: "same-origin" });
-    if (response.redirected || !response.ok) throw new Error(`HTTP ${response.status}`);
+    if (response.status === 401) { // the session ended (expired, or the token changed): sign in again
+      location.assign(`${root}/login?next=${encodeURIComponent(location.pathname.slice(root.length) + location.search)}`);
+      return;
+    }
+    if (!response.ok) throw new Error(`HTTP ${response.status}`);
     const html = await response.text();
     if (!busy(region)) {
       const fresh = new DOMParser().parseFromString(`<body>${html}</body>`, "text/html").body;

@@ -150,6 +150,11 @@ async def test_pause_then_resume_a_lane_with_the_keyboard_and_the_mouse(
             break
     else:
         raise AssertionError("the fast lane's Pause button cannot be reached with Tab")
+    # A live refresh replaces the lane cards; the keyboard user's place is kept.
+    refreshed = await page.locator("body").get_attribute("data-refreshed")
+    assert refreshed is not None
+    await expect(page.locator("body")).not_to_have_attribute("data-refreshed", refreshed)
+    assert await pause.evaluate("button => button === document.activeElement")
     await page.keyboard.press("Enter")
     await expect(fast_card.locator(".badge.paused")).to_be_visible()
     await expect(page.locator("#status")).to_have_text("Paused lane fast")

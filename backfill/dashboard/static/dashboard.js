@@ -105,6 +105,17 @@ function busy(region) {
   return focused && region.contains(focused) && focused.matches("input, select, textarea");
 }
 
+function keyOf(element, region) {
+  // A selector for the focused link or button in the region, to focus its twin in the refreshed contents.
+  if (!element || !region.contains(element)) return null;
+  if (element.matches("button[data-action]")) {
+    return `button[data-action="${CSS.escape(element.dataset.action)}"][data-url="${CSS.escape(element.dataset.url)}"]` +
+      (element.dataset.body ? `[data-body="${CSS.escape(element.dataset.body)}"]` : "");
+  }
+  if (element.matches("a[href]")) return `a[href="${CSS.escape(element.getAttribute("href"))}"]`;
+  return null;
+}
+
 async function refresh() {
   // Each page has one live region, and its live fragment is that region's new contents.
   const region = document.querySelector("[data-live]");
@@ -121,8 +132,10 @@ async function refresh() {
     const html = await response.text();
     if (!busy(region)) {
       const fresh = new DOMParser().parseFromString(`<body>${html}</body>`, "text/html").body;
+      const focusKey = keyOf(document.activeElement, region);
       region.replaceChildren(...fresh.childNodes);
       showTimes(region);
+      if (focusKey) region.querySelector(focusKey)?.focus(); // keyboard users keep their place
     }
     if (updated) updated.textContent = `Updated ${new Date().toLocaleTimeString()}; refreshes every ${refreshSeconds} s.`;
     document.body.dataset.refreshed = String(Number(document.body.dataset.refreshed || 0) + 1);
@@ -244,4 +257,5 @@ prepareTimeInputs();
 setInterval(refresh, refreshSeconds * 1000);
 setInterval(() => showTimes(document), 15000);
 document.addEventListener("visibilitychange", () => { if (!document.hidden) refresh(); });
+document.body.dataset.refreshed = "0"; // how many live refreshes have landed (the browser tests wait on it)
 document.body.dataset.ready = "true";

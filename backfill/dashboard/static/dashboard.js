@@ -209,8 +209,9 @@ async function act(element, body) {
     confirmText = confirmText.replaceAll("{count}", String(count));
   }
   if (confirmText && !window.confirm(confirmText)) { say("Nothing was changed."); return; }
-  await call(method, url, body);
-  say(element.dataset.done || "Done.");
+  const answer = await call(method, url, body);
+  // A bulk cancel by filter acts on the first 10,000 matching jobs and says whether others remain.
+  say((element.dataset.done || "Done.") + (answer?.more ? " More jobs match: run it again for the next batch." : ""));
   const then = element.dataset.then || "refresh";
   if (then.startsWith("go:")) {
     location.assign(`${root}/${then.slice(3)}`);

@@ -17,6 +17,7 @@ from typing import Any
 import asyncpg
 
 from backfill.settings import TEST_ONLY_VARIABLES, BackfillSettings
+from tests.support.markdown import markdown_anchors
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 JOBS = "graphile_worker._private_jobs"
@@ -189,18 +190,6 @@ def test_doc_snippets_parse_and_use_names_that_exist() -> None:
     assert checked > 20
 
 
-def _anchors(path: Path) -> set[str]:
-    """GitHub's heading anchors: lower case, punctuation dropped, spaces to hyphens."""
-    anchors = set()
-    fenced = False
-    for line in path.read_text(encoding="utf-8").splitlines():
-        fenced ^= line.lstrip().startswith("```")
-        if line.startswith("#") and not fenced:
-            text = line.lstrip("#").strip().lower()
-            anchors.add(re.sub(r"[^\w\- ]", "", text).replace(" ", "-"))
-    return anchors
-
-
 def test_relative_links_in_the_docs_lead_somewhere() -> None:
     for path in USER_DOCS:
         for target in _LINK.findall(path.read_text(encoding="utf-8")):
@@ -210,7 +199,7 @@ def test_relative_links_in_the_docs_lead_somewhere() -> None:
             resolved = (path.parent / file_part).resolve() if file_part else path
             assert resolved.exists(), f"{path.relative_to(REPO_ROOT)}: broken link {target}"
             if anchor and resolved.suffix == ".md":
-                assert anchor in _anchors(resolved), f"{path.relative_to(REPO_ROOT)}: no heading for {target}"
+                assert anchor in markdown_anchors(resolved), f"{path.relative_to(REPO_ROOT)}: no heading for {target}"
 
 
 def test_the_environment_reference_matches_env_example() -> None:

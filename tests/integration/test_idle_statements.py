@@ -71,6 +71,17 @@ async def buffers_of(connection: asyncpg.Connection[Any], statement: str, *argum
         await transaction.rollback()
 
 
+async def plan_of(connection: asyncpg.Connection[Any], statement: str, *arguments: Any) -> str:
+    """The statement's EXPLAIN (ANALYZE, BUFFERS) as text, rolled back like buffers_of's."""
+    transaction = connection.transaction()
+    await transaction.start()
+    try:
+        rows = await connection.fetch(f"explain (analyze, buffers) {statement}", *arguments)
+        return "\n".join(row[0] for row in rows)
+    finally:
+        await transaction.rollback()
+
+
 def _most_buffers(node: dict[str, Any]) -> int:
     own = int(node.get("Shared Hit Blocks", 0)) + int(node.get("Shared Read Blocks", 0))
     return max([own, *(_most_buffers(child) for child in node.get("Plans", []))])
@@ -122,7 +133,10 @@ async def test_a_queue_stats_round_reads_the_ready_jobs_only(backlog: asyncpg.Co
     ready = QueueStatsSql.for_schema(SCHEMA).ready
     for plan_mode in ("force_custom_plan", "force_generic_plan"):
         await backlog.execute(f"set plan_cache_mode = {plan_mode}")
-        assert await buffers_of(backlog, ready, None) <= MOST_BUFFERS, plan_mode
+        read = await buffers_of(backlog, ready, None)
+        # Seen once over 60 in a full CI run (3,691 buffers, custom plan) and not reproduced since: the plan, in
+        # the message, says which node read them if it happens again.
+        assert read <= MOST_BUFFERS, f"{plan_mode}: {read} buffers\n{await plan_of(backlog, ready, None)}"
 
 
 async def test_the_dead_letter_pass_reads_the_dead_jobs_only(backlog: asyncpg.Connection[Any]) -> None:

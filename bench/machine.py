@@ -11,7 +11,8 @@ from importlib import metadata
 from tests.support.node import find_node_toolchain
 
 
-def _cpu_model() -> str:
+def cpu_model() -> str:
+    """The CPU's model name, from /proc/cpuinfo where there is one."""
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
             for line in cpuinfo:
@@ -47,7 +48,7 @@ def _node_versions() -> tuple[str, str]:
 def machine_facts(postgres_version: str) -> dict[str, str]:
     node, graphile_worker = _node_versions()
     return {
-        "cpus": f"{os.cpu_count()} x {_cpu_model()}",
+        "cpus": f"{os.cpu_count()} x {cpu_model()}",
         "os": f"{platform.system()} {platform.release()}",
         "postgresql": postgres_version,
         "python": platform.python_version(),

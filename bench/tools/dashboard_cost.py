@@ -64,6 +64,7 @@ from backfill.dlq.queries import EntrySql, filter_arguments
 from backfill.lanes.figures import STATES, LaneFiguresSql, lane_stats
 from backfill.lanes.lane import lane_flags
 from backfill.migrations import migrate_all
+from bench.machine import cpu_model
 
 SCHEMA = "bench_dashboard"
 CUSTOM_LANE = "reports"
@@ -512,17 +513,6 @@ def _p95(values: Sequence[float]) -> float:
     return ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]
 
 
-def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
-            for line in cpuinfo:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
-
-
 async def machine_note(pool: asyncpg.Pool[Any]) -> list[tuple[str, str]]:
     settings = await pool.fetch(
         "select name, setting, unit from pg_settings where name = any($1::text[]) order by name",
@@ -537,7 +527,7 @@ async def machine_note(pool: asyncpg.Pool[Any]) -> list[tuple[str, str]]:
             value = f"{value} {row['unit']}"
         shown.append(f"{row['name']}={value}")
     return [
-        ("cpus", f"{os.cpu_count()} x {_cpu_model()}"),
+        ("cpus", f"{os.cpu_count()} x {cpu_model()}"),
         ("os", f"{platform.system()} {platform.release()}"),
         ("postgresql", str(await pool.fetchval("show server_version"))),
         ("settings", ", ".join(shown)),

@@ -16,6 +16,10 @@ EXIT_FAILURE: Final = 1
 EXIT_USAGE: Final = 2
 # The command ran but found nothing to act on: an unknown job id or key, ids none of which could be changed.
 EXIT_NOT_FOUND: Final = 3
+# `backfill jobs result`: the job ended, but not in success (failed for good, or cancelled).
+EXIT_JOB_FAILED: Final = 4
+# `backfill jobs result`: the job has not ended (still queued or running), or did not end within --timeout.
+EXIT_PENDING: Final = 5
 # The database holds a breaking schema revision newer than ours (Node's graphile-worker uses 57 for this too).
 EXIT_INCOMPATIBLE_SCHEMA: Final = 57
 # Stopped by Ctrl-C before a worker could install its own signal handling (the shell convention, 128 + SIGINT).

@@ -41,6 +41,8 @@ from backfill.core import ConfigurationError, DatabaseError, JobSpecError, Schem
 from backfill.core.extension import LazyPool, scrub
 from backfill.dlq import DeadLetterQueue
 from backfill.jsonable import to_jsonable
+from backfill.results.reader import OutcomeReader, task_defaults_reader
+from backfill.results.waiter import OutcomeWaiter
 
 if TYPE_CHECKING:
     from backfill.runner import WorkerRunner
@@ -96,6 +98,8 @@ class AdminApi:
 
     async def close(self) -> None:
         """Close the API's pool (a pool passed in is left open)."""
+        if self._context is not None:
+            await self._context.waiter.close()
         await self._pool.close()
 
     async def _context_now(self) -> AdminContext:
@@ -108,6 +112,8 @@ class AdminApi:
                 dlq=DeadLetterQueue(pool, schema=self.schema),
                 sql=AdminSql.for_schema(self.schema),
                 live=LiveFigures(pool, self.schema),
+                outcomes=OutcomeReader(self._pool.get, self.schema, task_defaults_reader(self.schema, self._pool.get)),
+                waiter=OutcomeWaiter(self._pool.get),
                 runner=self._runner,
             )
         return self._context

@@ -15,6 +15,8 @@ from backfill.admin.queries import AdminSql
 from backfill.admin.security import Caller
 from backfill.core import SchemaName, WorkerUtils
 from backfill.dlq import DeadLetterQueue
+from backfill.results.reader import OutcomeReader
+from backfill.results.waiter import OutcomeWaiter
 
 if TYPE_CHECKING:
     from backfill.runner import WorkerRunner
@@ -32,6 +34,8 @@ class AdminContext:
     dlq: DeadLetterQueue
     sql: AdminSql
     live: LiveFigures
+    outcomes: OutcomeReader
+    waiter: OutcomeWaiter
     runner: WorkerRunner | None = None
 
     async def audit(

@@ -1,4 +1,4 @@
-"""``backfill add`` and ``backfill jobs list|show|complete|fail|reschedule|remove``.
+"""``backfill add`` and ``backfill jobs list|show|complete|fail|reschedule|remove`` (and ``result``, results.py).
 
 Acting commands (complete, fail, reschedule, remove) use Graphile's SQL functions through WorkerUtils, so a job
 locked by a worker is left alone; ids that matched nothing are named on stderr, and when nothing at all
@@ -25,6 +25,7 @@ from backfill.cli.common import (
 from backfill.cli.control import register_job_commands
 from backfill.cli.job_actions import register_actions
 from backfill.cli.output import NONE, cell, note, plural, print_json, table, timestamp
+from backfill.cli.results import register_result_command
 from backfill.client.async_client import BackfillClient
 from backfill.core import ConfigurationError, JobInfo, JobKeyMode, JobSlice, JobState
 from backfill.core.extension import database_url_from_env
@@ -69,6 +70,12 @@ def register(commands: Commands) -> None:
         help="what an existing keyed job gets (default replace)",
     )
     add.add_argument("--flag", action="append", metavar="F", help="a flag workers can be told to skip (repeatable)")
+    add.add_argument(
+        "--keep-result",
+        type=float,
+        metavar="SECONDS",
+        help="keep the job's outcome and return value this long after it ends (see: backfill jobs result)",
+    )
     _common(add, _add_command)
 
     jobs = commands.add_parser(
@@ -96,6 +103,7 @@ def register(commands: Commands) -> None:
 
     register_actions(actions)  # complete, fail, reschedule: by ids, filters or --all, in batches
     register_job_commands(actions)  # cancel, cancellations (control.py)
+    register_result_command(actions)  # result (results.py)
 
     remove = actions.add_parser(
         "remove",
@@ -135,6 +143,7 @@ async def _add_command(args: argparse.Namespace) -> int:
             priority=priority,
             retry_policy=args.retry_policy,
             flags=args.flag,
+            keep_result=args.keep_result,
         )
     if args.json:
         print_json(job)

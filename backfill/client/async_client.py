@@ -35,13 +35,16 @@ from backfill.core import (
     add_jobs,
 )
 from backfill.core.extension import (
+    RESULT_FLAG,
     ConnectionSource,
     LazyPool,
     add_job_spec,
     check_name,
+    check_number,
     is_int,
     is_number,
     is_set,
+    result_flag,
     value_of,
     without_values,
 )
@@ -49,6 +52,9 @@ from backfill.lanes.catalog import LaneCatalog
 from backfill.lanes.lane import BUILT_IN_LANES, LANE, lane_flags, lane_of
 from backfill.migrations import migrate_all
 from backfill.priorities import Priority
+from backfill.results.models import JobOutcome
+from backfill.results.reader import OutcomeReader, as_job_id
+from backfill.results.waiter import DEFAULT_POLL_INTERVAL, OutcomeWaiter
 from backfill.tasks.catalog import TaskCatalog
 from backfill.tasks.defaults import TaskDefaults, defaults_for
 from backfill.tasks.retry_policies import RETRY, RetryPolicy, resolve_policy
@@ -80,6 +86,7 @@ class Enqueue:
     retry_policy: RetryPolicy | str | None = None
     flags: Sequence[str] | None = None
     timeout: float | None = None
+    keep_result: float | timedelta | None = None
 
 
 class BackfillClient:
@@ -113,6 +120,8 @@ class BackfillClient:
         self._pool = LazyPool(database, max_size=max_pool_size, prepared_statements=prepared_statements)
         self._catalog = TaskCatalog(self.schema)
         self._lanes = LaneCatalog(self.schema)
+        self._outcomes = OutcomeReader(self._get_pool, self.schema, self.task_defaults)
+        self._waiter = OutcomeWaiter(self._get_pool)
 
     @classmethod
     def from_env(cls, **options: Any) -> BackfillClient:
@@ -149,6 +158,7 @@ class BackfillClient:
         retry_policy: RetryPolicy | str | None = None,
         flags: Sequence[str] | None = None,
         timeout: float | None = None,  # noqa: ASYNC109 - the job's timeout, not this call's
+        keep_result: float | timedelta | None = None,
         connection: ConnectionSource | None = None,
     ) -> Job:
         """Enqueue one job and return its row.
@@ -162,10 +172,24 @@ class BackfillClient:
         * ``retry_policy`` — a preset name (``fast``, ``aggressive``, ``conservative``, ``default``,
           ``graphile``) or a :class:`~backfill.tasks.retry_policies.RetryPolicy`; ``max_attempts`` overrides its
           attempts.
+        * ``keep_result`` — keep the job's outcome and return value this long (seconds or a timedelta) after it
+          ends, for :meth:`result` and :meth:`wait`; by default the task's ``keep_result``, if any.
         * ``connection`` — enqueue on this connection (inside its transaction, if one is open).
         """
         request = Enqueue(
-            task, payload, priority, queue, lane, run_at, delay, job_key, max_attempts, retry_policy, flags, timeout
+            task,
+            payload,
+            priority,
+            queue,
+            lane,
+            run_at,
+            delay,
+            job_key,
+            max_attempts,
+            retry_policy,
+            flags,
+            timeout,
+            keep_result,
         )
         spec = self.build_spec(request, await self.task_defaults(task))
         await self.warn_if_lane_undeclared(spec)
@@ -333,6 +357,9 @@ class BackfillClient:
             priority=priority,
             flags=flags,
             timeout=request.timeout,
+            keep_result=request.keep_result
+            if request.keep_result is not None
+            else (defaults.keep_result if defaults is not None else None),
         )
         enforce_limit(spec.identifier, spec.payload_json, self.max_payload_bytes)
         return spec
@@ -379,6 +406,37 @@ class BackfillClient:
             await self._get_pool(), self.schema, job_ids=job_ids, state=state, limit=limit
         )
 
+    # -- outcomes (backfill.results) ----------------------------------------------------------------------------
+
+    async def result(self, job: int | Job) -> JobOutcome | None:
+        """How ``job`` (an id or a Job) ended: a :class:`~backfill.results.JobOutcome` once it has succeeded,
+        failed for good or been cancelled; ``None`` while it is queued or running.
+
+        Only jobs that keep their outcome have one after their row is gone (``keep_result=`` at enqueue, or on
+        the task). Raises :class:`~backfill.core.errors.ResultUnavailableError` when none is kept and none will
+        be: the job never existed, keeps nothing, or its retention has passed."""
+        return await self._outcomes.outcome(as_job_id(job))
+
+    async def wait(
+        self,
+        job: int | Job,
+        *,
+        timeout: float | None = None,  # noqa: ASYNC109 - the wait's bound, raised as ResultTimeoutError
+        poll_interval: float = DEFAULT_POLL_INTERVAL,
+    ) -> JobOutcome:
+        """Wait until ``job`` has ended and return its outcome (see :meth:`result`); woken by the worker's
+        notification, with a read every ``poll_interval`` seconds as a safety net. Raises
+        :class:`~backfill.core.errors.ResultTimeoutError` after ``timeout`` seconds (``None``: no limit), and
+        :class:`~backfill.core.errors.ResultUnavailableError` at once for a job that will keep no outcome.
+        ``outcome.unwrap()`` gives the return value, or raises for a failure."""
+        job_id = as_job_id(job)
+        if timeout is not None:
+            check_number("timeout", timeout, at_least=0, must="a number of seconds >= 0, or None", error=JobSpecError)
+        check_number("poll_interval", poll_interval, above=0, must="a number of seconds > 0", error=JobSpecError)
+        return await self._waiter.wait(
+            job_id, lambda: self._outcomes.outcome(job_id), timeout=timeout, poll_interval=poll_interval
+        )
+
     # -- lifecycle --------------------------------------------------------------------------------------------
 
     async def migrate(self) -> None:
@@ -393,6 +451,7 @@ class BackfillClient:
 
     async def close(self) -> None:
         """Close the pool the client opened (a pool passed in is left open)."""
+        await self._waiter.close()
         await self._pool.close()
 
     async def __aenter__(self) -> BackfillClient:
@@ -432,6 +491,8 @@ def _shape_of(request: Enqueue) -> tuple[Any, ...] | None:
         flags,
         request.timeout,
         type(request.timeout),
+        request.keep_result,
+        type(request.keep_result),
     )
     try:
         hash(shape)
@@ -469,6 +530,8 @@ def with_layer_defaults(spec: JobSpec, defaults: TaskDefaults | None, default_po
             changes["queue_name"] = defaults.queue
         if defaults.lane is not None and not is_set(flags, LANE):
             flags.extend(lane_flags(defaults.lane))
+        if defaults.keep_result is not None and value_of(flags, RESULT_FLAG) is None:
+            flags.append(result_flag(defaults.keep_result))
     if value_of(flags, RETRY) is None:
         policy = defaults.retry_policy if defaults is not None and defaults.retry_policy is not None else default_policy
         flags.append(policy.flag)
@@ -478,5 +541,5 @@ def with_layer_defaults(spec: JobSpec, defaults: TaskDefaults | None, default_po
         changes["flags"] = flags
     if not changes:
         return spec
-    # The timeout already lives in the flags; passing it again would only rewrite the same flag.
-    return dataclasses.replace(spec, timeout=None, **changes)
+    # The timeout and the retention already live in the flags; passing them again would only rewrite the flags.
+    return dataclasses.replace(spec, timeout=None, keep_result=None, **changes)

@@ -37,6 +37,8 @@ from backfill.core import DatabaseError, Job, JobKeyMode, JobSpec
 from backfill.core.extension import CallTimeoutError, abandon_after_fork, check_number, enqueue_statement
 from backfill.lanes.lane import BUILT_IN_LANES, lane_of
 from backfill.priorities import Priority
+from backfill.results.models import JobOutcome
+from backfill.results.waiter import DEFAULT_POLL_INTERVAL
 
 T = TypeVar("T")
 
@@ -122,6 +124,27 @@ class SyncBackfillClient:
         coroutine = self._client.enqueue_many(requests, job_key_preserve_run_at=job_key_preserve_run_at)
         return self._call(f"enqueue_many(<{len(requests)} requests>)", coroutine, timeout)
 
+    # -- outcomes: BackfillClient's, blocking -------------------------------------------------------------------
+
+    def result(self, job: int | Job, *, call_timeout: float | None = None) -> JobOutcome | None:
+        """:meth:`BackfillClient.result`: the job's outcome, or ``None`` while it is queued or running."""
+        timeout = self._timeout(call_timeout)
+        return self._call("result", self._client.result(job), timeout)
+
+    def wait(
+        self,
+        job: int | Job,
+        *,
+        timeout: float | None = None,
+        poll_interval: float = DEFAULT_POLL_INTERVAL,
+        call_timeout: float | None = None,
+    ) -> JobOutcome:
+        """:meth:`BackfillClient.wait`, blocking this thread: at most ``timeout`` seconds (``None``: until the job
+        ends), plus ``call_timeout`` for the reads around the wait."""
+        bound = None if timeout is None else timeout + self._timeout(call_timeout)
+        coroutine = self._client.wait(job, timeout=timeout, poll_interval=poll_interval)
+        return self._call("wait", coroutine, bound)
+
     # -- operator controls: BackfillClient's, blocking ----------------------------------------------------------
 
     def pause(self, *, call_timeout: float | None = None, **target: Any) -> Pause:
@@ -183,7 +206,7 @@ class SyncBackfillClient:
 
     # -- internals ------------------------------------------------------------------------------------------
 
-    def _call(self, operation: str, coroutine: Coroutine[Any, Any, T], timeout: float) -> T:
+    def _call(self, operation: str, coroutine: Coroutine[Any, Any, T], timeout: float | None) -> T:
         future = asyncio.run_coroutine_threadsafe(coroutine, self._running_loop())
         try:
             return future.result(timeout)
@@ -191,7 +214,7 @@ class SyncBackfillClient:
             # Still pending: cancelling it cancels the task on the loop, and asyncpg then cancels the statement
             # on the server. Already done: it finished right at the deadline, or raised a TimeoutError itself.
             if future.cancel():
-                raise CallTimeoutError(f"SyncBackfillClient.{operation}", timeout) from None
+                raise CallTimeoutError(f"SyncBackfillClient.{operation}", timeout or 0.0) from None
             return future.result()
         except concurrent.futures.CancelledError:
             # close() cancels what still runs on the loop it is about to stop.

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from functools import cache
 from typing import Any, Literal, overload
 
@@ -175,14 +175,18 @@ async def add_job(
     priority: int | None = None,
     flags: Sequence[str] | None = None,
     timeout: float | None = None,  # noqa: ASYNC109 - the job's timeout, not this call's
+    keep_result: float | timedelta | None = None,
     schema: str | SchemaName | None = None,
 ) -> Job:
     """Enqueue one job and return its row (the existing row when a job key deduplicated it).
 
     ``job_key_mode`` defaults to ``replace``; it only matters when ``job_key`` is given. ``timeout`` (seconds)
-    overrides the task's timeout for this job; it is stored as a flag.
+    overrides the task's timeout for this job; ``keep_result`` (seconds or a timedelta) keeps its outcome that
+    long after it ends (``backfill_job_results``); both are stored as flags.
     """
-    spec = JobSpec(identifier, payload, queue_name, run_at, max_attempts, job_key, priority, flags, timeout)
+    spec = JobSpec(
+        identifier, payload, queue_name, run_at, max_attempts, job_key, priority, flags, timeout, keep_result
+    )
     return await add_job_spec(source, spec, job_key_mode=job_key_mode, schema=schema)
 
 

@@ -13,6 +13,9 @@ Every error backfill raises on purpose derives from :class:`BackfillError`::
     ├── DatabaseError               a database call failed; ``__cause__`` keeps asyncpg's error
     ├── JobTimeoutError             an attempt ran past its deadline and was cancelled (also a TimeoutError)
     ├── CallTimeoutError            a blocking client call ran past its timeout (also a TimeoutError)
+    ├── ResultUnavailableError      no outcome is kept for a job, nor will be (also a LookupError)
+    ├── ResultTimeoutError          a wait for a job's outcome ran past its timeout (also a TimeoutError)
+    ├── JobFailedError              the outcome unwrapped is a failure or a cancellation, not a value
     ├── BatchJobError               some items of a batch job failed; only those are retried
     └── TaskControl                 raised *by handlers* to steer the outcome of an attempt
         ├── PermanentFailure        fail the job now, with no further attempts
@@ -146,3 +149,32 @@ class RetryAfter(TaskControl):
             raise ValueError(f"RetryAfter delay must be a non-negative number of seconds, got {delay!r}")
         super().__init__(message or f"retry requested in {delay:g}s")
         self.delay = float(delay)
+
+
+class ResultUnavailableError(BackfillError, LookupError):
+    """No outcome is kept for the job, and none will be: it never existed, it does not keep its outcome (neither
+    its enqueue nor its task asked for ``keep_result``), or its outcome expired. ``job_id`` names it."""
+
+    def __init__(self, job_id: int, reason: str) -> None:
+        super().__init__(f"job {job_id}: {reason}")
+        self.job_id = job_id
+
+
+class ResultTimeoutError(BackfillError, TimeoutError):
+    """A wait for a job's outcome ran past its timeout; the job has not ended (it is still queued or running)."""
+
+    def __init__(self, job_id: int, timeout: float) -> None:
+        super().__init__(f"job {job_id} did not end within {timeout:g}s")
+        self.job_id = job_id
+        self.timeout = timeout
+
+
+class JobFailedError(BackfillError):
+    """Raised by ``JobResult.unwrap()`` for a job that failed for good or was cancelled. ``state`` says which,
+    ``error`` is its last error or the cancellation's reason."""
+
+    def __init__(self, job_id: int, state: str, error: str | None) -> None:
+        super().__init__(f"job {job_id} {state}" + (f": {error}" if error else ""))
+        self.job_id = job_id
+        self.state = state
+        self.error = error

@@ -43,8 +43,17 @@ from backfill.core.db import (
 )
 from backfill.core.enqueue import add_job_spec, enqueue_statement
 from backfill.core.errors import CallTimeoutError
+from backfill.core.flags import RESULT as RESULT_FLAG
 from backfill.core.flags import is_set, parse_flags, per_flag_set, register_flag, value_of, values_of, without_values
-from backfill.core.jobs import MAX_TIMEOUT_SECONDS, SUSPECT_FLAG, JobSql, decode_json
+from backfill.core.jobs import (
+    MAX_RESULT_RETENTION_SECONDS,
+    MAX_TIMEOUT_SECONDS,
+    SUSPECT_FLAG,
+    JobSql,
+    check_retention,
+    decode_json,
+    result_flag,
+)
 from backfill.core.migrations.own import CORE_LINES, MigrationLine, OwnMigration, migrate_lines
 from backfill.core.retry import ConsecutiveFailures
 from backfill.core.run.current import current_job
@@ -72,11 +81,13 @@ __all__ = [  # noqa: RUF022 - plain sorted order, checked by tests/unit/test_pub
     "JobSql",
     "LazyPool",
     "MASK",
+    "MAX_RESULT_RETENTION_SECONDS",
     "MAX_TIMEOUT_SECONDS",
     "MIN_CALLER_POOL_SIZE",
     "MigrationLine",
     "OwnMigration",
     "PeriodicService",
+    "RESULT_FLAG",
     "SMALLINT_MAX",
     "SMALLINT_MIN",
     "SUSPECT_FLAG",
@@ -89,6 +100,7 @@ __all__ = [  # noqa: RUF022 - plain sorted order, checked by tests/unit/test_pub
     "check_int",
     "check_name",
     "check_number",
+    "check_retention",
     "connect",
     "connection_from",
     "current_job",
@@ -107,6 +119,7 @@ __all__ = [  # noqa: RUF022 - plain sorted order, checked by tests/unit/test_pub
     "redact_dsn",
     "register_flag",
     "remember_dsn",
+    "result_flag",
     "scrub",
     "value_of",
     "values_of",

@@ -166,3 +166,7 @@ TIMEOUT = register_flag("timeout", owner=__name__)
 # Set by the sweeper on a job found in two dead workers: it may be what killed them, so a backfill worker runs
 # it alone (see Worker's isolation), which makes the next death, if any, conclusive evidence against it.
 SUSPECT = register_flag("suspect", owner=__name__)
+# A job whose outcome is kept after its row is gone: backfill:result=<seconds of retention>. A flag rather than
+# a column for the same reason as the timeout; the worker also keeps the outcome of a task that declares a
+# retention (TaskDefinition.keep_result), so jobs enqueued without the flag (by Node, by SQL) are kept too.
+RESULT = register_flag("result", owner=__name__)

@@ -10,14 +10,14 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 from json.scanner import make_scanner
 from typing import Any, NamedTuple, cast
 
 from backfill.core.checks import SMALLINT_MAX, SMALLINT_MIN, check_aware, check_int, check_name, check_number
 from backfill.core.errors import JobSpecError
-from backfill.core.flags import SUSPECT, TIMEOUT, parse_flags, per_flag_set, value_of, without_values
+from backfill.core.flags import RESULT, SUSPECT, TIMEOUT, parse_flags, per_flag_set, value_of, without_values
 from backfill.core.statements import Statements
 
 MAX_IDENTIFIER_LENGTH = 128  # tasks_identifier_check / job_queues_queue_name_check
@@ -27,6 +27,8 @@ MAX_JOB_KEY_LENGTH = 512  # jobs_key_check
 TIMEOUT_FLAG_PREFIX = TIMEOUT.prefix
 SUSPECT_FLAG = SUSPECT.bare
 MAX_TIMEOUT_SECONDS = 7 * 24 * 3600.0
+# How long a kept result may be kept: a year and a day, enough for any audit trail a queue should hold.
+MAX_RESULT_RETENTION_SECONDS = 366 * 24 * 3600.0
 
 
 def timeout_flag(seconds: float) -> str:
@@ -37,6 +39,20 @@ def timeout_flag(seconds: float) -> str:
 def check_timeout(field_name: str, value: Any) -> float:
     must = f"a number of seconds in (0, {MAX_TIMEOUT_SECONDS:g}]"
     check_number(field_name, value, above=0, at_most=MAX_TIMEOUT_SECONDS, must=must, error=JobSpecError)
+    return float(value)
+
+
+def result_flag(seconds: float) -> str:
+    """The flag that asks for a job's outcome to be kept ``seconds`` after it ends: ``backfill:result=<seconds>``."""
+    return RESULT.with_value(f"{seconds:.10g}")  # every digit of a year's seconds; :g would round to six
+
+
+def check_retention(field_name: str, value: Any) -> float:
+    """A result's retention as seconds: a number of seconds or a ``timedelta``, more than 0 and at most a year."""
+    if isinstance(value, timedelta):
+        value = value.total_seconds()
+    must = f"a number of seconds (or a timedelta) in (0, {MAX_RESULT_RETENTION_SECONDS:g}]"
+    check_number(field_name, value, above=0, at_most=MAX_RESULT_RETENTION_SECONDS, must=must, error=JobSpecError)
     return float(value)
 
 
@@ -122,6 +138,9 @@ class JobSpec:
     flags: Sequence[str] | None = None
     # Seconds the handler may run before it is cancelled; stored as a flag (see backfill.core.flags.TIMEOUT).
     timeout: float | None = None
+    # Keep the job's outcome (state, return value, timings) this long after it ends, in seconds or a timedelta;
+    # stored as a flag (see backfill.core.flags.RESULT). None: only if its task keeps results.
+    keep_result: float | timedelta | None = None
     # The payload as JSON text, computed once at construction (see __post_init__).
     payload_json: str = field(init=False, repr=False, compare=False)
 
@@ -156,6 +175,9 @@ class JobSpec:
         if self.timeout is not None:
             seconds = check_timeout("timeout", self.timeout)
             object.__setattr__(self, "flags", (*without_values(self.flags, TIMEOUT), timeout_flag(seconds)))
+        if self.keep_result is not None:
+            seconds = check_retention("keep_result", self.keep_result)
+            object.__setattr__(self, "flags", (*without_values(self.flags, RESULT), result_flag(seconds)))
         # Serialise now: an unserialisable payload is reported for this spec, not as a failed batch.
         object.__setattr__(self, "payload_json", encode_payload(self.payload))
 
@@ -181,6 +203,7 @@ class JobSpec:
         _set_priority(spec, self.priority)
         _set_flags(spec, self.flags)  # a tuple by now: nothing to freeze again
         _set_timeout(spec, self.timeout)
+        _set_keep_result(spec, self.keep_result)
         _set_payload_json(spec, encode_payload(payload))
         return spec
 
@@ -202,6 +225,7 @@ _set_job_key = _slot_setter("job_key")
 _set_priority = _slot_setter("priority")
 _set_flags = _slot_setter("flags")
 _set_timeout = _slot_setter("timeout")
+_set_keep_result = _slot_setter("keep_result")
 _set_payload_json = _slot_setter("payload_json")
 
 
@@ -287,6 +311,24 @@ class Job(NamedTuple):
     def timeout(self) -> float | None:
         """The per-job timeout in seconds given at enqueue (``None``: the task's, if any)."""
         return timeout_of(self.flags)
+
+    @property
+    def keep_result(self) -> float | None:
+        """Seconds this job's outcome is kept after it ends, as enqueued (``None``: only if its task says so)."""
+        return retention_of(self.flags)
+
+
+@per_flag_set
+def retention_of(flags: frozenset[str]) -> float | None:
+    """The result retention a job's flags carry (``None``: none, or unreadable, when the task's applies)."""
+    text = value_of(flags, RESULT)
+    if text is None:
+        return None
+    try:
+        seconds = float(text)
+    except ValueError:
+        return None
+    return seconds if 0 < seconds <= MAX_RESULT_RETENTION_SECONDS else None
 
 
 @per_flag_set

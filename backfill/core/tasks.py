@@ -19,11 +19,12 @@ import typing
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Executor
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from backfill.core.checks import check_name
 from backfill.core.errors import JobSpecError, PayloadValidationError, TaskDefinitionError
-from backfill.core.jobs import MAX_IDENTIFIER_LENGTH, check_timeout
+from backfill.core.jobs import MAX_IDENTIFIER_LENGTH, check_retention, check_timeout
 
 Handler = Callable[..., Any]
 
@@ -39,6 +40,8 @@ class TaskDefinition:
     wants_context: bool
     # Seconds an attempt may run before it is cancelled and failed; a job's own timeout overrides it.
     timeout: float | None = None
+    # Seconds every job's outcome is kept after it ends (backfill_job_results); a job's own flag overrides it.
+    keep_result: float | None = None
 
     @property
     def module(self) -> str:
@@ -91,12 +94,17 @@ class TaskRegistry:
             self._add(definition)
 
     def task(
-        self, identifier: str, *, payload_model: type[Any] | None = None, timeout: float | None = None
+        self,
+        identifier: str,
+        *,
+        payload_model: type[Any] | None = None,
+        timeout: float | None = None,
+        keep_result: float | timedelta | None = None,
     ) -> Callable[[Handler], Handler]:
         """Decorator registering the decorated function as the handler of ``identifier``."""
 
         def decorate(handler: Handler) -> Handler:
-            self.register(identifier, handler, payload_model=payload_model, timeout=timeout)
+            self.register(identifier, handler, payload_model=payload_model, timeout=timeout, keep_result=keep_result)
             return handler
 
         return decorate
@@ -108,8 +116,11 @@ class TaskRegistry:
         *,
         payload_model: type[Any] | None = None,
         timeout: float | None = None,
+        keep_result: float | timedelta | None = None,
     ) -> TaskDefinition:
-        definition = define_task(identifier, handler, payload_model=payload_model, timeout=timeout)
+        definition = define_task(
+            identifier, handler, payload_model=payload_model, timeout=timeout, keep_result=keep_result
+        )
         self._add(definition)
         return definition
 
@@ -154,20 +165,30 @@ default_registry = TaskRegistry()
 
 
 def task(
-    identifier: str, *, payload_model: type[Any] | None = None, timeout: float | None = None
+    identifier: str,
+    *,
+    payload_model: type[Any] | None = None,
+    timeout: float | None = None,
+    keep_result: float | timedelta | None = None,
 ) -> Callable[[Handler], Handler]:
     """Register the decorated ``async def`` (or plain ``def``) as the handler of ``identifier``.
 
     ``timeout`` (seconds) cancels an attempt that runs longer and fails it with a timeout error.
+    ``keep_result`` (seconds or a timedelta) keeps each job's outcome and return value that long after it ends.
 
     >>> @task("send_email", timeout=30)
     ... async def send_email(payload, ctx): ...
     """
-    return default_registry.task(identifier, payload_model=payload_model, timeout=timeout)
+    return default_registry.task(identifier, payload_model=payload_model, timeout=timeout, keep_result=keep_result)
 
 
 def define_task(
-    identifier: str, handler: Handler, *, payload_model: type[Any] | None = None, timeout: float | None = None
+    identifier: str,
+    handler: Handler,
+    *,
+    payload_model: type[Any] | None = None,
+    timeout: float | None = None,
+    keep_result: float | timedelta | None = None,
 ) -> TaskDefinition:
     """Check ``handler``'s shape and build its :class:`TaskDefinition` (no registration)."""
     check_name("a task identifier", identifier, error=TaskDefinitionError)
@@ -184,6 +205,12 @@ def define_task(
             timeout = check_timeout("timeout", timeout)
         except JobSpecError as error:
             raise TaskDefinitionError(f"task {identifier!r}: {error}") from None
+    retention = None
+    if keep_result is not None:
+        try:
+            retention = check_retention("keep_result", keep_result)
+        except JobSpecError as error:
+            raise TaskDefinitionError(f"task {identifier!r}: {error}") from None
     return TaskDefinition(
         identifier=identifier,
         handler=handler,
@@ -194,6 +221,7 @@ def define_task(
         ),
         wants_context=len(positional) == 2,
         timeout=timeout,
+        keep_result=retention,
     )
 
 

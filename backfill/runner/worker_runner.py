@@ -382,7 +382,12 @@ class WorkerRunner:
         try:
             await migrate_all(pool, settings.schema_name, dlq=settings.dlq_enabled)
             # So that services enqueueing these tasks without importing them still apply their defaults.
-            await publish_task_defaults(pool, settings.schema_name, self.registry.identifiers)
+            await publish_task_defaults(
+                pool,
+                settings.schema_name,
+                self.registry.identifiers,
+                keep_results={d.identifier: d.keep_result for d in self.registry if d.keep_result is not None},
+            )
             await declare_lanes(pool, settings.schema_name, self.lanes)  # so clients can tell a lane's typo
         except BaseException:
             await pool.close()

@@ -18,7 +18,7 @@ import logging
 import os
 import socket
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import asyncpg
@@ -36,6 +36,7 @@ TASKS_MIGRATIONS: tuple[OwnMigration, ...] = (
     # The custom lanes runners declared (see backfill.lanes.catalog); on this line because runners publish it
     # at start beside the task defaults, and clients read it the same way.
     OwnMigration(2, "declared lanes", "tasks_002_lanes.sql", package="backfill.tasks.catalog_sql"),
+    OwnMigration(3, "task result retention", "tasks_003_keep_result.sql", package="backfill.tasks.catalog_sql"),
 )
 TASKS_MIGRATION_LINE = MigrationLine(TASKS_LINE, TASKS_MIGRATIONS)
 DEFAULT_TTL = 30.0
@@ -54,11 +55,18 @@ async def migrate_task_catalog(executor: ConnectionSource, schema: str | SchemaN
 
 
 async def publish_task_defaults(
-    executor: ConnectionSource, schema: SchemaName, identifiers: Iterable[str], *, publisher: str | None = None
+    executor: ConnectionSource,
+    schema: SchemaName,
+    identifiers: Iterable[str],
+    *,
+    publisher: str | None = None,
+    keep_results: Mapping[str, float] | None = None,
 ) -> None:
     """Write the in-process defaults of ``identifiers`` to the catalog, one statement. A task without defaults
-    is published too (all nulls), so defaults removed from the code stop applying."""
+    is published too (all nulls), so defaults removed from the code stop applying. ``keep_results`` adds the
+    retention of tasks that declare one on the core's registry only (``backfill.core.task(keep_result=...)``)."""
     rows = [(identifier, defaults_for(identifier) or TaskDefaults()) for identifier in identifiers]
+    retentions = [d.keep_result or (keep_results or {}).get(identifier) for identifier, d in rows]
     async with connection_from(executor) as connection:
         await connection.execute(
             TaskCatalogSql.for_schema(schema).publish,
@@ -69,6 +77,7 @@ async def publish_task_defaults(
             [d.retry_policy.flag if d.retry_policy is not None else None for _, d in rows],
             [d.retry_policy.max_attempts if d.retry_policy is not None else None for _, d in rows],
             publisher or f"{socket.gethostname()}:{os.getpid()}",
+            retentions,
         )
 
 
@@ -106,4 +115,10 @@ class TaskCatalog:
         policy = policy_from_flags(frozenset({row["retry_flag"]})) if row["retry_flag"] else None
         if policy is not None and row["max_attempts"] is not None:
             policy = dataclasses.replace(policy, max_attempts=row["max_attempts"])
-        return TaskDefaults(priority=row["priority"], queue=row["queue_name"], lane=row["lane"], retry_policy=policy)
+        return TaskDefaults(
+            priority=row["priority"],
+            queue=row["queue_name"],
+            lane=row["lane"],
+            retry_policy=policy,
+            keep_result=row["keep_result"],
+        )

@@ -1,4 +1,4 @@
-"""Per-task defaults of the backfill layer: priority, serial queue, lane and retry policy.
+"""Per-task defaults of the backfill layer: priority, serial queue, lane, retry policy and result retention.
 
 ``@backfill.task("send_email", priority=Priority.FAST_DEFAULT, retry_policy="fast")`` registers the handler
 with the core (exactly like ``backfill.core.task``) and records these defaults, which the client applies when
@@ -10,10 +10,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from backfill.core import ConfigurationError, JobSpecError, TaskDefinitionError, TaskRegistry, default_registry
-from backfill.core.extension import Handler, check_int
+from backfill.core.extension import Handler, check_int, check_retention
 from backfill.lanes.lane import check_lane_name
 from backfill.tasks.retry_policies import RetryPolicy, resolve_policy
 
@@ -26,6 +27,7 @@ class TaskDefaults:
     queue: str | None = None
     lane: str | None = None
     retry_policy: RetryPolicy | None = None
+    keep_result: float | None = None  # seconds each job's outcome is kept (backfill:result=<seconds>)
 
 
 # identifier -> defaults, for tasks registered through backfill.task (any registry).
@@ -41,6 +43,7 @@ def task(
     queue: str | None = None,
     lane: str | None = None,
     retry_policy: RetryPolicy | str | None = None,
+    keep_result: float | timedelta | None = None,
     registry: TaskRegistry | None = None,
 ) -> Callable[[Handler], Handler]:
     """Register the decorated function as the handler of ``identifier`` (in ``registry``, by default the
@@ -52,13 +55,16 @@ def task(
             queue=queue,
             lane=check_lane_name(lane) if lane is not None else None,
             retry_policy=resolve_policy(retry_policy) if retry_policy is not None else None,
+            keep_result=check_retention("keep_result", keep_result) if keep_result is not None else None,
         )
     except (JobSpecError, ConfigurationError) as error:
         raise TaskDefinitionError(f"task {identifier!r}: {error}") from None
     target = registry if registry is not None else default_registry
 
     def decorate(handler: Handler) -> Handler:
-        target.register(identifier, handler, payload_model=payload_model, timeout=timeout)
+        target.register(
+            identifier, handler, payload_model=payload_model, timeout=timeout, keep_result=defaults.keep_result
+        )
         if defaults != TaskDefaults():
             TASK_DEFAULTS[identifier] = defaults
         return handler

@@ -195,12 +195,13 @@ async def test_sigterm_exits_promptly_even_if_a_sync_handler_outlives_the_grace_
 async def test_migrate_also_installs_backfills_own_tables(empty_database_url: str) -> None:
     code, stdout, stderr = await run_cli(["migrate"], empty_database_url)
     assert code == 0, stderr
-    applied = "core/1, core/2, core/3, core/4, dlq/1, dlq/2, dlq/3, tasks/1, tasks/2"
+    applied = "core/1, core/2, core/3, core/4, core/5, dlq/1, dlq/2, dlq/3, tasks/1, tasks/2, tasks/3"
     assert f"backfill's own migrations applied: {applied}" in stdout
     connection = await asyncpg.connect(empty_database_url)
     try:
         assert await connection.fetchval("select to_regclass('graphile_worker.backfill_workers') is not null")
         assert await connection.fetchval("select to_regclass('graphile_worker.backfill_dlq') is not null")
+        assert await connection.fetchval("select to_regclass('graphile_worker.backfill_job_results') is not null")
     finally:
         await connection.close()
 

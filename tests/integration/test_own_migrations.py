@@ -18,6 +18,7 @@ CORE_ROWS = [
     ("core", 2, "job errors"),
     ("core", 3, "error details"),
     ("core", 4, "worker lanes"),
+    ("core", 5, "job results"),
 ]
 SCHEMA = SchemaName("graphile_worker")
 MIGRATORS = 6
@@ -38,12 +39,13 @@ async def _tracking(conn: asyncpg.Connection[Any], schema: SchemaName) -> list[t
 async def test_a_fresh_apply_creates_the_tables_and_tracking_rows(conn: asyncpg.Connection[Any]) -> None:
     applied = await migrate_own(conn, SCHEMA)
 
-    assert applied == [1, 2, 3, 4]
+    assert applied == [1, 2, 3, 4, 5]
     assert await _tables(conn, SCHEMA.name) == {
         "backfill_migrations",
         "backfill_workers",
         "backfill_job_recoveries",
         "backfill_job_errors",
+        "backfill_job_results",
     }
     assert await _tracking(conn, SCHEMA) == CORE_ROWS
     columns = await conn.fetch(
@@ -67,7 +69,7 @@ async def test_a_fresh_apply_creates_the_tables_and_tracking_rows(conn: asyncpg.
 
 
 async def test_applying_again_changes_nothing(pool: asyncpg.Pool[Any], conn: asyncpg.Connection[Any]) -> None:
-    assert await migrate_own(pool, SCHEMA) == [1, 2, 3, 4]
+    assert await migrate_own(pool, SCHEMA) == [1, 2, 3, 4, 5]
     before = await conn.fetch(f"select * from {SCHEMA.qualify('backfill_migrations')}")
 
     assert await migrate_own(pool, SCHEMA) == []
@@ -84,7 +86,7 @@ async def test_concurrent_migrators_apply_each_migration_once(database_url: str,
         await asyncio.gather(*(c.close() for c in connections))
 
     # Each migration commits on its own, so two migrators may share the work; each id is applied exactly once.
-    assert sorted(applied for result in results for applied in result) == [1, 2, 3, 4]
+    assert sorted(applied for result in results for applied in result) == [1, 2, 3, 4, 5]
     assert await _tracking(conn, SCHEMA) == CORE_ROWS
 
 
@@ -93,12 +95,13 @@ async def test_works_on_a_custom_schema_installed_by_migrate(empty_database_url:
     conn = await asyncpg.connect(empty_database_url)
     try:
         await migrate(conn, schema)
-        assert await migrate_own(conn, schema) == [1, 2, 3, 4]
+        assert await migrate_own(conn, schema) == [1, 2, 3, 4, 5]
         assert await _tables(conn, schema.name) == {
             "backfill_migrations",
             "backfill_workers",
             "backfill_job_recoveries",
             "backfill_job_errors",
+            "backfill_job_results",
         }
         assert await _tables(conn, "graphile_worker") == set()
     finally:

@@ -35,6 +35,7 @@ def test_each_name_has_its_owner_the_layers_registered_from_the_layer() -> None:
     assert owners == {
         "timeout": "backfill.core.flags",
         "suspect": "backfill.core.flags",
+        "result": "backfill.core.flags",
         "lane": "backfill.lanes.lane",
         "retry": "backfill.tasks.retry_policies",
         "dlq": "backfill.dlq.models",

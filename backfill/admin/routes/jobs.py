@@ -1,5 +1,6 @@
-"""``/api/jobs``: list with filters and stable pages, show with the error history, and the actions on a job
-(reschedule, change priority, retry now, cancel, delete), one by one or, for cancel, in bulk."""
+"""``/api/jobs``: list with filters and stable pages, show with the error history, a job's kept outcome (waiting
+for it on request), and the actions on a job (reschedule, change priority, retry now, cancel, delete), one by
+one or, for cancel, in bulk."""
 
 from __future__ import annotations
 
@@ -34,10 +35,11 @@ from backfill.admin.params import (
 from backfill.admin.queries import AdminSql
 from backfill.control import CancelOutcome, cancel_jobs, cancellations
 from backfill.control.models import MAX_NAME_LENGTH
-from backfill.core import ConfigurationError, JobInfo, JobSlice, JobState
+from backfill.core import ConfigurationError, JobInfo, JobSlice, JobState, ResultTimeoutError, ResultUnavailableError
 from backfill.core.extension import BIGINT_MAX, SMALLINT_MAX, JobFilter
 from backfill.jsonable import to_jsonable
 from backfill.lanes.lane import Lane
+from backfill.results.models import JobOutcome
 
 _STATE_VALUES = [state.value for state in JobState]
 
@@ -107,6 +109,30 @@ async def show_job(request: Request, ctx: AdminContext) -> dict[str, Any]:
         "errors": [dict(row) for row in errors],
         "cancellation": cancelled[0] if cancelled else None,
     }
+
+
+# The longest a request may wait for an outcome: long polls stay below the usual proxy timeouts (60 s), and each
+# one holds the API's listening connection only while it waits (one for all of them).
+MAX_RESULT_WAIT_SECONDS = 30
+
+
+async def job_result(request: Request, ctx: AdminContext) -> dict[str, Any]:
+    """The job's outcome, or ``{"state": "pending"}``; with ``wait=N``, after waiting up to N seconds for it."""
+    job_id = path_id(request)
+    wait = query_int(request, "wait", default=0, low=0, high=MAX_RESULT_WAIT_SECONDS) or 0
+    outcome: JobOutcome | None
+    try:
+        if wait:
+            outcome = await ctx.waiter.wait(job_id, lambda: ctx.outcomes.outcome(job_id), timeout=wait)
+        else:
+            outcome = await ctx.outcomes.outcome(job_id)
+    except ResultUnavailableError as error:
+        raise ApiError(404, str(error)) from None
+    except ResultTimeoutError:
+        outcome = None
+    if outcome is None:
+        return {"job_id": job_id, "state": "pending"}
+    return outcome.as_dict()
 
 
 async def _acted_on(ctx: AdminContext, job_id: int, changed: list[Any], action: str) -> None:
@@ -288,6 +314,26 @@ ENDPOINTS = (
         show_job,
         "jobs",
         params=(ID, _PAYLOAD),
+    ),
+    Endpoint(
+        "GET",
+        "/api/jobs/{id}/result",
+        "A job's outcome: how it ended, its return value and timings",
+        job_result,
+        "jobs",
+        params=(
+            ID,
+            Param(
+                "wait",
+                {"type": "integer", "minimum": 0, "maximum": MAX_RESULT_WAIT_SECONDS, "default": 0},
+                "seconds to wait for the job to end (a long poll); 0 answers at once",
+            ),
+        ),
+        description=(
+            "Kept for jobs enqueued with keep_result, or of tasks that declare it. State succeeded, failed or "
+            "cancelled; pending while the job is queued or running (or did not end within wait). 404 when no "
+            "outcome is kept for the job and none will be."
+        ),
     ),
     Endpoint(
         "POST",

@@ -48,11 +48,15 @@ j.id, t.identifier, q.queue_name, j.priority, j.attempts, j.max_attempts, j.key,
 
 -- name: cancel_now
 -- $1 job ids (locked by lock_for_cancel: queued, or held by a dead worker), $2 who, $3 reason. Deletes them and
--- records them cancelled; a request recorded earlier for the same job becomes this cancellation.
+-- records them cancelled; a request recorded earlier for the same job becomes this cancellation. A job that keeps
+-- its outcome (its flag backfill:result=<seconds>, else its task's published keep_result) has the cancellation
+-- kept as its outcome, and its waiters are told, as the worker does for a job cancelled while it ran.
 with removed as (
   delete from @schema@._private_jobs as j where j.id = any($1::bigint[])
   returning j.*
-)
+), ended_cancels as (
+  select removed.*, $3::text as reason from removed
+)@part:keep_cancelled_outcomes@
 insert into @schema@.backfill_cancellations as c
   (job_id, task_identifier, queue_name, priority, attempts, max_attempts, job_key, payload, state, worker_id,
    requested_by, reason, ended_at)
@@ -63,6 +67,37 @@ select @part:cancellation_values@, 'cancelled', j.locked_by, $2::text, $3::text,
 on conflict (job_id) do update
    set state = 'cancelled', ended_at = now(), worker_id = excluded.worker_id
 returning c.job_id
+
+-- part: keep_cancelled_outcomes
+-- The outcomes of jobs an operator's cancellation deleted, for those that keep one: the CTE "ended_cancels" holds
+-- their rows (j.*) and each one's reason. The retention is the job's flag backfill:result=<seconds>, else its
+-- task's published keep_result (backfill_task_defaults); the waiters are told, as by the worker's keep_outcomes.
+, kept as (
+  insert into @schema@.backfill_job_results as results
+         (job_id, task_identifier, queue_name, job_key, state, error, attempts, max_attempts, created_at,
+          expires_at)
+  select j.id, t.identifier, q.queue_name, j.key, 'cancelled', nullif(j.reason, ''), j.attempts, j.max_attempts,
+         j.created_at, now() + least(retention.seconds, @max_retention@) * interval '1 second'
+    from ended_cancels as j
+    join @schema@._private_tasks as t on t.id = j.task_id
+    left join @schema@._private_job_queues as q on q.id = j.job_queue_id
+    cross join lateral (
+      select coalesce(
+        (select substr(flag, length(@result_flag_prefix@) + 1)::float8
+           from jsonb_object_keys(j.flags) as flag
+          where flag like @result_flag_prefix@ || '%'
+            -- A hand-written flag that is not a number keeps nothing rather than failing the cancellation.
+            and substr(flag, length(@result_flag_prefix@) + 1) ~ '^[0-9]+(\.[0-9]*)?(e[+-]?[0-9]{1,2})?$'
+          limit 1),
+        (select d.keep_result from @schema@.backfill_task_defaults as d where d.identifier = t.identifier)
+      ) as seconds
+    ) as retention
+   where retention.seconds > 0
+  on conflict (job_id) do update
+     set state = 'cancelled', result = null, error = excluded.error, finished_at = now(),
+         expires_at = excluded.expires_at
+  returning pg_notify('backfill:results', results.job_id::text)
+)
 
 -- name: request_cancel
 -- $1 job ids (locked by lock_for_cancel, running on live backfill workers), $2 who, $3 reason. Records the
@@ -136,8 +171,12 @@ with pending as (
   delete from @schema@._private_jobs as j
    using current_jobs
    where j.id = current_jobs.job_id and (j.locked_by is null or current_jobs.owner_dead is true)
-  returning j.id
-), cancelled as (
+  returning j.*
+), ended_cancels as (
+  select removed.*, c.reason
+    from removed
+    join @schema@.backfill_cancellations as c on c.job_id = removed.id
+)@part:keep_cancelled_outcomes@, cancelled as (
   update @schema@.backfill_cancellations as c set state = 'cancelled', ended_at = now()
     from removed
    where c.job_id = removed.id

@@ -92,6 +92,7 @@ CORE_MIGRATIONS: tuple[OwnMigration, ...] = (
     OwnMigration(2, "job errors", "backfill_002_job_errors.sql"),
     OwnMigration(3, "error details", "backfill_003_error_details.sql"),
     OwnMigration(4, "worker lanes", "backfill_004_worker_lanes.sql"),
+    OwnMigration(5, "job results", "backfill_005_job_results.sql"),
 )
 CORE_MIGRATION_LINE = MigrationLine(CORE_LINE, CORE_MIGRATIONS)
 # The lines a core worker installs at start-up, and WorkerUtils.migrate(). Every installer of the layer

@@ -60,7 +60,25 @@ class _Batch:
 
     completed: list[Job]
     failed: list[Failure]
+    kept: list[KeptOutcome] = field(default_factory=list)
     released_queues: bool = field(default=False)
+
+
+@dataclass(frozen=True, slots=True)
+class KeptOutcome:
+    """A job that ended without failing (succeeded, or cancelled) and asked to keep its outcome: it is completed
+    like any other, and its row of ``backfill_job_results`` is written by the same statement."""
+
+    job: Job
+    state: str  # "succeeded" or "cancelled"
+    result: str | None  # the return value as JSON text; None when there is none to keep
+    note: str | None  # why the return value was not kept, or the cancellation's reason
+    duration: float | None  # seconds the attempt ran
+    retention: float  # seconds to keep the row
+
+    def without_value(self, why: str) -> KeptOutcome:
+        """The same outcome with no return value, saying why: what a database that refused the value can hold."""
+        return replace(self, result=None, note=f"the return value was not kept: the database refused it ({why})")
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +92,7 @@ class Failure:
     retry_delay: float | None = None  # seconds until the next attempt; overrides Graphile's backoff when set
     error_type: str | None = None  # "KeyError", "myapp.errors.Upstream": what triage groups by
     traceback: str | None = None  # bounded, for the error history and the dead-letter queue
+    retention: float | None = None  # seconds to keep the outcome should this failure be final; None: not kept
 
     def in_ascii(self) -> Failure:
         """The same failure with its texts in ASCII (escaped): what a database of any encoding can hold."""
@@ -117,6 +136,7 @@ class Completer:
         self._worker_id = worker_id
         self._completed: list[Job] = []
         self._failed: list[Failure] = []
+        self._kept: list[KeptOutcome] = []
         self._in_flight = _Batch([], [])
         self._pending = asyncio.Event()
         self._idle = asyncio.Event()
@@ -137,12 +157,19 @@ class Completer:
         self._idle.clear()
         self._pending.set()
 
+    def keep(self, outcome: KeptOutcome) -> None:
+        """Complete ``outcome.job`` and keep its outcome (see :class:`KeptOutcome`)."""
+        self._kept.append(outcome)
+        self._idle.clear()
+        self._pending.set()
+
     def owned_job_ids(self) -> set[int]:
         """Jobs whose results are queued or being written: still locked by us, and rightly so."""
         batch = self._in_flight
         completed = [*self._completed, *batch.completed]
         failed = [*self._failed, *batch.failed]
-        return {job.id for job in completed} | {f.job.id for f in failed}
+        kept = [*self._kept, *batch.kept]
+        return {job.id for job in completed} | {f.job.id for f in failed} | {o.job.id for o in kept}
 
     async def drained(self) -> None:
         """Wait until every result queued so far has been written."""
@@ -154,8 +181,8 @@ class Completer:
         while True:
             await self._pending.wait()
             self._pending.clear()
-            batch = _Batch(self._completed, self._failed)
-            self._completed, self._failed = [], []
+            batch = _Batch(self._completed, self._failed, self._kept)
+            self._completed, self._failed, self._kept = [], [], []
             self._in_flight = batch
             try:
                 await self._write(batch)
@@ -165,18 +192,19 @@ class Completer:
                 # is tried again after a pause.
                 self._completed[:0] = batch.completed
                 self._failed[:0] = batch.failed
+                self._kept[:0] = batch.kept
                 self._in_flight = _Batch([], [])
                 self._pending.set()
                 if batch.released_queues:
                     self._on_queues_released()
-                what = f"recording {len(batch.completed) + len(batch.failed)} job result(s)"
+                what = f"recording {len(batch.completed) + len(batch.failed) + len(batch.kept)} job result(s)"
                 await asyncio.sleep(failures.failed(logger, what, error))
                 continue
             self._in_flight = _Batch([], [])
             failures.succeeded()
             if batch.released_queues:
                 self._on_queues_released()
-            if not self._completed and not self._failed:
+            if not self._completed and not self._failed and not self._kept:
                 self._idle.set()
 
     async def close(self) -> None:
@@ -187,6 +215,19 @@ class Completer:
         try:
             if batch.completed:
                 await self._complete_on(connection, batch)
+            if batch.kept:
+                try:
+                    await self._keep_on(connection, batch, batch.kept)
+                except Exception as error:
+                    if not is_data_error(error):
+                        raise
+                    logger.warning(
+                        "keeping %s result(s) in one statement was refused for their values (%s); keeping them "
+                        "one by one",
+                        len(batch.kept),
+                        refusal(error),
+                    )
+                    await self._keep_one_by_one(connection, batch)
             if batch.failed:
                 try:
                     await self._fail_on(connection, batch, batch.failed)
@@ -216,6 +257,27 @@ class Completer:
         if self._on_written is not None:
             self._tell_written(completed, rows, [], ())
 
+    async def _keep_on(self, connection: Any, batch: _Batch, kept: Sequence[KeptOutcome]) -> None:
+        """Complete ``kept`` (the batch's, or one of them) and keep their outcomes, in one statement."""
+        ids = [outcome.job.id for outcome in kept]
+        rows = await connection.fetch(
+            self._queries.complete_jobs_keeping_results,
+            ids,
+            self._worker_id,
+            [outcome.job.locked_at for outcome in kept],
+            [outcome.state for outcome in kept],
+            [outcome.result for outcome in kept],
+            [outcome.note for outcome in kept],
+            [outcome.duration for outcome in kept],
+            [outcome.retention for outcome in kept],
+        )
+        written = {outcome.job.id for outcome in kept}
+        batch.kept = [outcome for outcome in batch.kept if outcome.job.id not in written]  # never sent again
+        batch.released_queues |= any(outcome.job.job_queue_id is not None for outcome in kept)
+        self._note_lost("complete", ids, rows)
+        if self._on_written is not None:
+            self._tell_written([outcome.job for outcome in kept], rows, [], ())
+
     async def _fail_on(self, connection: Any, batch: _Batch, failed: Sequence[Failure]) -> None:
         """Write ``failed`` (the whole batch's failures, or one of them) in one statement."""
         ids = [f.job.id for f in failed]
@@ -231,6 +293,7 @@ class Completer:
             [f.job.attempts for f in failed],
             [f.error_type for f in failed],
             [f.traceback for f in failed],
+            [f.retention for f in failed],
         )
         written = {f.job.id for f in failed}
         batch.failed = [f for f in batch.failed if f.job.id not in written]
@@ -238,6 +301,23 @@ class Completer:
         self._note_lost("fail", ids, rows)
         if self._on_written is not None:
             self._tell_written([], (), failed, rows)
+
+    async def _keep_one_by_one(self, connection: Any, batch: _Batch) -> None:
+        """Write each kept outcome alone; one the database refuses (a return value its encoding cannot hold) is
+        written again without its value, and the job still completes. Other errors propagate."""
+        for outcome in list(batch.kept):
+            try:
+                await self._keep_on(connection, batch, [outcome])
+            except Exception as error:
+                if not is_data_error(error):
+                    raise
+                logger.error(
+                    "job %s (%s): its return value was refused for its values (%s); kept without it",
+                    outcome.job.id,
+                    outcome.job.task_identifier,
+                    refusal(error),
+                )
+                await self._keep_on(connection, batch, [outcome.without_value(refusal(error))])
 
     async def _fail_one_by_one(self, connection: Any, batch: _Batch) -> None:
         """Write each failure alone, so that the refused ones cannot hold the others back; a refused one is

@@ -43,9 +43,11 @@ class ReleaseSql(Statements, file=("backfill.core.sql", "release.sql")):
 
     literals = MappingProxyType({"suspect_flag": SUSPECT_FLAG})
     complete_jobs: str
+    complete_jobs_keeping_results: str
     fail_jobs: str
     return_jobs: str
     claim_fence: str
+    keep_outcomes: str
     unlock_released_queues: str
     release_orphans: str
     release_stale_locks: str
@@ -112,6 +114,7 @@ class WorkerQueries:
     runnable_exists_pausing_queues: str
     claim_session: str
     complete_jobs: str
+    complete_jobs_keeping_results: str
     fail_jobs: str
     return_jobs: str
     release_stale_locks: str
@@ -134,6 +137,7 @@ class WorkerQueries:
             runnable_exists_pausing_queues=with_paused_queues(runnable_exists, fetch_filter),
             claim_session=fetch.claim_session,
             complete_jobs=release.complete_jobs,
+            complete_jobs_keeping_results=release.complete_jobs_keeping_results,
             fail_jobs=release.fail_jobs,
             return_jobs=release.return_jobs,
             release_stale_locks=release.release_stale_locks,

@@ -13,17 +13,20 @@ from backfill.core.errors import JobTimeoutError, PermanentFailure, RetryAfter
 from backfill.core.events import Events
 from backfill.core.hooks import RetryDecision, RetryPlanner
 from backfill.core.jobs import Job
+from backfill.core.run import kept_results
 from backfill.core.run.attempt_log import AttemptFailure, AttemptLog
 from backfill.core.run.completer import Completer, Failure
 from backfill.core.run.execution import Outcome
 from backfill.core.run.options import RunSummary
+from backfill.core.tasks import TaskRegistry
 
 logger = logging.getLogger("backfill.worker")
 
 
 class OutcomeRecorder:
     """Turns attempt outcomes into summary counts, log lines, queued results, ``job:*`` events and the
-    ``attempts:batch`` record (reported before the result is queued for writing)."""
+    ``attempts:batch`` record (reported before the result is queued for writing). A job that keeps its outcome
+    (:mod:`~backfill.core.run.kept_results`) has it queued with its result."""
 
     def __init__(
         self,
@@ -35,8 +38,10 @@ class OutcomeRecorder:
         worker_id: str,
         interrupted_retry_delay: float,
         retry_planner: RetryPlanner | None = None,
+        registry: TaskRegistry | None = None,
     ) -> None:
         self._completer = completer
+        self._registry = registry if registry is not None else TaskRegistry()
         self.summary = summary
         self._events = events
         self._attempts = attempts
@@ -64,7 +69,13 @@ class OutcomeRecorder:
                     self._attempts.succeeded.append((job, duration))
                     self._attempts.recorded()
                 self._events.emit("job:success", worker_id=self._worker_id, job=job, duration=duration)
-            self._completer.complete(job)
+            retention = self.retention(job)
+            if retention is None:
+                self._completer.complete(job)
+            elif outcome.skipped is not None:
+                self._completer.keep(kept_results.skipped(job, outcome.skipped, retention))
+            else:
+                self._completer.keep(kept_results.succeeded(job, outcome.value, duration, retention))
             self._events.emit("job:complete", worker_id=self._worker_id, job=job, error=None)
             return
         timed_out = False
@@ -156,6 +167,7 @@ class OutcomeRecorder:
                 error_type=None if error is None else exception_type(error),
                 # A timeout's traceback would only show the worker's own waiting code.
                 traceback=None if error is None or isinstance(error, JobTimeoutError) else traceback_text(error),
+                retention=self.retention(job),
             )
         )
         events = self._events
@@ -173,8 +185,16 @@ class OutcomeRecorder:
         logger.warning("job %s (%s) cancelled: %s", job.id, job.task_identifier, reason or "no reason given")
         if started and self._attempts.active:  # end the attempt for the counters
             self._attempts.skipped(job, f"cancelled: {reason}")
-        self._completer.complete(job)
+        retention = self.retention(job)
+        if retention is None:
+            self._completer.complete(job)
+        else:
+            self._completer.keep(kept_results.cancelled(job, reason, retention))
         self._events.emit("job:cancelled", worker_id=self._worker_id, job=job, reason=reason, started=started)
+
+    def retention(self, job: Job) -> float | None:
+        """Seconds to keep ``job``'s outcome (``None``: nothing is kept; see :mod:`backfill.core.run.kept_results`)."""
+        return kept_results.retention_for(job, self._registry.get(job.task_identifier))
 
     def interrupted(self, job: Job) -> None:
         delay = self._interrupted_retry_delay

@@ -29,8 +29,9 @@ from typing import Any
 import asyncpg
 
 from backfill.core.events import Events
+from backfill.core.flags import per_flag_set
 from backfill.core.hooks import Hooks
-from backfill.core.jobs import Job, timeout_of
+from backfill.core.jobs import Job, retention_of, timeout_of
 from backfill.core.run.attempt_log import AttemptLog
 from backfill.core.run.completer import Completer, Failure
 from backfill.core.run.context import JobContext, job_logger
@@ -65,12 +66,22 @@ set_current_job = current_job.set
 _JOB_EVENTS = ("job:start", "job:success", "job:error", "job:failed", "job:complete", "job:skipped", "job:timeout")
 
 
+@per_flag_set
+def observed_for_flags(flags: frozenset[str]) -> bool:
+    """Whether a job's flags send it down the observed path: a timeout of its own, or a result to keep."""
+    return timeout_of(flags) is not None or retention_of(flags) is not None
+
+
 def plain_async_handlers(registry: TaskRegistry) -> dict[str, PlainHandler]:
-    """Handlers a runner may call directly: async, payload only, no payload model, no timeout."""
+    """Handlers a runner may call directly: async, payload only, no payload model, no timeout, no kept result."""
     return {
         d.identifier: d.handler
         for d in registry
-        if d.is_async and not d.wants_context and d.payload_model is None and d.timeout is None
+        if d.is_async
+        and not d.wants_context
+        and d.payload_model is None
+        and d.timeout is None
+        and d.keep_result is None
     }
 
 
@@ -123,6 +134,7 @@ class Slots:
             worker_id=self._worker_id,
             interrupted_retry_delay=options.interrupted_retry_delay,
             retry_planner=hooks.retry_planner,
+            registry=registry,
         )
         # Synchronous handlers run in these threads, one per slot (spares are added for stuck ones).
         self._threads = DaemonThreadExecutor(self.concurrency, thread_name_prefix="backfill-sync-task")
@@ -234,8 +246,9 @@ class Slots:
             running_ids[job.id] = running_ids.get(job.id, 0) + 1
             set_current_job(job)
             try:
-                # A per-job timeout (a flag) needs the observed path; other flags (a retry policy, a lane) do not.
-                timed = job.flags and timeout_of(job.flags) is not None
+                # A per-job timeout or kept result (flags) needs the observed path; other flags (a retry policy, a
+                # lane) do not.
+                timed = job.flags and observed_for_flags(job.flags)
                 if events.revision != self._observed_revision:
                     self._refresh_observed()
                 observed = self._job_events_observed or hooks.before_run or hooks.after_run

@@ -3,7 +3,8 @@
 * Graphile's last resort for locks whose owner vanished: every 8-10 minutes (jittered, so workers started
   together do not sweep together), unlock jobs and queues locked more than four hours ago. Four hours is long
   enough that no live Node worker still holds such a job, so the rule is safe for rows we do not own.
-* The dead-worker sweeper (:mod:`backfill.core.upkeep.sweeper`), the cron scheduler
+* The dead-worker sweeper (:mod:`backfill.core.upkeep.sweeper`), the pruning of kept job outcomes
+  (:mod:`backfill.core.upkeep.result_pruner`), the cron scheduler
   (:mod:`backfill.core.upkeep.cron`) and the loop monitor (:mod:`backfill.core.run.loop_monitor`),
   assembled by :func:`upkeep_tasks`. The periodic ones share the shape of
   :mod:`backfill.core.upkeep.periodic`.
@@ -25,6 +26,7 @@ from backfill.core.run.queries import WorkerQueries
 from backfill.core.upkeep.cron import CronScheduler
 from backfill.core.upkeep.crontab import CronItem
 from backfill.core.upkeep.periodic import Interval, PeriodicService
+from backfill.core.upkeep.result_pruner import prune_results_periodically
 from backfill.core.upkeep.sweeper import sweep_periodically
 
 logger = logging.getLogger("backfill.maintenance")
@@ -89,6 +91,7 @@ def upkeep_tasks(
         worker_id=worker_id,
     )
     tasks.append(("sweeper", dead_workers))
+    tasks.append(("result-pruner", prune_results_periodically(pool, options.schema_name)))
     if cron_items:
         cron = CronScheduler(
             pool,

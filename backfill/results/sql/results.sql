@@ -1,0 +1,25 @@
+-- Reading job outcomes (backfill/results/reader.py). The worker writes them (core/sql/release.sql, keep_outcomes)
+-- to backfill_job_results; a job that has not ended is still a row of Graphile's jobs table.
+
+-- name: outcomes
+-- $1 job ids. One row per id: its kept outcome, else what its job row says (queued, running, failed for good) and
+-- whether the job asked to keep its outcome (the flag backfill:result=<seconds>), else nothing at all.
+select asked.id as job_id,
+       kept.task_identifier, kept.queue_name, kept.job_key, kept.state, kept.result, kept.error, kept.attempts,
+       kept.max_attempts, kept.created_at, kept.started_at, kept.finished_at, kept.duration, kept.expires_at,
+       jobs.id is not null as queued,
+       jobs.locked_at is not null as running,
+       jobs.attempts as job_attempts,
+       jobs.max_attempts as job_max_attempts,
+       jobs.last_error as job_last_error,
+       jobs.created_at as job_created_at,
+       jobs.key as job_key_now,
+       tasks.identifier as job_task,
+       job_queues.queue_name as job_queue,
+       exists (select 1 from jsonb_object_keys(jobs.flags) as flag where flag like @result_flag_prefix@ || '%')
+         as job_keeps
+  from unnest($1::bigint[]) as asked(id)
+  left join @schema@.backfill_job_results as kept on kept.job_id = asked.id
+  left join @schema@._private_jobs as jobs on kept.job_id is null and jobs.id = asked.id
+  left join @schema@._private_tasks as tasks on tasks.id = jobs.task_id
+  left join @schema@._private_job_queues as job_queues on job_queues.id = jobs.job_queue_id

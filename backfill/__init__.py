@@ -71,6 +71,7 @@ if TYPE_CHECKING:
     from backfill.runner.worker_runner import WorkerRunner
     from backfill.settings import BackfillSettings
     from backfill.tasks.defaults import task
+    from backfill.tasks.handles import AsyncTask, Task
     from backfill.tasks.retry_policies import ErrorRules, RetryPolicy
 
 __version__ = "0.1.0"
@@ -133,6 +134,7 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
     "backfill.runner.worker_runner": ("WorkerRunner",),
     "backfill.settings": ("BackfillSettings",),
     "backfill.tasks.defaults": ("task",),
+    "backfill.tasks.handles": ("AsyncTask", "Task"),
     "backfill.tasks.retry_policies": ("ErrorRules", "RetryPolicy"),
 }
 _HOMES = {name: module for module, names in _EXPORTS.items() for name in names}
@@ -144,6 +146,7 @@ _SUBMODULES = frozenset(
 )
 
 __all__ = [
+    "AsyncTask",
     "BackfillClient",
     "BackfillError",
     "BackfillMetrics",
@@ -181,6 +184,7 @@ __all__ = [
     "RunSummary",
     "Skip",
     "SyncBackfillClient",
+    "Task",
     "TaskControl",
     "TaskDefinitionError",
     "TaskRegistry",

@@ -57,6 +57,7 @@ from backfill.results.reader import OutcomeReader, as_job_id
 from backfill.results.waiter import DEFAULT_POLL_INTERVAL, OutcomeWaiter
 from backfill.tasks.catalog import TaskCatalog
 from backfill.tasks.defaults import TaskDefaults, defaults_for
+from backfill.tasks.payloads import PAYLOAD_CHECKS, checked_payload
 from backfill.tasks.retry_policies import RETRY, RetryPolicy, resolve_policy
 
 
@@ -284,7 +285,10 @@ class BackfillClient:
             like = specs_by_shape.get(shape) if shape is not None else None
             try:
                 if like is not None:
-                    spec = like.with_job(request.payload, _run_at(request.run_at, request.delay), request.job_key)
+                    payload = request.payload
+                    if request.task in PAYLOAD_CHECKS:  # a task with a payload type, declared in this process
+                        payload = checked_payload(request.task, payload)
+                    spec = like.with_job(payload, _run_at(request.run_at, request.delay), request.job_key)
                     enforce_limit(spec.identifier, spec.payload_json, self.max_payload_bytes)
                 else:
                     if isinstance(request.task, str) and request.task not in known:
@@ -349,7 +353,7 @@ class BackfillClient:
             flags.extend(lane_flags(lane))
         spec = JobSpec(
             request.task,
-            request.payload,
+            checked_payload(request.task, request.payload),  # validated when this process knows its payload type
             queue_name=queue,
             run_at=_run_at(request.run_at, request.delay),
             max_attempts=request.max_attempts if request.max_attempts is not None else policy.max_attempts,

@@ -7,20 +7,34 @@ it takes a second positional argument, a :class:`~backfill.core.run.context.JobC
 A task may declare a payload model — any class with pydantic's ``model_validate`` — either with
 ``payload_model=`` or as the annotation of the handler's first parameter. The payload is validated before
 the handler runs; a payload that does not validate fails the attempt with a message naming the field.
+
+The payload annotation is never silently ignored. An annotation that only describes decoded JSON means "no
+validation": the handler gets the payload as decoded. That is no annotation, ``Any``, ``object``, and the JSON
+containers — ``dict``, ``Mapping`` or ``MutableMapping`` with ``str`` (or ``Any``) keys, ``list`` or
+``Sequence`` (batch jobs) — bare or with items that are JSON again: ``str``, ``int``, ``float``, ``bool``,
+``None``, ``Any``, ``object``, such containers, and unions of them (``dict[str, Any]``, ``dict[str, int]``,
+``list[dict[str, Any]]``, ``dict[str, Any] | None``). A pydantic model is validated. Anything else (a
+dataclass, a ``TypedDict``, ``dict[str, SomeDataclass]``, ``str``, a name that cannot be resolved) is refused
+at registration with :class:`TaskDefinitionError`, unless the registering code supplies a
+``payload_adapter``: the layer's ``@backfill.task`` does, and validates such types with pydantic's
+``TypeAdapter``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections.abc
 import contextvars
 import functools
 import inspect
+import sys
+import types
 import typing
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from backfill.core.checks import check_name
 from backfill.core.errors import JobSpecError, PayloadValidationError, TaskDefinitionError
@@ -29,13 +43,25 @@ from backfill.core.jobs import MAX_IDENTIFIER_LENGTH, check_retention, check_tim
 Handler = Callable[..., Any]
 
 
+class PayloadModel(Protocol):
+    """What validates a task's payload: a pydantic model class, or any object with the same ``model_validate``
+    (the layer's adapter for dataclasses and TypedDicts). It returns what the handler receives."""
+
+    def model_validate(self, obj: Any, /) -> Any: ...
+
+
+# Builds a PayloadModel for a payload type the core cannot validate itself (raises TaskDefinitionError when
+# it cannot either). The layer's @backfill.task passes one built on pydantic's TypeAdapter.
+PayloadAdapter = Callable[[Any], PayloadModel]
+
+
 @dataclass(frozen=True, slots=True)
 class TaskDefinition:
     """A registered task: its identifier, handler and how to call it."""
 
     identifier: str
     handler: Handler
-    payload_model: type[Any] | None
+    payload_model: PayloadModel | None
     is_async: bool
     wants_context: bool
     # Seconds an attempt may run before it is cancelled and failed; a job's own timeout overrides it.
@@ -97,7 +123,7 @@ class TaskRegistry:
         self,
         identifier: str,
         *,
-        payload_model: type[Any] | None = None,
+        payload_model: PayloadModel | type[Any] | None = None,
         timeout: float | None = None,
         keep_result: float | timedelta | None = None,
     ) -> Callable[[Handler], Handler]:
@@ -114,12 +140,19 @@ class TaskRegistry:
         identifier: str,
         handler: Handler,
         *,
-        payload_model: type[Any] | None = None,
+        payload_model: PayloadModel | type[Any] | None = None,
         timeout: float | None = None,
         keep_result: float | timedelta | None = None,
+        payload_adapter: PayloadAdapter | None = None,
     ) -> TaskDefinition:
+        """Define the task (see :func:`define_task`) and add it; an identifier taken by another handler is refused."""
         definition = define_task(
-            identifier, handler, payload_model=payload_model, timeout=timeout, keep_result=keep_result
+            identifier,
+            handler,
+            payload_model=payload_model,
+            timeout=timeout,
+            keep_result=keep_result,
+            payload_adapter=payload_adapter,
         )
         self._add(definition)
         return definition
@@ -167,12 +200,15 @@ default_registry = TaskRegistry()
 def task(
     identifier: str,
     *,
-    payload_model: type[Any] | None = None,
+    payload_model: PayloadModel | type[Any] | None = None,
     timeout: float | None = None,
     keep_result: float | timedelta | None = None,
 ) -> Callable[[Handler], Handler]:
     """Register the decorated ``async def`` (or plain ``def``) as the handler of ``identifier``.
 
+    ``payload_model`` (a pydantic model; by default the first parameter's annotation, if it is one) validates
+    each payload before the handler runs. The core validates pydantic models only: a dataclass or TypedDict
+    annotation is refused here (``@backfill.task`` validates those too; see the module docstring).
     ``timeout`` (seconds) cancels an attempt that runs longer and fails it with a timeout error.
     ``keep_result`` (seconds or a timedelta) keeps each job's outcome and return value that long after it ends.
 
@@ -186,20 +222,27 @@ def define_task(
     identifier: str,
     handler: Handler,
     *,
-    payload_model: type[Any] | None = None,
+    payload_model: PayloadModel | type[Any] | None = None,
     timeout: float | None = None,
     keep_result: float | timedelta | None = None,
+    payload_adapter: PayloadAdapter | None = None,
 ) -> TaskDefinition:
-    """Check ``handler``'s shape and build its :class:`TaskDefinition` (no registration)."""
+    """Check ``handler``'s shape and build its :class:`TaskDefinition` (no registration).
+
+    The payload model is ``payload_model`` if given, else the first parameter's annotation (see the module
+    docstring for which annotations mean "no validation"). A payload type without ``model_validate`` goes to
+    ``payload_adapter`` when one is given, and is refused otherwise: never silently left unvalidated."""
     check_name("a task identifier", identifier, error=TaskDefinitionError)
     if len(identifier) > MAX_IDENTIFIER_LENGTH:
         raise TaskDefinitionError(f"task identifier {identifier[:40]!r}… is longer than {MAX_IDENTIFIER_LENGTH}")
     if not callable(handler):
         raise TaskDefinitionError(f"the handler of task {identifier!r} is not callable")
     positional = _positional_parameters(identifier, handler)
-    model = payload_model if payload_model is not None else _annotated_model(handler, positional[0])
-    if model is not None and not callable(getattr(model, "model_validate", None)):
-        raise TaskDefinitionError(f"payload model of task {identifier!r} has no model_validate()")
+    model: PayloadModel | None
+    if payload_model is not None:
+        model = _payload_model(identifier, payload_model, payload_adapter)
+    else:
+        model = _annotated_model(identifier, handler, positional[0], payload_adapter)
     if timeout is not None:
         try:
             timeout = check_timeout("timeout", timeout)
@@ -243,15 +286,99 @@ def _positional_parameters(identifier: str, handler: Handler) -> list[inspect.Pa
     return parameters[:2]
 
 
-def _annotated_model(handler: Handler, parameter: inspect.Parameter) -> type[Any] | None:
+def _annotated_model(
+    identifier: str, handler: Handler, parameter: inspect.Parameter, adapter: PayloadAdapter | None
+) -> PayloadModel | None:
+    annotation = _payload_annotation(identifier, handler, parameter)
+    if _is_plain(annotation):
+        return None
+    return _payload_model(identifier, annotation, adapter)
+
+
+def _payload_model(identifier: str, model: Any, adapter: PayloadAdapter | None) -> PayloadModel:
+    """``model`` if it validates by itself (pydantic's ``model_validate``), else what ``adapter`` makes of it."""
+    if callable(getattr(model, "model_validate", None)):
+        return typing.cast(PayloadModel, model)
+    if adapter is None:
+        raise TaskDefinitionError(
+            f"task {identifier!r}: the payload type {_type_name(model)} has no model_validate(), and backfill.core "
+            "validates pydantic models only; register the task with @backfill.task (which validates dataclasses "
+            "and TypedDicts with pydantic), or annotate the payload dict[str, Any] to receive the JSON unvalidated"
+        )
+    try:
+        return adapter(model)
+    except TaskDefinitionError as error:
+        raise TaskDefinitionError(f"task {identifier!r}: {error}") from None
+
+
+def _payload_annotation(identifier: str, handler: Handler, parameter: inspect.Parameter) -> Any:
+    """The payload parameter's annotation, resolved; ``Any`` when it has none."""
+    if parameter.annotation is parameter.empty:
+        return Any
     try:
         hints = typing.get_type_hints(handler)
-    except Exception:  # unresolvable forward references: no inferred model
-        return None
-    annotation = hints.get(parameter.name)
-    if isinstance(annotation, type) and callable(getattr(annotation, "model_validate", None)):
+    except Exception:  # any other parameter's annotation may not resolve: see below
+        hints = {}
+    if parameter.name in hints:
+        return hints[parameter.name]
+    # get_type_hints resolves every annotation at once: a context annotated with a type imported under
+    # TYPE_CHECKING (common with `from __future__ import annotations`) must not hide the payload's, which is
+    # resolved here alone, in the handler's module. Callable objects and partials land here too.
+    annotation = parameter.annotation
+    if not isinstance(annotation, str):
         return annotation
-    return None
+    holder = types.SimpleNamespace(__annotations__={parameter.name: annotation})
+    try:
+        return typing.get_type_hints(holder, globalns=_globals_of(handler))[parameter.name]
+    except Exception as error:  # NameError mostly, but evaluating an annotation may raise anything
+        raise TaskDefinitionError(
+            f"task {identifier!r}: cannot resolve its payload annotation {annotation!r} "
+            f"({type(error).__name__}: {error}); define that type at module level, before the handler, "
+            "or pass payload_model="
+        ) from None
+
+
+def _globals_of(handler: Handler) -> dict[str, Any]:
+    target: Any = inspect.unwrap(handler)
+    while isinstance(target, functools.partial):
+        target = inspect.unwrap(target.func)
+    namespace = getattr(target, "__globals__", None)
+    if isinstance(namespace, dict):
+        return namespace
+    module = sys.modules.get(str(getattr(target, "__module__", "")))  # a callable object: its class's module
+    return vars(module) if module is not None else {}
+
+
+# Annotations that describe the decoded JSON, and so mean "unvalidated" (see the module docstring).
+_ANYTHING = (Any, object)
+_JSON_SCALARS = (str, int, float, bool, type(None))
+_MAPPINGS = (dict, collections.abc.Mapping, collections.abc.MutableMapping)
+_SEQUENCES = (list, collections.abc.Sequence)
+
+
+def _is_plain(annotation: Any) -> bool:
+    # A bare scalar describes JSON too, but never a whole payload (an object, or an array for batch jobs).
+    return _is_json(annotation) and not any(annotation is scalar for scalar in _JSON_SCALARS)
+
+
+def _is_json(annotation: Any) -> bool:
+    if any(annotation is known for known in (*_ANYTHING, *_JSON_SCALARS)):
+        return True
+    origin = typing.get_origin(annotation) or annotation
+    arguments = typing.get_args(annotation)
+    if origin is typing.Union or origin is types.UnionType:
+        return all(_is_json(argument) for argument in arguments)
+    if any(origin is mapping for mapping in _MAPPINGS):
+        return not arguments or (arguments[0] in (str, Any) and _is_json(arguments[1]))
+    if any(origin is sequence for sequence in _SEQUENCES):
+        return not arguments or _is_json(arguments[0])
+    return False
+
+
+def _type_name(annotation: Any) -> str:
+    if isinstance(annotation, type):
+        return annotation.__qualname__
+    return repr(annotation).removeprefix("typing.")
 
 
 def _same_function(old: Handler, new: Handler) -> bool:

@@ -87,8 +87,12 @@ class WorkerRunner:
         hooks: Hooks | None = None,
         metrics_registry: CollectorRegistry | None = None,
         crontab: str | Sequence[CronItem] | None = None,
+        on_worker_events: Callable[[Events, str], object] | None = None,
     ) -> None:
         self.settings = settings
+        # Told each lane worker's events (and the lane's name) as the runner makes the worker, before it runs: a
+        # listener of job:* events attaches here (backfill.testing's run report does).
+        self._on_worker_events = on_worker_events
         self.registry = with_default_timeout(tasks if tasks is not None else default_registry, settings)
         if len(self.registry) == 0:
             raise ConfigurationError(
@@ -427,6 +431,8 @@ class WorkerRunner:
                 self._throughput.observe(events, lane.name)
             if self._mover is not None:
                 self._mover.attach(events)
+            if self._on_worker_events is not None:
+                self._on_worker_events(events, lane.name)
             self.workers[lane.name] = worker
         return list(self.workers.values())
 

@@ -1,0 +1,1 @@
+"""The statements of :mod:`backfill.testing`, loaded by :mod:`backfill.testing.queries`."""

@@ -37,6 +37,7 @@ if TYPE_CHECKING:
         IncompatibleSchemaError,
         Job,
         JobContext,
+        JobFailedError,
         JobInfo,
         JobKeyMode,
         JobResult,
@@ -48,6 +49,8 @@ if TYPE_CHECKING:
         PayloadTooLargeError,
         PayloadValidationError,
         PermanentFailure,
+        ResultTimeoutError,
+        ResultUnavailableError,
         RetryAfter,
         RunSummary,
         Skip,
@@ -68,6 +71,7 @@ if TYPE_CHECKING:
     from backfill.logs import configure_logging
     from backfill.metrics import BackfillMetrics
     from backfill.priorities import Priority
+    from backfill.results import JobOutcome, OutcomeState
     from backfill.runner.worker_runner import WorkerRunner
     from backfill.settings import BackfillSettings
     from backfill.tasks.defaults import task
@@ -100,6 +104,7 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
         "IncompatibleSchemaError",
         "Job",
         "JobContext",
+        "JobFailedError",
         "JobInfo",
         "JobKeyMode",
         "JobResult",
@@ -111,6 +116,8 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
         "PayloadTooLargeError",
         "PayloadValidationError",
         "PermanentFailure",
+        "ResultTimeoutError",
+        "ResultUnavailableError",
         "RetryAfter",
         "RunSummary",
         "Skip",
@@ -131,6 +138,7 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
     "backfill.logs": ("configure_logging",),
     "backfill.metrics": ("BackfillMetrics",),
     "backfill.priorities": ("Priority",),
+    "backfill.results": ("JobOutcome", "OutcomeState"),
     "backfill.runner.worker_runner": ("WorkerRunner",),
     "backfill.settings": ("BackfillSettings",),
     "backfill.tasks.defaults": ("task",),
@@ -142,7 +150,21 @@ _HOMES = {name: module for module, names in _EXPORTS.items() for name in names}
 # Subpackages an eager import of this file used to bind as attributes (``backfill.dlq`` after a bare
 # ``import backfill``); they still resolve, imported when first named.
 _SUBMODULES = frozenset(
-    {"client", "core", "dlq", "lanes", "logs", "metrics", "migrations", "priorities", "runner", "settings", "tasks"}
+    {
+        "client",
+        "core",
+        "dlq",
+        "lanes",
+        "logs",
+        "metrics",
+        "migrations",
+        "priorities",
+        "results",
+        "runner",
+        "settings",
+        "tasks",
+        "testing",
+    }
 )
 
 __all__ = [
@@ -166,8 +188,10 @@ __all__ = [
     "IncompatibleSchemaError",
     "Job",
     "JobContext",
+    "JobFailedError",
     "JobInfo",
     "JobKeyMode",
+    "JobOutcome",
     "JobResult",
     "JobSpec",
     "JobSpecError",
@@ -175,10 +199,13 @@ __all__ = [
     "JobTimeoutError",
     "Lane",
     "MigrationError",
+    "OutcomeState",
     "PayloadTooLargeError",
     "PayloadValidationError",
     "PermanentFailure",
     "Priority",
+    "ResultTimeoutError",
+    "ResultUnavailableError",
     "RetryAfter",
     "RetryPolicy",
     "RunSummary",

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from types import MappingProxyType
 
 import asyncpg
 
 from backfill.core import DatabaseError
-from backfill.core.extension import MAX_RESULT_RETENTION_SECONDS, RESULT_FLAG, Statements
+from backfill.core.extension import Statements
+from backfill.results.queries import OutcomeSql
 
 # The channel every control change notifies; the payload says what changed: PAUSES_CHANGED or CANCEL_REQUESTED.
 CONTROL_CHANNEL = "backfill:control"
@@ -20,9 +20,7 @@ CANCEL_REQUESTED = "cancel"
 class ControlSql(Statements, file=("backfill.control.sql", "control.sql")):
     """Pauses and cancellations (see control.sql)."""
 
-    literals = MappingProxyType(
-        {"result_flag_prefix": RESULT_FLAG.prefix, "max_retention": int(MAX_RESULT_RETENTION_SECONDS)}
-    )
+    includes = (OutcomeSql,)
     pause: str
     resume: str
     pauses: str

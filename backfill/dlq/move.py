@@ -31,6 +31,7 @@ from types import MappingProxyType
 from backfill.core import BackfillError, SchemaName
 from backfill.core.extension import Executor, Statements, decode_json, parse_flags
 from backfill.dlq.models import DLQ_FLAG_PREFIX, MovedJob, Reason
+from backfill.results.queries import OutcomeSql
 
 # Jobs per move statement. Big enough that a backlog of thousands moves in a few round trips, small enough
 # that one statement's row locks and WAL stay modest and a crash redoes little.
@@ -46,6 +47,7 @@ _FLAG_PATTERN = f"^{DLQ_FLAG_PREFIX}[0-9]{{1,18}}$"
 class MoveSql(Statements, file=("backfill.dlq.sql", "move.sql")):
     """The move of failed jobs into the dead-letter table, and the forgetting of finished requeues."""
 
+    includes = (OutcomeSql,)
     literals = MappingProxyType(
         {
             "dlq_flag_pattern": _FLAG_PATTERN,

@@ -12,23 +12,16 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from types import MappingProxyType
 from typing import Any
 
 import asyncpg
 
 from backfill.core import ResultUnavailableError, SchemaName, default_registry
-from backfill.core.extension import RESULT_FLAG, ConnectionSource, Statements, connection_from
+from backfill.core.extension import ConnectionSource, connection_from
 from backfill.results.models import JobOutcome
+from backfill.results.queries import OutcomeSql
 from backfill.tasks.catalog import TaskCatalog
 from backfill.tasks.defaults import TaskDefaults, defaults_for
-
-
-class OutcomeSql(Statements, file=("backfill.results.sql", "results.sql")):
-    """The outcomes of jobs by id (see results.sql)."""
-
-    literals = MappingProxyType({"result_flag_prefix": RESULT_FLAG.prefix})
-    outcomes: str
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,6 +20,7 @@ from backfill.client.sync_client import SyncBackfillClient
 from backfill.core import PermanentFailure, SchemaName, TaskRegistry, Worker, add_job
 from backfill.core.errors import JobFailedError, ResultTimeoutError, ResultUnavailableError
 from backfill.core.upkeep.result_pruner import prune_expired_results
+from backfill.dlq.move import move_batch
 from backfill.migrations import migrate_all
 from backfill.results.models import OutcomeState
 from backfill.tasks.catalog import publish_task_defaults
@@ -365,3 +366,27 @@ async def test_core_add_job_takes_keep_result_too(client: BackfillClient, databa
     assert (outcome.state, outcome.value) == (OutcomeState.SUCCEEDED, 42)
     assert outcome.expires_at is not None and outcome.finished_at is not None
     assert (outcome.expires_at - outcome.finished_at).total_seconds() == pytest.approx(90, abs=1)
+
+
+async def test_a_job_failed_for_good_elsewhere_keeps_its_outcome_when_the_dead_letter_move_takes_it(
+    client: BackfillClient, conn: asyncpg.Connection[Any]
+) -> None:
+    # Failed by something that keeps no outcome (an operator here; a Node worker or the sweeper's poison rule
+    # alike): the move to the dead-letter queue keeps it from the row.
+    job = await client.enqueue("results.plain", {}, keep_result=120)
+    other = await client.enqueue("results.plain", {})
+    await conn.execute(
+        "update graphile_worker._private_jobs set attempts = max_attempts, last_error = 'gave up'"
+        " where id = any($1::bigint[])",
+        [job.id, other.id],
+    )
+    before = await client.result(job)
+    assert before is not None and before.kept is False  # what the row says, while it is there
+
+    moved = await move_batch(conn, SCHEMA, job_ids=None)
+
+    assert sorted(m.job_id for m in moved) == [job.id, other.id]
+    outcome = await client.result(job)
+    assert outcome is not None
+    assert (outcome.state, outcome.error, outcome.kept) == (OutcomeState.FAILED, "gave up", True)
+    assert [row["job_id"] for row in await _kept(conn)] == [job.id]  # the other did not ask

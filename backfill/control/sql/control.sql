@@ -77,18 +77,13 @@ returning c.job_id
          (job_id, task_identifier, queue_name, job_key, state, error, attempts, max_attempts, created_at,
           expires_at)
   select j.id, t.identifier, q.queue_name, j.key, 'cancelled', nullif(j.reason, ''), j.attempts, j.max_attempts,
-         j.created_at, now() + least(retention.seconds, @max_retention@) * interval '1 second'
+         j.created_at, now() + retention.seconds * interval '1 second'
     from ended_cancels as j
     join @schema@._private_tasks as t on t.id = j.task_id
     left join @schema@._private_job_queues as q on q.id = j.job_queue_id
     cross join lateral (
       select coalesce(
-        (select substr(flag, length(@result_flag_prefix@) + 1)::float8
-           from jsonb_object_keys(j.flags) as flag
-          where flag like @result_flag_prefix@ || '%'
-            -- A hand-written flag that is not a number keeps nothing rather than failing the cancellation.
-            and substr(flag, length(@result_flag_prefix@) + 1) ~ '^[0-9]+(\.[0-9]*)?(e[+-]?[0-9]{1,2})?$'
-          limit 1),
+        @part:flag_retention@,
         (select d.keep_result from @schema@.backfill_task_defaults as d where d.identifier = t.identifier)
       ) as seconds
     ) as retention

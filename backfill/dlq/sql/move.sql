@@ -17,7 +17,7 @@ select jobs.id,
 
 -- part: move_doomed
 -- The rest of the move, after the CTE "doomed" chose the jobs: delete them and their error history, write or
--- update their entries, and return one row per job deleted.
+-- update their entries, keep the outcome of those that asked for it, and return one row per job deleted.
 moved as (
   delete from @schema@._private_jobs as jobs
    using doomed
@@ -27,6 +27,20 @@ moved as (
   returning jobs.id, jobs.payload, jobs.priority, jobs.run_at, jobs.attempts, jobs.max_attempts,
             jobs.last_error, jobs.created_at, jobs.updated_at, jobs.key, jobs.flags,
             doomed.task_identifier, doomed.queue_name
+), kept as (
+  -- A job that asked to keep its outcome (its flag) and was failed for good by something that kept none: a Node
+  -- worker, an operator, the sweeper's poison rule. Its outcome comes from the row (updated_at: when it failed, or
+  -- a bound on it), and its waiters are told. One a backfill worker kept already, with the exception, stays.
+  insert into @schema@.backfill_job_results as results
+         (job_id, task_identifier, queue_name, job_key, state, error, attempts, max_attempts, created_at,
+          finished_at, expires_at)
+  select j.id, j.task_identifier, j.queue_name, j.key, 'failed', j.last_error, j.attempts, j.max_attempts,
+         j.created_at, j.updated_at, now() + retention.seconds * interval '1 second'
+    from moved as j
+   cross join lateral (select @part:flag_retention@ as seconds) as retention
+   where retention.seconds > 0
+  on conflict (job_id) do nothing
+  returning pg_notify('backfill:results', results.job_id::text)
 ), history as (
   delete from @schema@.backfill_job_errors as errors
    using moved

@@ -23,3 +23,13 @@ select asked.id as job_id,
   left join @schema@._private_jobs as jobs on kept.job_id is null and jobs.id = asked.id
   left join @schema@._private_tasks as tasks on tasks.id = jobs.task_id
   left join @schema@._private_job_queues as job_queues on job_queues.id = jobs.job_queue_id
+
+-- part: flag_retention
+-- The result retention (seconds) the job row "j" asks for in its flags, backfill:result=<seconds>, at most a year;
+-- null when it has none, or one that is not a number (written by hand), which keeps nothing rather than failing
+-- the statement that reads it (an operator's cancellation, the dead-letter move).
+(select least(substr(flag, length(@result_flag_prefix@) + 1)::float8, @max_retention@)
+   from jsonb_object_keys(j.flags) as flag
+  where flag like @result_flag_prefix@ || '%'
+    and substr(flag, length(@result_flag_prefix@) + 1) ~ '^[0-9]+(\.[0-9]*)?(e[+-]?[0-9]{1,2})?$'
+  limit 1)

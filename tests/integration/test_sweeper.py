@@ -227,11 +227,24 @@ async def test_late_writes_of_the_dead_claim_change_nothing(
         [1],
         [None],
         [None],
+        [None],
+    )
+    kept = await conn.fetch(
+        queries.complete_jobs_keeping_results,
+        [job.id],
+        "slow-1",
+        [old_locked_at],
+        ["succeeded"],
+        ["1"],
+        [None],
+        [0.1],
+        [60.0],
     )
     returned = await conn.fetch(queries.return_jobs, [job.id], "slow-1", [old_locked_at])
 
-    assert (completed, failed, returned) == ([], [], [])
+    assert (completed, failed, kept, returned) == ([], [], [], [])
     assert await _snapshot(conn) == before
+    assert await conn.fetchval("select count(*) from graphile_worker.backfill_job_results") == 0
 
 
 async def test_a_job_completed_while_the_sweep_waits_for_its_lock_is_not_released(

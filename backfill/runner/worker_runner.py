@@ -91,8 +91,10 @@ class WorkerRunner:
     ) -> None:
         self.settings = settings
         # Told each lane worker's events (and the lane's name) as the runner makes the worker, before it runs: a
-        # listener of job:* events attaches here (backfill.testing's run report does).
-        self._on_worker_events = on_worker_events
+        # listener of job:* events attaches here (backfill.testing's run report does; observe_workers adds more).
+        self._worker_observers: list[Callable[[Events, str], object]] = (
+            [on_worker_events] if on_worker_events is not None else []
+        )
         self.registry = with_default_timeout(tasks if tasks is not None else default_registry, settings)
         if len(self.registry) == 0:
             raise ConfigurationError(
@@ -208,6 +210,20 @@ class WorkerRunner:
             summary = await self.stop()
             signals.remove()
         return summary
+
+    def observe_workers(self, observer: Callable[[Events, str], object]) -> Callable[[], None]:
+        """Call ``observer(events, lane)`` as ``on_worker_events`` is called: for each lane worker made from now on
+        (every start, every ``run_once`` round), and at once for the workers running now. Returns a function that
+        stops the calls; removing the listeners the observer added is the observer's business."""
+        self._worker_observers.append(observer)
+        for lane, worker in self.workers.items():
+            observer(worker.events, lane)
+
+        def stop() -> None:
+            if observer in self._worker_observers:
+                self._worker_observers.remove(observer)
+
+        return stop
 
     def request_stop(self) -> None:
         """Ask every lane to stop gracefully; a second request cancels running jobs."""
@@ -431,8 +447,8 @@ class WorkerRunner:
                 self._throughput.observe(events, lane.name)
             if self._mover is not None:
                 self._mover.attach(events)
-            if self._on_worker_events is not None:
-                self._on_worker_events(events, lane.name)
+            for observer in tuple(self._worker_observers):
+                observer(events, lane.name)
             self.workers[lane.name] = worker
         return list(self.workers.values())
 

@@ -24,6 +24,7 @@ from backfill.core.flags import (
 )
 from backfill.core.jobs import SUSPECT_FLAG, TIMEOUT_FLAG_PREFIX, Job
 from backfill.dlq.models import DLQ, DLQ_FLAG_PREFIX, entry_id_of
+from backfill.integrations.opentelemetry.flag import TRACE
 from backfill.lanes.lane import LANE, LANE_FLAG, LANE_FLAG_PREFIX
 from backfill.tasks.retry_policies import RETRY, RETRY_FLAG_PREFIX
 
@@ -39,7 +40,9 @@ def test_each_name_has_its_owner_the_layers_registered_from_the_layer() -> None:
         "lane": "backfill.lanes.lane",
         "retry": "backfill.tasks.retry_policies",
         "dlq": "backfill.dlq.models",
+        "trace": "backfill.integrations.opentelemetry.flag",  # OpenTelemetry's: imported without opentelemetry
     }
+    assert TRACE.prefix == "backfill:trace="
 
 
 def test_the_names_sql_splices_are_the_registered_flags() -> None:

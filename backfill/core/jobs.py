@@ -78,7 +78,8 @@ def encode_payload(payload: Any, *, field_name: str = "payload") -> str:
         # A pydantic model, found by duck typing to keep core free of a pydantic import. A model *class* has
         # model_dump too, as an unbound method, and is refused below like any other non-container.
         if callable(dump) and not isinstance(payload, type):
-            payload = dump(mode="json")
+            # By alias: pydantic validates by alias, so that is the form the worker's model_validate reads back.
+            payload = dump(mode="json", by_alias=True)
         if not isinstance(payload, (Mapping, list, tuple)):
             raise JobSpecError(field_name, f"must be a dict, a list or a pydantic model, not {kind.__name__}")
     try:

@@ -102,3 +102,15 @@ def test_a_payload_refused_half_way_is_accepted_once_fixed() -> None:
 )
 def test_text_is_what_the_standard_encoder_writes(payload: Any) -> None:
     assert encode_payload(payload) == json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
+
+
+class Signup(pydantic.BaseModel):
+    email_address: str = pydantic.Field(alias="emailAddress")
+
+
+def test_a_model_with_aliases_is_dumped_as_it_validates() -> None:
+    # Pydantic validates by alias: dumped by field name, the payload would fail the worker's validation.
+    text = encode_payload(Signup(emailAddress="ada@example.com"))
+
+    assert decode_json(text) == {"emailAddress": "ada@example.com"}
+    assert Signup.model_validate(decode_json(text)).email_address == "ada@example.com"

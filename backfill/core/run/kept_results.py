@@ -42,7 +42,7 @@ def result_json(value: Any) -> tuple[str | None, str | None]:
     try:
         dump = getattr(value, "model_dump", None)
         if callable(dump) and not isinstance(value, type):  # a pydantic model, found without importing pydantic
-            value = dump(mode="json")
+            value = dump(mode="json", by_alias=True)  # the form its own model_validate reads back
         elif dataclasses.is_dataclass(value) and not isinstance(value, type):
             value = dataclasses.asdict(value)
     except Exception as error:  # the model's own error may quote its values: its type only

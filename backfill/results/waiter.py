@@ -107,6 +107,9 @@ class OutcomeWaiter:
             connection, self._connection = self._connection, None
             if connection is None:
                 return
+            # asyncpg keeps a termination listener across the release: left on, it would report the loss of a
+            # connection that someone else is using by then.
+            connection.remove_termination_listener(self._lost)
             try:
                 if not connection.is_closed():
                     await connection.remove_listener(CHANNEL, self._notified)

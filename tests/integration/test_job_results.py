@@ -8,6 +8,7 @@ own timeout, so a wait that returns was woken by the worker's notification.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
@@ -390,3 +391,35 @@ async def test_a_job_failed_for_good_elsewhere_keeps_its_outcome_when_the_dead_l
     assert outcome is not None
     assert (outcome.state, outcome.error, outcome.kept) == (OutcomeState.FAILED, "gave up", True)
     assert [row["job_id"] for row in await _kept(conn)] == [job.id]  # the other did not ask
+
+
+async def test_the_listening_connection_given_back_is_no_longer_watched(
+    client: BackfillClient, database_url: str, conn: asyncpg.Connection[Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    # The wait gives its LISTEN connection back to the pool when it ends; that connection's later loss (it serves
+    # other work by then) is not the waiter's to report.
+    job = await client.enqueue("results.square", {"n": 4})
+    await _run(database_url)
+    async with BackfillClient(database_url, max_pool_size=2) as small:  # the wait uses both: LISTEN, and the read
+        listening: list[int] = []
+        read = small._outcomes.outcome
+
+        async def outcome(asked: int) -> Any:
+            listening.append(small._waiter._connection.get_server_pid())
+            return await read(asked)
+
+        small._outcomes.outcome = outcome  # type: ignore[method-assign,assignment]
+        await small.wait(job, timeout=10)
+        (pid,) = listening
+        assert small._waiter._connection is None  # given back
+
+        await conn.execute("select pg_terminate_backend($1)", pid)
+        pool = await small._get_pool()
+        async with pool.acquire() as first, pool.acquire() as second:  # one of them is the terminated one
+            for connection in (first, second):
+                # The dead one fails, however asyncpg says so (a reset, a closed connection, a protocol state):
+                # what matters here is that asyncpg has then seen it terminated and called its listeners.
+                with contextlib.suppress(Exception):
+                    await connection.fetchval("select 1")
+
+    assert "listening for job outcomes was lost" not in caplog.text

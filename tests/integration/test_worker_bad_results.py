@@ -178,6 +178,41 @@ async def test_a_failure_the_database_refuses_is_written_alone_and_holds_nothing
             await conn.close()
 
 
+async def test_a_kept_return_value_the_database_refuses_is_kept_without_it_and_holds_nothing_back(
+    latin1_database_url: str,
+) -> None:
+    """The same guard for kept outcomes: a batch of them refused for one return value is written one by one, the
+    refused one without its value (the job still succeeds), the others with theirs."""
+    registry = TaskRegistry()
+
+    @registry.task("kept", keep_result=60)
+    async def kept(payload: dict[str, Any]) -> dict[str, str]:
+        return {"price": "価格" if payload["n"] == 0 else str(payload["n"])}  # LATIN1 cannot hold the first
+
+    worker = Worker(latin1_database_url, tasks=registry, options=fast_options(concurrency=4))
+    conn = await asyncpg.connect(latin1_database_url)
+    async with asyncpg.create_pool(latin1_database_url, min_size=1, max_size=2) as pool:
+        try:
+            jobs = await add_jobs(pool, [JobSpec("kept", {"n": n}) for n in range(20)])
+            summary = await worker.run_once()
+
+            assert (summary.succeeded, summary.failed, summary.lost_leases) == (20, 0, 0)
+            assert await conn.fetchval(f"select count(*) from {JOBS_TABLE}") == 0
+            rows = await conn.fetch(
+                "select job_id, state, result::text as result, error from graphile_worker.backfill_job_results"
+            )
+            by_id = {row["job_id"]: row for row in rows}
+            assert by_id.keys() == {job.id for job in jobs}
+            refused = by_id[jobs[0].id]
+            assert (refused["state"], refused["result"]) == ("succeeded", None)
+            assert refused["error"].startswith("the return value was not kept: the database refused it")
+            assert "SQLSTATE" in refused["error"] and "価格" not in refused["error"]
+            kept_values = {row["job_id"]: json.loads(row["result"]) for row in rows if row["job_id"] != jobs[0].id}
+            assert kept_values == {job.id: {"price": str(n)} for n, job in enumerate(jobs) if n}
+        finally:
+            await conn.close()
+
+
 async def _claimed(conn: asyncpg.Connection[Any], job_id: int, worker_id: str) -> Job:
     """Lock a job for ``worker_id`` as a fetch would (attempt counted) and return it as the worker holds it."""
     row = await conn.fetchrow(

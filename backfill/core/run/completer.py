@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -216,34 +216,38 @@ class Completer:
             if batch.completed:
                 await self._complete_on(connection, batch)
             if batch.kept:
-                try:
-                    await self._keep_on(connection, batch, batch.kept)
-                except Exception as error:
-                    if not is_data_error(error):
-                        raise
-                    logger.warning(
-                        "keeping %s result(s) in one statement was refused for their values (%s); keeping them "
-                        "one by one",
-                        len(batch.kept),
-                        refusal(error),
-                    )
-                    await self._keep_one_by_one(connection, batch)
+                await self._together_or_one_by_one(
+                    f"{len(batch.kept)} kept outcome(s)",
+                    self._keep_on(connection, batch, batch.kept),
+                    lambda: self._keep_one_by_one(connection, batch),
+                )
             if batch.failed:
-                try:
-                    await self._fail_on(connection, batch, batch.failed)
-                except Exception as error:
-                    if not is_data_error(error):
-                        raise
-                    logger.warning(
-                        "recording %s failure(s) in one statement was refused for their values (%s); "
-                        "recording them one by one",
-                        len(batch.failed),
-                        refusal(error),
-                    )
-                    await self._fail_one_by_one(connection, batch)
+                await self._together_or_one_by_one(
+                    f"{len(batch.failed)} failure(s)",
+                    self._fail_on(connection, batch, batch.failed),
+                    lambda: self._fail_one_by_one(connection, batch),
+                )
         except BaseException:
             await self._connection.discard()
             raise
+
+    @staticmethod
+    async def _together_or_one_by_one(
+        what: str, together: Awaitable[None], one_by_one: Callable[[], Awaitable[None]]
+    ) -> None:
+        """Await ``together``, one statement for ``what``; refused for its values (which every retry would be too),
+        write them ``one_by_one`` instead, so that the refused rows cannot hold the others back."""
+        try:
+            await together
+        except Exception as error:
+            if not is_data_error(error):
+                raise
+            logger.warning(
+                "recording %s in one statement was refused for their values (%s); recording them one by one",
+                what,
+                refusal(error),
+            )
+            await one_by_one()
 
     async def _complete_on(self, connection: Any, batch: _Batch) -> None:
         completed = batch.completed

@@ -8,6 +8,7 @@ row of ``_private_jobs`` (plus the task identifier and queue name joined in), bu
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -322,28 +323,26 @@ class Job(NamedTuple):
 @per_flag_set
 def retention_of(flags: frozenset[str]) -> float | None:
     """The result retention a job's flags carry (``None``: none, or unreadable, when the task's applies)."""
-    text = value_of(flags, RESULT)
-    if text is None:
-        return None
-    try:
-        seconds = float(text)
-    except ValueError:
-        return None
-    return seconds if 0 < seconds <= MAX_RESULT_RETENTION_SECONDS else None
+    return _seconds_in(value_of(flags, RESULT), at_most=MAX_RESULT_RETENTION_SECONDS)
 
 
 @per_flag_set
 def timeout_of(flags: frozenset[str]) -> float | None:
     """The per-job timeout a job's flags carry (``None``: none, or unreadable); the worker asks for every
     job it runs, hence the cache per flag set."""
-    text = value_of(flags, TIMEOUT)
+    return _seconds_in(value_of(flags, TIMEOUT))
+
+
+def _seconds_in(text: str | None, *, at_most: float = math.inf) -> float | None:
+    """The seconds a valued flag's ``text`` gives, when it is a number above 0 and at most ``at_most``; else
+    ``None``: a flag written by hand and unreadable falls back to the task's value rather than failing the job."""
     if text is None:
         return None
     try:
         seconds = float(text)
     except ValueError:
-        return None  # written by hand and unreadable: fall back to the task's timeout
-    return seconds if seconds > 0 else None
+        return None
+    return seconds if 0 < seconds <= at_most else None
 
 
 # The columns of jobs.sql's job_columns, in its order: what jobs_from_rows unpacks by position.

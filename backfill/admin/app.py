@@ -41,8 +41,9 @@ from backfill.core import ConfigurationError, DatabaseError, JobSpecError, Schem
 from backfill.core.extension import LazyPool, scrub
 from backfill.dlq import DeadLetterQueue
 from backfill.jsonable import to_jsonable
-from backfill.results.reader import OutcomeReader, task_defaults_reader
+from backfill.results.reader import OutcomeReader
 from backfill.results.waiter import OutcomeWaiter
+from backfill.tasks.catalog import TaskCatalog
 
 if TYPE_CHECKING:
     from backfill.runner import WorkerRunner
@@ -105,6 +106,7 @@ class AdminApi:
     async def _context_now(self) -> AdminContext:
         if self._context is None:
             pool = await self._pool.get()
+            catalog = TaskCatalog(self.schema)
             self._context = AdminContext(
                 pool=pool,
                 schema=self.schema,
@@ -112,7 +114,9 @@ class AdminApi:
                 dlq=DeadLetterQueue(pool, schema=self.schema),
                 sql=AdminSql.for_schema(self.schema),
                 live=LiveFigures(pool, self.schema),
-                outcomes=OutcomeReader(self._pool.get, self.schema, task_defaults_reader(self.schema, self._pool.get)),
+                outcomes=OutcomeReader(
+                    self._pool.get, self.schema, lambda task: catalog.known_defaults(self._pool.get, task)
+                ),
                 waiter=OutcomeWaiter(self._pool.get),
                 runner=self._runner,
             )

@@ -309,10 +309,8 @@ class BackfillClient:
         worker runner published in the database (cached; see :mod:`backfill.tasks.catalog`)."""
         if not isinstance(task, str) or not task:
             return None  # build_spec reports the bad identifier
-        local = defaults_for(task)
-        if local is not None:
-            return local  # no database needed (nor a pool opened, for callers passing connection=)
-        return await self._catalog.defaults(await self._get_pool(), task)
+        # This process's own need no database (nor a pool opened, for callers passing connection=).
+        return await self._catalog.known_defaults(self._get_pool, task)
 
     async def warn_if_lane_undeclared(self, spec: JobSpec) -> None:
         """Warn, once per lane, when ``spec`` goes to a custom lane that no runner has ever declared: the job

@@ -14,14 +14,11 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import asyncpg
-
 from backfill.core import ResultUnavailableError, SchemaName, default_registry
 from backfill.core.extension import ConnectionSource, connection_from
 from backfill.results.models import JobOutcome
 from backfill.results.queries import OutcomeSql
-from backfill.tasks.catalog import TaskCatalog
-from backfill.tasks.defaults import TaskDefaults, defaults_for
+from backfill.tasks.defaults import TaskDefaults
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,16 +54,6 @@ async def look_up(executor: ConnectionSource, schema: SchemaName, job_ids: Seque
 
 
 TaskDefaultsLookup = Callable[[str], Awaitable[TaskDefaults | None]]
-
-
-def task_defaults_reader(schema: SchemaName, pool: Callable[[], Awaitable[asyncpg.Pool[Any]]]) -> TaskDefaultsLookup:
-    """A task's defaults as a client finds them (this process's, else the catalog's), for readers without one."""
-    catalog = TaskCatalog(schema)
-
-    async def read(task: str) -> TaskDefaults | None:
-        return defaults_for(task) or await catalog.defaults(await pool(), task)
-
-    return read
 
 
 class OutcomeReader:

@@ -18,7 +18,7 @@ import logging
 import os
 import socket
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
 
 import asyncpg
@@ -101,6 +101,16 @@ class TaskCatalog:
         found = await self._fetch(pool, identifier)
         self._cache[identifier] = (now + self._ttl, found)
         return found
+
+    async def known_defaults(
+        self, pool: Callable[[], Awaitable[asyncpg.Pool[Any]]], identifier: str
+    ) -> TaskDefaults | None:
+        """``identifier``'s defaults as an enqueuer sees them: this process's own ``@backfill.task`` (no database
+        needed, nor ``pool`` called), else those a runner published."""
+        local = defaults_for(identifier)
+        if local is not None:
+            return local
+        return await self.defaults(await pool(), identifier)
 
     async def _fetch(self, pool: asyncpg.Pool[Any], identifier: str) -> TaskDefaults | None:
         try:

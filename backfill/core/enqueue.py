@@ -44,13 +44,13 @@ def add_job_sql(schema: SchemaName, *, dbapi: bool = False) -> str:
     """``add_job`` with the arguments of :func:`add_job_arguments`, as asyncpg (``$n``) or, with ``dbapi``,
     DB-API drivers such as psycopg (``%s``) number their parameters."""
     statement = EnqueueSql.for_schema(schema).add_job
-    return _dbapi_form(statement) if dbapi else statement
+    return dbapi_form(statement) if dbapi else statement
 
 
 _NUMBERED_PARAMETER = re.compile(r"\$(\d+)")
 
 
-def _dbapi_form(statement: str) -> str:
+def dbapi_form(statement: str) -> str:
     """``statement`` with ``$1``..``$n`` written ``%s``: DB-API drivers number parameters by their order in the
     text, so the ``$n`` must appear once each and in order (checked: a reordered statement would silently swap
     its arguments). A literal ``%`` is doubled, as those drivers read it as the start of a mark."""
@@ -65,7 +65,7 @@ def insert_job_sql(schema: SchemaName, *, dbapi: bool = False) -> str:
     """``insert_job`` (a job without a job key) with the arguments of :func:`insert_job_arguments`, numbered
     for asyncpg or, with ``dbapi``, for DB-API drivers."""
     statement = EnqueueSql.for_schema(schema).insert_job
-    return _dbapi_form(statement) if dbapi else statement
+    return dbapi_form(statement) if dbapi else statement
 
 
 def enqueue_statement(

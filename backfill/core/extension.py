@@ -41,7 +41,7 @@ from backfill.core.db import (
     database_url_from_env,
     redact_dsn,
 )
-from backfill.core.enqueue import add_job_spec, enqueue_statement
+from backfill.core.enqueue import add_job_spec, dbapi_form, enqueue_statement
 from backfill.core.errors import CallTimeoutError
 from backfill.core.flags import RESULT as RESULT_FLAG
 from backfill.core.flags import is_set, parse_flags, per_flag_set, register_flag, value_of, values_of, without_values
@@ -105,6 +105,7 @@ __all__ = [  # noqa: RUF022 - plain sorted order, checked by tests/unit/test_pub
     "connection_from",
     "current_job",
     "database_url_from_env",
+    "dbapi_form",
     "decode_json",
     "dsn_problem",
     "enqueue_statement",

@@ -9,8 +9,8 @@ from datetime import UTC, datetime
 import pytest
 
 from backfill.core.enqueue import (
-    _dbapi_form,
     add_job_sql,
+    dbapi_form,
     encode_spec_rows,
     insert_jobs_arguments,
     job_spec_json_fields,
@@ -33,10 +33,10 @@ def test_add_job_for_dbapi_drivers_marks_every_parameter_in_order() -> None:
 def test_a_statement_whose_parameters_are_not_in_order_cannot_be_marked_positionally() -> None:
     # %s marks take their arguments in order of appearance: $2 before $1 would swap them silently.
     with pytest.raises(ValueError, match=r"in order"):
-        _dbapi_form("select $2::text, $1::text")
+        dbapi_form("select $2::text, $1::text")
     with pytest.raises(ValueError, match=r"in order"):
-        _dbapi_form("select $1::text, $1::text")
-    assert _dbapi_form("select 5 % $1::int") == "select 5 %% %s::int"
+        dbapi_form("select $1::text, $1::text")
+    assert dbapi_form("select 5 % $1::int") == "select 5 %% %s::int"
 
 
 def test_a_job_spec_as_json_keeps_the_payload_text_as_it_is() -> None:

@@ -22,6 +22,7 @@ from typing import Any
 from django.utils.module_loading import import_string
 
 from backfill.core import SchemaName
+from backfill.core.extension import Statements, dbapi_form
 from backfill.integrations.django.compat import (
     Task,
     TaskError,
@@ -56,22 +57,17 @@ class LiveJob:
         return self.locked_at is None and self.attempts >= self.max_attempts
 
 
-def job_row_statement(schema: SchemaName) -> str:
-    """The read of one job's row (the private table: the public ``jobs`` view leaves the payload out)."""
-    return (
-        "select tasks.identifier, jobs.payload::text, jobs.attempts, jobs.max_attempts, jobs.last_error, "
-        "jobs.created_at, jobs.locked_at, jobs.locked_by "
-        f"from {schema.quoted}._private_jobs as jobs "
-        f"inner join {schema.quoted}._private_tasks as tasks on tasks.id = jobs.task_id "
-        "where jobs.id = %s"
-    )
+class DjangoSql(Statements, file=("backfill.integrations.django.sql", "django.sql")):
+    """The backend's reads on Django's connection (see django.sql)."""
+
+    live_job: str
 
 
 def read_live_job(connection: Any, schema: SchemaName, job_id: int) -> LiveJob | None:
     """The row of job ``job_id`` through ``connection`` (a DB-API one), or ``None`` when there is none."""
     cursor = connection.cursor()
     try:
-        cursor.execute(job_row_statement(schema), (job_id,))
+        cursor.execute(dbapi_form(DjangoSql.for_schema(schema).live_job), (job_id,))
         row = cursor.fetchone()
     finally:
         cursor.close()

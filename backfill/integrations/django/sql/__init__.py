@@ -1,0 +1,1 @@
+"""SQL of the Django backend (django.sql), loaded by backfill.core.statements."""
